@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module graph (data flows left to right):
+//   SSE ─► LifelineCore ─► Upstream ─► Server ─► LifelineMain ─► lifeline
+// Flags and DemoOrigin stand alone; LifelineMain wires everything together.
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+
+let package = Package(
+    name: "Lifeline",
+    products: [
+        .executable(name: "lifeline", targets: ["lifeline"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+    ],
+    targets: [
+        // The SSE wire format: WHATWG parser and serializer. No I/O.
+        .target(name: "SSE", dependencies: [nioCore]),
+        // Flag files and command lines: parsing, typed values, FILE:LINE errors, help text.
+        .target(name: "Flags"),
+        // Streams, the hub, replay buffer, fan-out, heartbeats. Knows subscribers only as byte sinks.
+        .target(name: "LifelineCore", dependencies: ["SSE", nioCore, logging]),
+        // The origin client: HTTP/1.1 requests, SSE sessions that reconnect with backoff.
+        .target(name: "Upstream", dependencies: ["SSE", "LifelineCore", nioCore, nioPosix, nioHTTP1, logging]),
+        // Listeners and the HTTP/1.1 front end, routing, plain proxying.
+        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", nioCore, nioPosix, nioHTTP1, logging]),
+        // The built-in demo origin (`lifeline --demo`, `lifeline demo-origin`).
+        .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1]),
+        // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
+        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "DemoOrigin", nioCore, nioPosix, logging]),
+        .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),
+
+        // Test-only helpers: an SSE client on real sockets and a scriptable origin.
+        .target(name: "LifelineTestSupport", dependencies: [nioCore, nioPosix, nioHTTP1], path: "Tests/LifelineTestSupport"),
+        .testTarget(name: "SSETests", dependencies: ["SSE", nioCore]),
+        .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
+        .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix]),
+        .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1]),
+        .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1]),
+    ]
+)

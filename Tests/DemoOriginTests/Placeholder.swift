@@ -1,0 +1,2 @@
+import XCTest
+final class DemoOriginTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class FlagsTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class UpstreamTestsPlaceholder: XCTestCase { func testNothing() {} }
