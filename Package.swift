@@ -8,6 +8,8 @@ let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let nioConcurrency = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
+let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
 
 let package = Package(
     name: "Lifeline",
@@ -24,13 +26,13 @@ let package = Package(
         // Flag files and command lines: parsing, typed values, FILE:LINE errors, help text.
         .target(name: "Flags"),
         // Streams, the hub, replay buffer, fan-out, heartbeats. Knows subscribers only as byte sinks.
-        .target(name: "LifelineCore", dependencies: ["SSE", nioCore, logging]),
+        .target(name: "LifelineCore", dependencies: ["SSE", nioCore, nioConcurrency, logging]),
         // The origin client: HTTP/1.1 requests, SSE sessions that reconnect with backoff.
         .target(name: "Upstream", dependencies: ["SSE", "LifelineCore", nioCore, nioPosix, nioHTTP1, logging]),
         // Listeners and the HTTP/1.1 front end, routing, plain proxying.
-        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", nioCore, nioPosix, nioHTTP1, logging]),
+        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", nioCore, nioPosix, nioHTTP1, nioConcurrency, logging]),
         // The built-in demo origin (`lifeline --demo`, `lifeline demo-origin`).
-        .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1]),
+        .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
         .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "DemoOrigin", nioCore, nioPosix, logging]),
         .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),
@@ -39,9 +41,9 @@ let package = Package(
         .target(name: "LifelineTestSupport", dependencies: [nioCore, nioPosix, nioHTTP1], path: "Tests/LifelineTestSupport"),
         .testTarget(name: "SSETests", dependencies: ["SSE", nioCore]),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
-        .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix]),
-        .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1]),
-        .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1]),
-        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1]),
+        .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
+        .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
     ]
 )

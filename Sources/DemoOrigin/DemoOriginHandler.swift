@@ -1,0 +1,203 @@
+import NIOCore
+import NIOHTTP1
+
+/// Serves one connection of the demo origin: the page, the health check and the tick stream.
+///
+/// Once a connection carries an SSE response it never carries another request, because that
+/// response only ends when the connection does; until then, plain responses use keep-alive.
+final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, DemoTickSubscriber {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let configuration: DemoOriginConfiguration
+    private let broadcaster: DemoTickBroadcaster
+    private var requestHead: HTTPRequestHead?
+
+    /// Set while this connection streams ticks; the broadcaster writes through it.
+    private var streamContext: ChannelHandlerContext?
+    private var lastSentTick: Int64 = 0
+    private(set) var dropDeadline: NIODeadline?
+
+    init(configuration: DemoOriginConfiguration, broadcaster: DemoTickBroadcaster) {
+        self.configuration = configuration
+        self.broadcaster = broadcaster
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.requestHead = head
+        case .body:
+            break  // No route takes a body; it is read and ignored.
+        case .end:
+            guard let head = self.requestHead, self.streamContext == nil else { return }
+            self.requestHead = nil
+            self.respond(context: context, to: head)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.stopStreaming()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.stopStreaming()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // Resets and the like: nothing to answer, the connection is gone or unusable.
+        context.close(promise: nil)
+    }
+
+    // MARK: Routing
+
+    private func respond(context: ChannelHandlerContext, to head: HTTPRequestHead) {
+        guard head.method == .GET else {
+            self.sendPlain(
+                context: context,
+                head: head,
+                status: .methodNotAllowed,
+                body: "method not allowed\n",
+                extraHeaders: [("Allow", "GET")]
+            )
+            return
+        }
+        let (path, query) = Self.splitURI(head.uri)
+        if path == "/events" || path.hasPrefix("/events/") {
+            self.startStream(context: context, head: head, query: query)
+            return
+        }
+        switch path {
+        case "/":
+            self.sendPlain(
+                context: context,
+                head: head,
+                status: .ok,
+                contentType: "text/html; charset=utf-8",
+                body: DemoPage.html
+            )
+        case "/healthz":
+            self.sendPlain(context: context, head: head, status: .ok, body: "ok")
+        default:
+            self.sendPlain(context: context, head: head, status: .notFound, body: "not found: \(path)\n")
+        }
+    }
+
+    private func sendPlain(
+        context: ChannelHandlerContext,
+        head: HTTPRequestHead,
+        status: HTTPResponseStatus,
+        contentType: String = "text/plain; charset=utf-8",
+        body: String,
+        extraHeaders: [(String, String)] = []
+    ) {
+        var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+        buffer.writeString(body)
+        var headers = HTTPHeaders([("Content-Type", contentType), ("Content-Length", String(buffer.readableBytes))])
+        headers.add(contentsOf: extraHeaders)
+        let keepAlive = head.isKeepAlive
+        if !keepAlive {
+            headers.add(name: "Connection", value: "close")
+        }
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let written = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            let channel = context.channel
+            written.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    // MARK: The tick stream
+
+    private func startStream(context: ChannelHandlerContext, head: HTTPRequestHead, query: Substring?) {
+        let headers = HTTPHeaders([("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+        var comment = context.channel.allocator.buffer(capacity: 16)
+        comment.writeString(": demo origin\n\n")
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(comment))), promise: nil)
+
+        let tickMillis = self.configuration.tickMillis
+        let currentTick = DemoTicks.tick(atMillis: DemoTicks.wallClockMillis(), tickMillis: tickMillis)
+        // Resume after the client's last id only if that id is in the past: an id from the future
+        // (another clock, another tick) has nothing to replay, so the client just goes live.
+        if let lastEventID = Self.lastEventID(head: head, query: query), lastEventID < currentTick {
+            self.lastSentTick = lastEventID
+        } else {
+            self.lastSentTick = currentTick
+        }
+        self.streamContext = context
+        self.deliverTicks(through: currentTick)
+        context.flush()
+
+        if let dropEvery = self.configuration.effectiveDropEvery {
+            let jittered = Double(dropEvery.nanoseconds) * Double.random(in: 0.75...1.25)
+            self.dropDeadline = .now() + .nanoseconds(Int64(jittered))
+        }
+        self.broadcaster.subscribe(self)
+    }
+
+    func deliverTicks(through tick: Int64) {
+        guard let context = self.streamContext, tick > self.lastSentTick else { return }
+        let tickMillis = self.configuration.tickMillis
+        let first = max(self.lastSentTick + 1, tick - self.configuration.effectiveMaxReplay + 1)
+        self.lastSentTick = tick
+        guard first <= tick else { return }
+        // One buffer and one flush for however many ticks are due (a replay, or a late timer).
+        var buffer = context.channel.allocator.buffer(capacity: Int(tick - first + 1) * 72)
+        for number in first...tick {
+            buffer.writeString(DemoTicks.eventText(tick: number, tickMillis: tickMillis))
+        }
+        context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+    }
+
+    func drop() {
+        guard let context = self.streamContext else { return }
+        self.stopStreaming()
+        // End the chunked body properly, then close: the client sees a finished response and
+        // reconnects, as it would when a real origin is redeployed gracefully.
+        let channel = context.channel
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    private func stopStreaming() {
+        guard self.streamContext != nil else { return }
+        self.streamContext = nil
+        self.dropDeadline = nil
+        self.broadcaster.unsubscribe(self)
+    }
+
+    // MARK: Request parsing
+
+    private static func splitURI(_ uri: String) -> (path: Substring, query: Substring?) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri[...], nil) }
+        return (uri[..<mark], uri[uri.index(after: mark)...])
+    }
+
+    /// The resume point: the `Last-Event-ID` header, else the `lastEventId` query parameter
+    /// (for EventSource polyfills that cannot set headers). Only plain decimal numbers count.
+    private static func lastEventID(head: HTTPRequestHead, query: Substring?) -> Int64? {
+        if let header = head.headers.first(name: "Last-Event-ID") {
+            return Self.parseTick(header[...])
+        }
+        guard let query else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 2, parts[0] == "lastEventId" {
+                return Self.parseTick(parts[1])
+            }
+        }
+        return nil
+    }
+
+    private static func parseTick(_ text: Substring) -> Int64? {
+        let trimmed = text.drop(while: { $0 == " " })
+        guard !trimmed.isEmpty, trimmed.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            return nil
+        }
+        return Int64(trimmed)
+    }
+}

@@ -1,0 +1,59 @@
+import NIOCore
+import SSE
+
+/// Turns parsed origin events into encoded stream events: numbering, ids of the gateway's own
+/// (`--assign-ids`), and dropping what an origin replays after a reconnect that the stream
+/// already has. Pure: no I/O, no clock.
+struct EventIngest {
+    private(set) var nextSequence: UInt64 = 1
+    private let assignIDs: Bool
+    /// Distinguishes this stream incarnation's assigned ids from an earlier one's.
+    private let incarnation: String
+    /// After a reconnect, events the buffer already has are dropped until the first new one.
+    private var deduplicating = false
+    /// An id-less event follows the fate of the event it continues.
+    private var droppedPrevious = false
+    private(set) var duplicatesDropped = 0
+
+    init(assignIDs: Bool, incarnation: String) {
+        self.assignIDs = assignIDs
+        self.incarnation = incarnation
+    }
+
+    mutating func upstreamReconnected() {
+        self.deduplicating = true
+        self.droppedPrevious = false
+    }
+
+    /// The encoded event, or nil when it is a duplicate of one already sent.
+    mutating func ingest(
+        _ event: SSEEvent,
+        replay: ReplayBuffer,
+        now: NIODeadline,
+        allocator: ByteBufferAllocator
+    ) -> EncodedEvent? {
+        if self.deduplicating {
+            if let id = event.id, !id.isEmpty, replay.contains(id: id) {
+                self.droppedPrevious = true
+                self.duplicatesDropped += 1
+                return nil
+            }
+            if event.id == nil, self.droppedPrevious {
+                self.duplicatesDropped += 1
+                return nil
+            }
+            self.deduplicating = false
+            self.droppedPrevious = false
+        }
+        var event = event
+        let sequence = self.nextSequence
+        if self.assignIDs, event.id == nil, event.lastEventID.isEmpty, event.data != nil {
+            event.id = "\(self.incarnation)-\(sequence)"
+            event.lastEventID = event.id!
+        }
+        self.nextSequence += 1
+        var bytes = allocator.buffer(capacity: (event.data?.utf8.count ?? 0) + 32)
+        SSESerializer.write(event, into: &bytes)
+        return EncodedEvent(sequence: sequence, id: event.id, bytes: bytes, receivedAt: now)
+    }
+}

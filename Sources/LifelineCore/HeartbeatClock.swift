@@ -1,0 +1,135 @@
+import NIOCore
+
+/// Sends heartbeats to the idle subscribers of one event loop from a single timer.
+///
+/// Subscribers sit in a list ordered by when they were last written to: a write moves a
+/// subscriber to the tail, so the head is always the one idle longest. The timer is set for the
+/// head's deadline; when it fires, the due subscribers at the head get their heartbeat and move to
+/// the tail. Cost per write is O(1), per heartbeat O(1), and a busy loop wakes at most once per
+/// interval. A write does not reschedule the timer: if the head was written to, the timer finds
+/// nothing due and is set again for the new head.
+public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventLoop`
+    public let eventLoop: EventLoop
+    /// nil when heartbeats are off: then nothing is tracked.
+    public let interval: TimeAmount?
+    private var head: HeartbeatEntry?
+    private var tail: HeartbeatEntry?
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
+    public private(set) var count = 0
+    public private(set) var heartbeatsSent = 0
+
+    public init(eventLoop: EventLoop, interval: TimeAmount?) {
+        self.eventLoop = eventLoop
+        self.interval = (interval.map { $0 > .zero } ?? false) ? interval : nil
+    }
+
+    /// Starts tracking `target`, counting it as written to now.
+    public func register(_ target: HeartbeatTarget) -> HeartbeatEntry {
+        self.eventLoop.preconditionInEventLoop()
+        let entry = HeartbeatEntry(target: target)
+        guard self.interval != nil else { return entry }
+        entry.lastWrite = self.eventLoop.now
+        self.append(entry)
+        self.count += 1
+        self.scheduleIfNeeded()
+        return entry
+    }
+
+    /// Records a write to the entry's subscriber.
+    @inline(__always)
+    public func touch(_ entry: HeartbeatEntry, now: NIODeadline) {
+        guard entry.isLinked else { return }
+        entry.lastWrite = now
+        if entry !== self.tail {
+            self.unlink(entry)
+            self.append(entry)
+        }
+    }
+
+    public func remove(_ entry: HeartbeatEntry) {
+        guard entry.isLinked else { return }
+        self.unlink(entry)
+        self.count -= 1
+        if self.head == nil {
+            self.timer?.cancel()
+            self.timer = nil
+            self.timerDeadline = nil
+        }
+    }
+
+    private func append(_ entry: HeartbeatEntry) {
+        entry.previous = self.tail
+        entry.next = nil
+        entry.isLinked = true
+        if let tail = self.tail {
+            tail.next = entry
+        } else {
+            self.head = entry
+        }
+        self.tail = entry
+    }
+
+    private func unlink(_ entry: HeartbeatEntry) {
+        if let previous = entry.previous {
+            previous.next = entry.next
+        } else {
+            self.head = entry.next
+        }
+        if let next = entry.next {
+            next.previous = entry.previous
+        } else {
+            self.tail = entry.previous
+        }
+        entry.previous = nil
+        entry.next = nil
+        entry.isLinked = false
+    }
+
+    private func scheduleIfNeeded() {
+        guard let interval = self.interval, let head = self.head else { return }
+        let deadline = head.lastWrite + interval
+        if let current = self.timerDeadline, current <= deadline {
+            return
+        }
+        self.timer?.cancel()
+        self.timerDeadline = deadline
+        self.timer = self.eventLoop.scheduleTask(deadline: deadline) { [self] in
+            self.timer = nil
+            self.timerDeadline = nil
+            self.fire()
+        }
+    }
+
+    private func fire() {
+        guard let interval = self.interval else { return }
+        let now = self.eventLoop.now
+        // Each due entry is moved to the tail with a fresh time, so this visits each at most once.
+        while let entry = self.head, entry.lastWrite + interval <= now {
+            self.touch(entry, now: now)
+            self.heartbeatsSent += 1
+            entry.target?.heartbeatDue()
+        }
+        self.scheduleIfNeeded()
+    }
+}
+
+/// A subscriber that can be sent a heartbeat.
+public protocol HeartbeatTarget: AnyObject {
+    /// Write the heartbeat and flush. Called on the clock's event loop, only between events.
+    func heartbeatDue()
+}
+
+/// One subscriber's place in its loop's heartbeat list.
+public final class HeartbeatEntry {
+    fileprivate weak var target: HeartbeatTarget?
+    // Unowned: a linked entry is kept alive by its predecessor's `next` (or the list head).
+    fileprivate unowned(unsafe) var previous: HeartbeatEntry?
+    fileprivate var next: HeartbeatEntry?
+    fileprivate var isLinked = false
+    fileprivate(set) public var lastWrite: NIODeadline = .uptimeNanoseconds(0)
+
+    fileprivate init(target: HeartbeatTarget) {
+        self.target = target
+    }
+}

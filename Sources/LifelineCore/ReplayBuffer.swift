@@ -1,0 +1,97 @@
+import NIOCore
+
+/// The ring of a stream's recent events, bounded by count, bytes and age, that serves clients
+/// reconnecting with `Last-Event-ID`.
+///
+/// Lookups are by the `id` a client last saw. Sequences are consecutive, so the position of an
+/// event is `sequence - firstSequence`, and an index from id to sequence makes a lookup O(1).
+public struct ReplayBuffer: Sendable {
+    public struct Limits: Sendable, Hashable {
+        public var events: Int
+        public var bytes: Int
+        public var age: TimeAmount
+        public init(events: Int = 1000, bytes: Int = 4 << 20, age: TimeAmount = .minutes(10)) {
+            self.events = events
+            self.bytes = bytes
+            self.age = age
+        }
+    }
+
+    public enum Lookup: Sendable {
+        /// The client's id is known: these are the events after it (possibly none).
+        case hit([EncodedEvent])
+        /// The id is unknown or has been evicted: the buffer cannot say what the client missed.
+        case miss
+    }
+
+    public let limits: Limits
+    private var entries: CircularBuffer<EncodedEvent> = CircularBuffer(initialCapacity: 16)
+    private var indexByID: [String: UInt64] = [:]
+    public private(set) var byteCount = 0
+    /// The id the stream's upstream was first opened with (its resume point). A client that
+    /// resumes from exactly there is owed every event since the stream began, as long as none
+    /// has been evicted yet.
+    private var baseID: String?
+    private var evictedAny = false
+
+    public init(limits: Limits, baseID: String? = nil) {
+        self.limits = limits
+        self.baseID = (baseID?.isEmpty ?? true) ? nil : baseID
+    }
+
+    public var count: Int { self.entries.count }
+    public var isEmpty: Bool { self.entries.isEmpty }
+    public var last: EncodedEvent? { self.entries.last }
+
+    /// Whether an event with this `id` is buffered (used to drop what an origin replays twice).
+    public func contains(id: String) -> Bool {
+        self.indexByID[id] != nil
+    }
+
+    public mutating func append(_ event: EncodedEvent, now: NIODeadline) {
+        if let previous = self.entries.last {
+            precondition(event.sequence == previous.sequence + 1, "replay sequences must be consecutive")
+        }
+        self.entries.append(event)
+        self.byteCount += event.bytes.readableBytes
+        if let id = event.id, !id.isEmpty {
+            self.indexByID[id] = event.sequence
+        }
+        self.evict(now: now)
+    }
+
+    /// Drops what is over the count, byte or age bound. The newest event always stays, even when
+    /// it alone is over the byte bound, so that a client's position can still be found.
+    public mutating func evict(now: NIODeadline) {
+        let oldestAllowed = now - self.limits.age
+        while let first = self.entries.first, self.entries.count > 1 || first.receivedAt < oldestAllowed {
+            let overCount = self.entries.count > self.limits.events
+            let overBytes = self.byteCount > self.limits.bytes
+            let tooOld = first.receivedAt < oldestAllowed
+            guard overCount || overBytes || tooOld else { break }
+            self.removeFirst()
+        }
+    }
+
+    private mutating func removeFirst() {
+        let first = self.entries.removeFirst()
+        self.byteCount -= first.bytes.readableBytes
+        self.evictedAny = true
+        if let id = first.id, self.indexByID[id] == first.sequence {
+            self.indexByID[id] = nil
+        }
+    }
+
+    /// The events a client that last saw `lastEventID` has missed.
+    public mutating func events(after lastEventID: String, now: NIODeadline) -> Lookup {
+        self.evict(now: now)
+        if let sequence = self.indexByID[lastEventID], let first = self.entries.first {
+            let start = Int(sequence - first.sequence) + 1
+            return .hit(Array(self.entries[self.entries.index(self.entries.startIndex, offsetBy: start)...]))
+        }
+        if lastEventID == self.baseID, !self.evictedAny {
+            return .hit(Array(self.entries))
+        }
+        return .miss
+    }
+}

@@ -1,0 +1,71 @@
+/// Which parts of a request decide whether clients share a stream (`--share-by`).
+public struct SharePolicy: Sendable, Hashable {
+    public var path: Bool
+    public var query: Bool
+    /// Header names (lowercased) whose values are part of the key.
+    public var headers: [String]
+
+    public init(path: Bool = true, query: Bool = true, headers: [String] = ["authorization", "cookie"]) {
+        self.path = path
+        self.query = query
+        self.headers = headers.map { $0.lowercased() }
+    }
+
+    /// The default: path, query and the client's credentials, so that clients with different
+    /// credentials never share.
+    public static let `default` = SharePolicy()
+
+    /// Parses `path,query,header:NAME,...`; returns nil with a reason for a bad item.
+    public static func parse(_ text: String) -> Result<SharePolicy, ShareByError> {
+        var policy = SharePolicy(path: false, query: false, headers: [])
+        for rawItem in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let item = rawItem.trimmingASCIISpaces()
+            switch item.lowercased() {
+            case "path": policy.path = true
+            case "query": policy.query = true
+            case "authorization": policy.headers.append("authorization")
+            case "cookie": policy.headers.append("cookie")
+            default:
+                let lowered = item.lowercased()
+                if lowered.hasPrefix("header:"), lowered.count > "header:".count {
+                    policy.headers.append(String(lowered.dropFirst("header:".count)))
+                } else {
+                    return .failure(ShareByError(item: item))
+                }
+            }
+        }
+        return .success(policy)
+    }
+
+    public func key(
+        method: String,
+        origin: String,
+        path: String,
+        query: String?,
+        header: (String) -> String?
+    ) -> StreamKey {
+        StreamKey(
+            method: method,
+            origin: origin,
+            path: self.path ? path : nil,
+            query: self.query ? (query ?? "") : nil,
+            headerValues: self.headers.map { header($0) }
+        )
+    }
+}
+
+public struct ShareByError: Error, CustomStringConvertible, Sendable {
+    public var item: String
+    public var description: String {
+        "unknown item \"\(self.item)\" (expected path, query, authorization, cookie or header:NAME)"
+    }
+}
+
+extension StringProtocol {
+    func trimmingASCIISpaces() -> String {
+        var slice = Substring(self)
+        while slice.first == " " || slice.first == "\t" { slice = slice.dropFirst() }
+        while slice.last == " " || slice.last == "\t" { slice = slice.dropLast() }
+        return String(slice)
+    }
+}

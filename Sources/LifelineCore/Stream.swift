@@ -1,0 +1,307 @@
+import Logging
+import NIOCore
+import SSE
+
+/// One upstream response shared by every client with the same key: its replay buffer, its
+/// fan-out to subscribers on every event loop, and its lifetime (linger after the last client).
+///
+/// A stream lives on one event loop; every method runs there unless it says otherwise. Events
+/// are encoded once and handed to each other loop once per batch; the loop writes them to its
+/// own subscribers.
+public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
+    public enum UpstreamState: String, Sendable {
+        case connecting, connected, reconnecting, ended
+    }
+
+    public let key: StreamKey
+    public let eventLoop: EventLoop
+    /// A private stream serves one client that resumed from an id the buffer did not know; no one
+    /// else joins it and it ends with its client.
+    public let isPrivate: Bool
+    let configuration: StreamConfiguration
+    private let logger: Logger
+    private let allocator = ByteBufferAllocator()
+    private weak var hub: StreamHub?
+
+    private var lifecycle: StreamLifecycle
+    private var lingerTimer: Scheduled<Void>?
+    private var replay: ReplayBuffer
+    private var ingest: EventIngest
+    private var loopSets: [ObjectIdentifier: LoopSet] = [:]
+    private var upstream: UpstreamFeed?
+    /// The origin's last `retry:` value, passed on to clients that join later.
+    private var originRetry: Int?
+    /// Headers of the origin's first response (CORS and the like) that every subscriber's
+    /// response repeats. The front end has already removed what must not be shared.
+    public let originHeaders: [(String, String)]
+
+    public private(set) var upstreamState: UpstreamState = .connecting
+    public private(set) var eventsReceived = 0
+    public private(set) var lastUpstreamError: String?
+    public private(set) var reconnects = 0
+
+    private struct LoopSet {
+        let set: LoopSubscribers
+        var count: Int
+    }
+
+    /// - Parameters:
+    ///   - resumeID: the `Last-Event-ID` the upstream is first opened with, if any.
+    public init(
+        key: StreamKey,
+        eventLoop: EventLoop,
+        configuration: StreamConfiguration,
+        resumeID: String? = nil,
+        originHeaders: [(String, String)] = [],
+        isPrivate: Bool = false,
+        hub: StreamHub? = nil,
+        logger: Logger = Logger(label: "lifeline.stream")
+    ) {
+        self.key = key
+        self.eventLoop = eventLoop
+        self.configuration = configuration
+        self.isPrivate = isPrivate
+        self.originHeaders = originHeaders
+        self.hub = hub
+        self.replay = ReplayBuffer(limits: configuration.replayLimits, baseID: resumeID)
+        // Random per incarnation, so that a client holding an assigned id from an earlier
+        // incarnation of this stream misses instead of matching a different event.
+        let incarnation = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
+        self.ingest = EventIngest(assignIDs: configuration.assignIDs, incarnation: incarnation)
+        self.lifecycle = StreamLifecycle(linger: isPrivate ? .zero : configuration.linger)
+        var logger = logger
+        logger[metadataKey: "stream"] = "\(key)"
+        self.logger = logger
+    }
+
+    /// Takes the upstream that feeds this stream and starts the wait for the first subscriber.
+    public func start(upstream: UpstreamFeed) {
+        self.eventLoop.preconditionInEventLoop()
+        self.upstream = upstream
+        self.apply(self.lifecycle.started())
+    }
+
+    public var subscriberCount: Int { self.lifecycle.subscribers }
+    public var replayCount: Int { self.replay.count }
+    public var replayBytes: Int { self.replay.byteCount }
+    public var duplicatesDropped: Int { self.ingest.duplicatesDropped }
+    public var isEnded: Bool { self.lifecycle.isEnded }
+
+    // MARK: Subscribers
+
+    /// Adds a subscriber; callable from any event loop. The subscriber hears back on its own loop
+    /// through `streamAttached` or `streamRefused`.
+    ///
+    /// - Parameters:
+    ///   - lastEventID: the client's `Last-Event-ID`, if it sent one.
+    ///   - isCreator: the client whose request opened the stream. Its id went to the origin, not
+    ///     to the buffer, so it is reported as a miss.
+    public func attach(_ subscriber: StreamSubscriber, lastEventID: String?, isCreator: Bool = false) {
+        let bound = NIOLoopBound(subscriber, eventLoop: subscriber.eventLoop)
+        let loop = subscriber.eventLoop
+        // Always a new task, also on the same loop: the caller is usually inside a channel
+        // handler, and the subscriber's callbacks must not re-enter it.
+        self.eventLoop.execute {
+            self.attachOnLoop(bound, loop: loop, lastEventID: lastEventID, isCreator: isCreator)
+        }
+    }
+
+    private func attachOnLoop(
+        _ bound: NIOLoopBound<StreamSubscriber>,
+        loop: EventLoop,
+        lastEventID: String?,
+        isCreator: Bool
+    ) {
+        if self.lifecycle.isEnded {
+            loop.execute { bound.value.streamRefused(.ended) }
+            return
+        }
+        var status = StreamAttachment.Replay.none
+        var events: [EncodedEvent] = []
+        if let lastEventID, !lastEventID.isEmpty {
+            if isCreator {
+                status = .miss
+            } else {
+                switch self.replay.events(after: lastEventID, now: self.eventLoop.now) {
+                case .hit(let missed):
+                    status = .hit
+                    events = missed
+                case .miss:
+                    if self.configuration.replayMiss == .upstream, !self.isPrivate {
+                        loop.execute { bound.value.streamRefused(.needsPrivateStream(lastEventID: lastEventID)) }
+                        return
+                    }
+                    status = .miss
+                }
+            }
+        }
+        self.apply(self.lifecycle.subscriberJoined())
+
+        let loopID = ObjectIdentifier(loop)
+        let loopSet: LoopSubscribers
+        if let existing = self.loopSets[loopID] {
+            loopSet = existing.set
+            self.loopSets[loopID]!.count += 1
+        } else {
+            loopSet = LoopSubscribers(eventLoop: loop)
+            self.loopSets[loopID] = LoopSet(set: loopSet, count: 1)
+        }
+        let gapEvent = status == .miss ? self.gapEvent(for: lastEventID ?? "") : nil
+        let retry = self.originRetry
+        let attach = { (subscriber: StreamSubscriber) in
+            let membership = StreamMembership(stream: self, loopSet: loopSet, subscriber: subscriber)
+            loopSet.add(membership)
+            subscriber.streamAttached(
+                StreamAttachment(
+                    membership: membership,
+                    replayStatus: status,
+                    replay: events,
+                    originRetry: retry,
+                    gapEvent: gapEvent
+                )
+            )
+        }
+        if loop === self.eventLoop {
+            // Same loop: add now, so that no batch can slip between the replay snapshot and the
+            // subscriber's first live chunk.
+            attach(bound.value)
+        } else {
+            // Another loop: tasks run in the order they were submitted, so this add runs before
+            // any batch this stream hands that loop later.
+            let sendableAttach = UncheckedSendableBox(attach)
+            loop.execute { sendableAttach.value(bound.value) }
+        }
+    }
+
+    func subscriberLeft(loop: ObjectIdentifier) {
+        self.eventLoop.preconditionInEventLoop()
+        guard !self.lifecycle.isEnded else { return }
+        self.loopSets[loop]?.count -= 1
+        self.apply(self.lifecycle.subscriberLeft())
+    }
+
+    private func gapEvent(for lastEventID: String) -> ByteBuffer? {
+        guard let name = self.configuration.gapEvent else { return nil }
+        var buffer = self.allocator.buffer(capacity: 64)
+        // The id is the client's own header value; header values cannot hold CR or LF.
+        SSESerializer.write(SSEEvent(type: name, data: lastEventID), into: &buffer)
+        return buffer
+    }
+
+    // MARK: Upstream
+
+    public func upstreamConnected(isReconnect: Bool) {
+        self.eventLoop.preconditionInEventLoop()
+        self.upstreamState = .connected
+        if isReconnect {
+            self.reconnects += 1
+            self.ingest.upstreamReconnected()
+        }
+        self.logger.debug("upstream connected", metadata: ["reconnect": "\(isReconnect)"])
+    }
+
+    public func upstreamReceived(_ outputs: [SSEParser.Output]) {
+        self.eventLoop.preconditionInEventLoop()
+        guard !self.lifecycle.isEnded else { return }
+        let now = self.eventLoop.now
+        var blocks: [ByteBuffer] = []
+        var eventCount = 0
+        blocks.reserveCapacity(outputs.count)
+        for output in outputs {
+            switch output {
+            case .retry(let milliseconds):
+                self.originRetry = milliseconds
+                var buffer = self.allocator.buffer(capacity: 16)
+                SSESerializer.writeRetry(milliseconds, into: &buffer)
+                blocks.append(buffer)
+            case .event(let event):
+                guard let encoded = self.ingest.ingest(event, replay: self.replay, now: now, allocator: self.allocator)
+                else { continue }
+                self.replay.append(encoded, now: now)
+                self.eventsReceived += 1
+                eventCount += 1
+                blocks.append(encoded.bytes)
+            }
+        }
+        guard !blocks.isEmpty, self.lifecycle.subscribers > 0 else { return }
+        self.fanOut(StreamChunk(joining: blocks, eventCount: eventCount, allocator: self.allocator))
+    }
+
+    public func upstreamDisconnected(reason: String) {
+        self.eventLoop.preconditionInEventLoop()
+        self.upstreamState = .reconnecting
+        self.lastUpstreamError = reason
+        self.logger.info("upstream disconnected; reconnecting", metadata: ["reason": "\(reason)"])
+    }
+
+    public func upstreamEnded(_ reason: StreamEndReason) {
+        self.eventLoop.preconditionInEventLoop()
+        self.logger.info("upstream ended", metadata: ["reason": "\(reason)"])
+        self.upstream = nil
+        self.end(reason)
+    }
+
+    private func fanOut(_ chunk: StreamChunk) {
+        for loopSet in self.loopSets.values where loopSet.count > 0 {
+            let set = loopSet.set
+            if set.eventLoop === self.eventLoop {
+                set.deliver(chunk)
+            } else {
+                set.eventLoop.execute { set.deliver(chunk) }
+            }
+        }
+    }
+
+    // MARK: Lifetime
+
+    /// Ends the stream now (gateway shutdown): subscribers' responses end cleanly.
+    public func shutdown() {
+        self.eventLoop.execute { self.end(.shutdown) }
+    }
+
+    private func apply(_ action: StreamLifecycle.Action) {
+        switch action {
+        case .none:
+            break
+        case .startLinger(let delay):
+            self.lingerTimer?.cancel()
+            self.lingerTimer = self.eventLoop.scheduleTask(in: delay) { [self] in
+                self.lingerTimer = nil
+                self.apply(self.lifecycle.lingerExpired())
+            }
+        case .cancelLinger:
+            self.lingerTimer?.cancel()
+            self.lingerTimer = nil
+        case .end:
+            self.end(nil)
+        }
+    }
+
+    private func end(_ reason: StreamEndReason?) {
+        guard self.lifecycle.end() else { return }
+        self.upstreamState = .ended
+        self.lingerTimer?.cancel()
+        self.lingerTimer = nil
+        self.upstream?.stop()
+        self.upstream = nil
+        if let reason {
+            for loopSet in self.loopSets.values {
+                let set = loopSet.set
+                if set.eventLoop === self.eventLoop {
+                    set.endAll(reason)
+                } else {
+                    set.eventLoop.execute { set.endAll(reason) }
+                }
+            }
+        }
+        self.loopSets.removeAll()
+        self.hub?.streamEnded(self)
+        self.logger.debug("stream ended", metadata: ["reason": "\(reason.map { "\($0)" } ?? "linger expired")"])
+    }
+}
+
+/// Moves a value that is only used on one event loop across a loop hop.
+struct UncheckedSendableBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

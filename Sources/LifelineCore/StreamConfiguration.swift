@@ -1,0 +1,34 @@
+import NIOCore
+
+/// What a stream does with the events it receives: the replay and fan-out policies.
+public struct StreamConfiguration: Sendable {
+    public enum ReplayMissPolicy: String, Sendable, CaseIterable {
+        /// The client gets a stream of its own, opened upstream with its `Last-Event-ID`.
+        case upstream
+        /// The client joins the live stream.
+        case live
+    }
+
+    public var replayLimits: ReplayBuffer.Limits
+    /// How long a stream outlives its last client.
+    public var linger: TimeAmount
+    public var replayMiss: ReplayMissPolicy
+    /// Name of the in-band event sent to a client whose `Last-Event-ID` the buffer could not serve.
+    public var gapEvent: String?
+    /// Give id-less events ids of the gateway's own, so that replay works for them.
+    public var assignIDs: Bool
+
+    public init(
+        replayLimits: ReplayBuffer.Limits = .init(),
+        linger: TimeAmount = .seconds(30),
+        replayMiss: ReplayMissPolicy = .upstream,
+        gapEvent: String? = nil,
+        assignIDs: Bool = false
+    ) {
+        self.replayLimits = replayLimits
+        self.linger = linger
+        self.replayMiss = replayMiss
+        self.gapEvent = gapEvent
+        self.assignIDs = assignIDs
+    }
+}

@@ -1,0 +1,113 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Finds the stream for a key, or lets exactly one client open it while the others with the
+/// same key wait for the origin's answer. Thread-safe: the front ends of every event loop use it.
+public final class StreamHub: Sendable {
+    public enum OpeningOutcome: Sendable {
+        /// The origin answered with an event stream: join it.
+        case stream(Stream)
+        /// The origin answered with something else; it went to the client that asked first.
+        /// Make a request of your own.
+        case notAStream
+    }
+
+    public enum Lookup: Sendable {
+        /// A stream exists: attach to it.
+        case stream(Stream)
+        /// No stream: the caller opens the origin request, then calls `promote` or `abandon`.
+        case open(OpeningTicket)
+        /// Another client is opening it: `onOpened` will be called on the caller's loop.
+        case wait
+    }
+
+    /// The right to open the stream for a key, held by the first client.
+    public struct OpeningTicket: Sendable {
+        public let key: StreamKey
+        fileprivate let opening: Opening
+    }
+
+    fileprivate final class Opening: @unchecked Sendable {
+        // Guarded by the hub's lock.
+        var waiters: [(EventLoop, @Sendable (OpeningOutcome) -> Void)] = []
+    }
+
+    private enum Entry {
+        case opening(Opening)
+        case live(Stream)
+    }
+
+    private let entries = NIOLockedValueBox<[StreamKey: Entry]>([:])
+
+    public init() {}
+
+    public func lookup(
+        _ key: StreamKey,
+        on eventLoop: EventLoop,
+        onOpened: @escaping @Sendable (OpeningOutcome) -> Void
+    ) -> Lookup {
+        self.entries.withLockedValue { entries in
+            switch entries[key] {
+            case .live(let stream):
+                return .stream(stream)
+            case .opening(let opening):
+                opening.waiters.append((eventLoop, onOpened))
+                return .wait
+            case nil:
+                let opening = Opening()
+                entries[key] = .opening(opening)
+                return .open(OpeningTicket(key: key, opening: opening))
+            }
+        }
+    }
+
+    /// The live stream for `key`, if there is one.
+    public func stream(for key: StreamKey) -> Stream? {
+        self.entries.withLockedValue { entries in
+            if case .live(let stream) = entries[key] { return stream }
+            return nil
+        }
+    }
+
+    /// The origin answered with an event stream: `stream` now serves the key.
+    public func promote(_ ticket: OpeningTicket, to stream: Stream) {
+        let waiters = self.entries.withLockedValue { entries in
+            entries[ticket.key] = .live(stream)
+            return ticket.opening.waiters
+        }
+        for (loop, callback) in waiters {
+            loop.execute { callback(.stream(stream)) }
+        }
+    }
+
+    /// The origin answered with something that is not an event stream.
+    public func abandon(_ ticket: OpeningTicket) {
+        let waiters = self.entries.withLockedValue { entries in
+            if case .opening(let opening) = entries[ticket.key], opening === ticket.opening {
+                entries[ticket.key] = nil
+            }
+            return ticket.opening.waiters
+        }
+        for (loop, callback) in waiters {
+            loop.execute { callback(.notAStream) }
+        }
+    }
+
+    func streamEnded(_ stream: Stream) {
+        self.entries.withLockedValue { entries in
+            if case .live(let current) = entries[stream.key], current === stream {
+                entries[stream.key] = nil
+            }
+        }
+    }
+
+    /// Every live stream, for the status page, metrics and shutdown.
+    public var streams: [Stream] {
+        self.entries.withLockedValue { entries in
+            entries.values.compactMap {
+                if case .live(let stream) = $0 { return stream }
+                return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+import NIOCore
+import SSE
+
+/// The origin side of a stream, as the core sees it: something that delivers parsed events and
+/// reconnects by itself. The `Upstream` module implements it over HTTP/1.1.
+public protocol UpstreamFeed: AnyObject {
+    /// Stops for good: closes any connection and cancels any reconnect. No callbacks after it.
+    func stop()
+}
+
+/// What a stream hears from its upstream; every call comes on the stream's event loop.
+public protocol UpstreamFeedDelegate: AnyObject {
+    /// A connection answered `200` with an event stream. `isReconnect` is false for the first.
+    func upstreamConnected(isReconnect: Bool)
+    /// What one read from the origin parsed to, in order: one batch.
+    func upstreamReceived(_ outputs: [SSEParser.Output])
+    /// The connection ended; the feed reconnects by itself.
+    func upstreamDisconnected(reason: String)
+    /// The feed stopped for good.
+    func upstreamEnded(_ reason: StreamEndReason)
+}

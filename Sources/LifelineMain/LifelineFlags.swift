@@ -1,0 +1,262 @@
+import Flags
+import LifelineCore
+import NIOCore
+import Server
+import Upstream
+
+/// Every flag of `lifeline`, in one table: parsing, `--help` and docs/flags.md come from it.
+enum LifelineFlags {
+    // MARK: Listening and routing
+    static let listen = RepeatedFlag(
+        "listen", .listenAddress, default: "127.0.0.1:8080", valueName: "HOST:PORT", section: "Listening and routing",
+        help: "Address to accept plaintext HTTP/1.1 clients on (repeatable). Port 0 picks a free port.")
+    static let route = RepeatedFlag(
+        "route", .custom(valueName: "PREFIX=URL") { text in try Route.parse(text).get() }, section: "Listening and routing",
+        help: "Serve request paths that start with PREFIX from the origin URL (repeatable; the longest prefix wins). "
+            + "The path after the prefix and the query are appended to the URL's path.")
+    static let upstream = OptionalFlag(
+        "upstream", .custom(valueName: "URL") { text in try OriginTarget.parse(text).get() },
+        section: "Listening and routing", help: "Short for --route=/=URL.")
+    static let shareBy = Flag(
+        "share-by", .custom(valueName: "ITEMS") { text in try SharePolicy.parse(text).get() },
+        default: "path,query,authorization,cookie", section: "Listening and routing",
+        help: "What must match for clients to share one stream: path, query, authorization, cookie, header:NAME "
+            + "(comma-separated). Use path,query for public broadcast streams.")
+    static let lastEventIDParam = Flag(
+        "last-event-id-param", .string, default: "lastEventId", valueName: "NAME", section: "Listening and routing",
+        help: "Query parameter that carries Last-Event-ID for polyfills; removed before the request goes upstream.")
+
+    // MARK: Heartbeats
+    static let heartbeat = Flag(
+        "heartbeat", .duration, default: "15s", section: "Heartbeats",
+        help: "Write a heartbeat to a client that has been sent nothing for this long (0 turns heartbeats off).")
+    static let heartbeatComment = Flag(
+        "heartbeat-comment", .string.validate(Self.singleLine), default: "heartbeat", valueName: "TEXT",
+        section: "Heartbeats", help: "Text of the heartbeat comment line (`:TEXT`).")
+    static let heartbeatEvent = OptionalFlag(
+        "heartbeat-event", .string.validate(Self.eventName), valueName: "NAME", section: "Heartbeats",
+        help: "Send heartbeats as an event of this type (`event: NAME`, empty data) instead of a comment, "
+            + "for client-side watchdogs.")
+    static let openingComment = Flag(
+        "opening-comment", .string.validate(Self.singleLine), default: "ok", valueName: "TEXT", section: "Heartbeats",
+        help: "Comment written right after the response head, so clients and proxies see the stream open at once.")
+    static let clientRetry = OptionalFlag(
+        "client-retry", .duration, section: "Heartbeats",
+        help: "Send clients `retry:` with this delay after the head (default: pass on the origin's retry:).")
+    static let clientRetryJitter = Flag(
+        "client-retry-jitter", .duration, default: "0", section: "Heartbeats",
+        help: "Add a random delay up to this to each client's retry:, so clients don't reconnect in step.")
+
+    // MARK: Upstream
+    static let reconnectMin = Flag(
+        "reconnect-min", .duration, default: "100ms", section: "Upstream",
+        help: "Shortest delay before reconnecting to the origin (the backoff's floor and base).")
+    static let reconnectMax = Flag(
+        "reconnect-max", .duration, default: "10s", section: "Upstream",
+        help: "Longest delay between reconnect attempts (exponential backoff with full jitter).")
+    static let upstreamIdleTimeout = Flag(
+        "upstream-idle-timeout", .duration, default: "0", section: "Upstream",
+        help: "Reconnect when the origin sends no byte for this long (0: never). Set it above the origin's own "
+            + "keepalive interval.")
+    static let upstreamGiveUp = Flag(
+        "upstream-give-up", .duration, default: "0", section: "Upstream",
+        help: "End a stream (its clients' responses end) when its origin has been unreachable this long (0: never).")
+    static let upstreamConnectTimeout = Flag(
+        "upstream-connect-timeout", .duration, default: "5s", section: "Upstream",
+        help: "Time allowed for a TCP connection to the origin.")
+    static let maxEventSize = Flag(
+        "max-event-size", .byteSize, default: "1MiB", section: "Upstream",
+        help: "Largest event accepted from the origin; a larger one ends that upstream connection and Lifeline reconnects.")
+
+    // MARK: Replay
+    static let replayEvents = Flag(
+        "replay-events", .integer(in: 0...), default: "1000", section: "Replay",
+        help: "Most events a stream keeps for clients that reconnect with Last-Event-ID.")
+    static let replayBytes = Flag(
+        "replay-bytes", .byteSize, default: "4MiB", section: "Replay", help: "Most bytes of events a stream keeps.")
+    static let replayAge = Flag(
+        "replay-age", .duration, default: "10m", section: "Replay", help: "Oldest event a stream keeps.")
+    static let replayMiss = Flag(
+        "replay-miss", .oneOf(StreamConfiguration.ReplayMissPolicy.self), default: "upstream", section: "Replay",
+        help: "When a client's Last-Event-ID is not in the buffer: `upstream` gives it a stream of its own opened "
+            + "with that id (the origin replays); `live` joins it to the live stream. Either way the response "
+            + "carries `Lifeline-Replay: miss`.")
+    static let gapEvent = OptionalFlag(
+        "gap-event", .string.validate(Self.eventName), valueName: "NAME", section: "Replay",
+        help: "Also tell such a client in-band: an event of this type whose data is the id it asked for.")
+    static let assignIDs = Flag<Bool>(
+        boolean: "assign-ids", section: "Replay",
+        help: "Give events from origins that send no ids ids of Lifeline's own, so that replay works for them.")
+    static let streamLinger = Flag(
+        "stream-linger", .duration, default: "30s", section: "Replay",
+        help: "How long a stream (its upstream connection and buffer) outlives its last client.")
+
+    // MARK: Clients
+    static let clientBuffer = Flag(
+        "client-buffer", .byteSize, default: "1MiB", section: "Clients",
+        help: "Most unsent bytes a client may have queued; a slower client is disconnected (it reconnects and "
+            + "catches up from the replay buffer).")
+    static let maxClients = Flag(
+        "max-clients", .integer(in: 0...), default: "0", section: "Clients",
+        help: "Most client connections at once (0: no limit); more get 503.")
+    static let maxClientsPerIP = Flag(
+        "max-clients-per-ip", .integer(in: 0...), default: "0", section: "Clients",
+        help: "Most client connections from one address (0: no limit); more get 429.")
+    static let maxRequestHead = Flag(
+        "max-request-head", .byteSize.validate { $0 >= 1024 ? nil : "must be at least 1KiB" }, default: "32KiB",
+        section: "Clients", help: "Largest request head (request line and headers); a larger one gets 431.")
+    static let requestHeadTimeout = Flag(
+        "request-head-timeout", .duration, default: "10s", section: "Clients",
+        help: "Time a client has to send a complete request head (408 after it); also the keep-alive idle time.")
+
+    // MARK: Operations
+    static let logLevel = Flag(
+        "log-level", .oneOf(["trace", "debug", "info", "notice", "warning", "error", "critical"]), default: "info",
+        section: "Operations", help: "Least severe log level written to stderr.")
+    static let logFormat = Flag(
+        "log-format", .oneOf(["text", "json"]), default: "text", section: "Operations",
+        help: "Log line format on stderr: text, or one JSON object per line.")
+    static let check = Flag<Bool>(
+        boolean: "check", section: "Operations",
+        help: "Validate the flags and flag files, print the effective configuration and exit (0 valid, 1 not).")
+    static let demo = Flag<Bool>(
+        boolean: "demo", section: "Operations",
+        help: "Start the built-in demo origin (ticks every second, drops its connection every ~20s) and route / to it.")
+    static let demoTick = Flag(
+        "demo-tick", .duration.validate { $0 > .zero ? nil : "must be more than 0" }, default: "1s",
+        section: "Operations", help: "With --demo: time between the demo origin's events.")
+    static let demoDropEvery = Flag(
+        "demo-drop-every", .duration, default: "20s", section: "Operations",
+        help: "With --demo: the demo origin drops each connection after about this long (0: never).")
+    static let help = Flag<Bool>(boolean: "help", section: "Operations", help: "Show this help and exit.")
+
+    static let set = FlagSet([
+        listen, route, upstream, shareBy, lastEventIDParam,
+        heartbeat, heartbeatComment, heartbeatEvent, openingComment, clientRetry, clientRetryJitter,
+        reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, maxEventSize,
+        replayEvents, replayBytes, replayAge, replayMiss, gapEvent, assignIDs, streamLinger,
+        clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
+        logLevel, logFormat, check, demo, demoTick, demoDropEvery, help,
+    ])
+
+    @Sendable static func singleLine(_ text: String) -> String? {
+        text.contains(where: { $0 == "\r" || $0 == "\n" }) ? "must be a single line" : nil
+    }
+
+    @Sendable static func eventName(_ text: String) -> String? {
+        if text.isEmpty { return "must not be empty" }
+        return Self.singleLine(text)
+    }
+}
+
+/// The settings `lifeline` runs with, derived from the flags.
+struct LifelineSettings {
+    var gateway: GatewayConfiguration
+    var demo: DemoSettings?
+    var logLevel: String
+    var logFormat: String
+
+    struct DemoSettings {
+        var tick: TimeAmount
+        var dropEvery: TimeAmount?
+    }
+
+    /// Checks what no single flag can and builds the configuration.
+    static func from(_ flags: ParsedFlags) -> Result<LifelineSettings, FlagErrors> {
+        typealias F = LifelineFlags
+        var errors: [FlagError] = []
+        var routes = flags[F.route]
+        if let upstream = flags[F.upstream] {
+            routes.insert(Route(prefix: "/", origin: upstream), at: 0)
+        }
+        let demo = flags[F.demo]
+        if routes.isEmpty && !demo {
+            errors.append(FlagError(
+                location: nil, flag: "route",
+                message: "no route: give --route=PREFIX=URL or --upstream=URL (or --demo for the built-in demo origin)"))
+        }
+        for (index, route) in flags[F.route].enumerated() where route.origin.scheme == .https {
+            errors.append(flags.error(at: "route", index: index, "https:// origins are not supported yet (TLS comes in a later release)"))
+        }
+        if let upstream = flags[F.upstream], upstream.scheme == .https {
+            errors.append(flags.error(at: F.upstream, "https:// origins are not supported yet (TLS comes in a later release)"))
+        }
+        let reconnectMin = flags[F.reconnectMin]
+        let reconnectMax = flags[F.reconnectMax]
+        if reconnectMin > reconnectMax {
+            errors.append(flags.error(at: F.reconnectMin, "must not be more than --reconnect-max (\(reconnectMax))"))
+        }
+        if reconnectMin == .zero {
+            errors.append(flags.error(at: F.reconnectMin, "must be more than 0"))
+        }
+        if flags[F.clientRetryJitter] > .zero && flags[F.clientRetry] == nil {
+            errors.append(flags.error(at: F.clientRetryJitter, "needs --client-retry"))
+        }
+        if flags[F.replayEvents] == 0 && flags[F.replayMiss] == .live {
+            // Allowed: no replay at all; every reconnect is a miss that joins live.
+        }
+        guard errors.isEmpty else { return .failure(FlagErrors(errors)) }
+
+        func time(_ duration: FlagDuration) -> TimeAmount { .nanoseconds(duration.nanoseconds) }
+        func optionalTime(_ duration: FlagDuration) -> TimeAmount? { duration > .zero ? time(duration) : nil }
+
+        let gateway = GatewayConfiguration(
+            listen: flags[F.listen].map { .init(host: $0.isAnyHost ? "0.0.0.0" : $0.host, port: $0.port) },
+            routes: routes,
+            sharePolicy: flags[F.shareBy],
+            heartbeat: optionalTime(flags[F.heartbeat]),
+            heartbeatComment: flags[F.heartbeatComment],
+            heartbeatEvent: flags[F.heartbeatEvent],
+            openingComment: flags[F.openingComment],
+            clientRetry: flags[F.clientRetry].map(time),
+            clientRetryJitter: time(flags[F.clientRetryJitter]),
+            clientBuffer: flags[F.clientBuffer],
+            lastEventIDParameter: flags[F.lastEventIDParam],
+            stream: StreamConfiguration(
+                replayLimits: .init(
+                    events: flags[F.replayEvents],
+                    bytes: flags[F.replayBytes],
+                    age: time(flags[F.replayAge])
+                ),
+                linger: time(flags[F.streamLinger]),
+                replayMiss: flags[F.replayMiss],
+                gapEvent: flags[F.gapEvent],
+                assignIDs: flags[F.assignIDs]
+            ),
+            upstream: UpstreamSession.Configuration(
+                reconnectMin: time(reconnectMin),
+                reconnectMax: time(reconnectMax),
+                idleTimeout: optionalTime(flags[F.upstreamIdleTimeout]),
+                giveUp: optionalTime(flags[F.upstreamGiveUp]),
+                maxEventSize: flags[F.maxEventSize],
+                connectTimeout: time(flags[F.upstreamConnectTimeout])
+            ),
+            maxClients: flags[F.maxClients] > 0 ? flags[F.maxClients] : nil,
+            maxClientsPerIP: flags[F.maxClientsPerIP] > 0 ? flags[F.maxClientsPerIP] : nil,
+            maxRequestHeadSize: flags[F.maxRequestHead],
+            requestHeadTimeout: time(flags[F.requestHeadTimeout])
+        )
+        return .success(LifelineSettings(
+            gateway: gateway,
+            demo: demo ? DemoSettings(tick: time(flags[F.demoTick]), dropEvery: optionalTime(flags[F.demoDropEvery])) : nil,
+            logLevel: flags[F.logLevel],
+            logFormat: flags[F.logFormat]
+        ))
+    }
+}
+
+/// Flags of `lifeline demo-origin`, which runs only the demo origin.
+enum DemoOriginFlags {
+    static let listen = Flag(
+        "listen", .listenAddress, default: "127.0.0.1:3000", valueName: "HOST:PORT", section: "Demo origin",
+        help: "Address to serve the demo origin on.")
+    static let tick = Flag(
+        "tick", .duration.validate { $0 > .zero ? nil : "must be more than 0" }, default: "1s", section: "Demo origin",
+        help: "Time between events.")
+    static let dropEvery = Flag(
+        "drop-every", .duration, default: "20s", section: "Demo origin",
+        help: "Drop each connection after about this long (0: never).")
+    static let help = Flag<Bool>(boolean: "help", section: "Demo origin", help: "Show this help and exit.")
+
+    static let set = FlagSet([listen, tick, dropEvery, help])
+}

@@ -1,0 +1,89 @@
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes log records to stderr as text or as one JSON object per line (`--log-format`).
+struct LifelineLogHandler: LogHandler {
+    enum Format: Sendable {
+        case text
+        case json
+    }
+
+    let label: String
+    let format: Format
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged = self.metadata
+        if let extra = event.metadata {
+            merged.merge(extra) { $1 }
+        }
+        let line: String
+        switch self.format {
+        case .text:
+            var text = "\(Self.timestamp()) \(event.level) \(event.message)"
+            for key in merged.keys.sorted() {
+                text += " \(key)=\(merged[key]!)"
+            }
+            line = text
+        case .json:
+            var fields = [
+                "\"time\":\(Self.quoted(Self.timestamp()))",
+                "\"level\":\(Self.quoted("\(event.level)"))",
+                "\"msg\":\(Self.quoted("\(event.message)"))",
+            ]
+            for key in merged.keys.sorted() {
+                fields.append("\(Self.quoted(key)):\(Self.quoted("\(merged[key]!)"))")
+            }
+            line = "{" + fields.joined(separator: ",") + "}"
+        }
+        var bytes = Array((line + "\n").utf8)
+        bytes.withUnsafeMutableBytes { buffer in
+            _ = write(2, buffer.baseAddress, buffer.count)
+        }
+    }
+
+    static func quoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20:
+                result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                    + String(scalar.value, radix: 16)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+
+    /// RFC 3339 UTC with milliseconds.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = time_t(now.tv_sec)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
+            + "\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
+    }
+}

@@ -1,0 +1,77 @@
+import LifelineCore
+import NIOCore
+import Upstream
+
+/// Everything the front end needs to know, built from the flags by `LifelineMain`.
+public struct GatewayConfiguration: Sendable {
+    public struct ListenAddress: Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public var listen: [ListenAddress]
+    public var routes: [Route]
+    public var sharePolicy: SharePolicy
+    /// Idle time after which a client gets a heartbeat; nil turns heartbeats off.
+    public var heartbeat: TimeAmount?
+    public var heartbeatComment: String
+    /// Send heartbeats as this named event instead of a comment.
+    public var heartbeatEvent: String?
+    /// The comment written right after the response head.
+    public var openingComment: String
+    /// `retry:` sent to clients after the head (nil: pass on the origin's, if any).
+    public var clientRetry: TimeAmount?
+    /// Each client's `retry:` is `clientRetry` plus a random part of this, so clients spread out.
+    public var clientRetryJitter: TimeAmount
+    public var clientBuffer: Int
+    /// Query parameter that carries `Last-Event-ID` for polyfills.
+    public var lastEventIDParameter: String
+    public var stream: StreamConfiguration
+    public var upstream: UpstreamSession.Configuration
+    public var maxClients: Int?
+    public var maxClientsPerIP: Int?
+    public var maxRequestHeadSize: Int
+    public var requestHeadTimeout: TimeAmount
+
+    public init(
+        listen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8080)],
+        routes: [Route] = [],
+        sharePolicy: SharePolicy = .default,
+        heartbeat: TimeAmount? = .seconds(15),
+        heartbeatComment: String = "heartbeat",
+        heartbeatEvent: String? = nil,
+        openingComment: String = "ok",
+        clientRetry: TimeAmount? = nil,
+        clientRetryJitter: TimeAmount = .zero,
+        clientBuffer: Int = 1 << 20,
+        lastEventIDParameter: String = "lastEventId",
+        stream: StreamConfiguration = StreamConfiguration(),
+        upstream: UpstreamSession.Configuration = UpstreamSession.Configuration(),
+        maxClients: Int? = nil,
+        maxClientsPerIP: Int? = nil,
+        maxRequestHeadSize: Int = 32 << 10,
+        requestHeadTimeout: TimeAmount = .seconds(10)
+    ) {
+        self.listen = listen
+        self.routes = routes
+        self.sharePolicy = sharePolicy
+        self.heartbeat = heartbeat
+        self.heartbeatComment = heartbeatComment
+        self.heartbeatEvent = heartbeatEvent
+        self.openingComment = openingComment
+        self.clientRetry = clientRetry
+        self.clientRetryJitter = clientRetryJitter
+        self.clientBuffer = clientBuffer
+        self.lastEventIDParameter = lastEventIDParameter
+        self.stream = stream
+        self.upstream = upstream
+        self.maxClients = maxClients
+        self.maxClientsPerIP = maxClientsPerIP
+        self.maxRequestHeadSize = maxRequestHeadSize
+        self.requestHeadTimeout = requestHeadTimeout
+    }
+}

@@ -1,0 +1,31 @@
+import LifelineCore
+import Logging
+import NIOCore
+import Upstream
+
+/// What every connection handler of a gateway shares: configuration, routes, the stream hub and
+/// the connection limits. Immutable or internally synchronized.
+final class GatewayShared: Sendable {
+    let configuration: GatewayConfiguration
+    let router: Router
+    let hub: StreamHub
+    let limiter: ConnectionLimiter
+    let logger: Logger
+    let accessLogger: Logger
+    let metrics: GatewayMetrics
+
+    init(configuration: GatewayConfiguration, hub: StreamHub, logger: Logger) {
+        self.configuration = configuration
+        self.router = Router(routes: configuration.routes)
+        self.hub = hub
+        self.limiter = ConnectionLimiter(
+            maxClients: configuration.maxClients,
+            maxPerAddress: configuration.maxClientsPerIP
+        )
+        self.logger = logger
+        var accessLogger = logger
+        accessLogger[metadataKey: "log"] = "access"
+        self.accessLogger = accessLogger
+        self.metrics = GatewayMetrics()
+    }
+}

@@ -1,0 +1,236 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What an origin connection reports; every call comes on the connection's event loop.
+public protocol OriginConnectionDelegate: AnyObject {
+    func originConnection(_ connection: OriginConnection, didReceiveHead head: HTTPResponseHead)
+    func originConnection(_ connection: OriginConnection, didReceiveBody body: ByteBuffer)
+    /// The end of one read from the socket: a natural point to flush what the body calls produced.
+    func originConnectionReadComplete(_ connection: OriginConnection)
+    /// The whole response arrived.
+    func originConnectionDidEnd(_ connection: OriginConnection)
+    /// The connection failed or closed before the response ended (connect failure included).
+    func originConnection(_ connection: OriginConnection, didFail error: Error)
+}
+
+/// One HTTP/1.1 request to an origin and its streamed response. Exactly one of `didEnd` or
+/// `didFail` is reported, unless the delegate was detached first. Confined to `eventLoop`.
+public final class OriginConnection: @unchecked Sendable {
+    public let eventLoop: EventLoop
+    public let target: OriginTarget
+    private var delegate: OriginConnectionDelegate?
+    private var channel: Channel?
+    private var state = State.connecting
+    private var pending: [HTTPClientRequestPart] = []
+    private var readingPaused = false
+
+    private enum State {
+        case connecting
+        case open
+        case finished
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case closedBeforeEnd
+        case closedByGateway
+        case tlsNotSupported
+        public var description: String {
+            switch self {
+            case .closedBeforeEnd: return "origin closed the connection before the response ended"
+            case .closedByGateway: return "closed by the gateway"
+            case .tlsNotSupported: return "https origins are not supported in this build"
+            }
+        }
+    }
+
+    private init(eventLoop: EventLoop, target: OriginTarget, delegate: OriginConnectionDelegate) {
+        self.eventLoop = eventLoop
+        self.target = target
+        self.delegate = delegate
+    }
+
+    /// Connects and sends `head`. Send a body with `sendBody` and finish with `endRequest`.
+    public static func open(
+        to target: OriginTarget,
+        head: HTTPRequestHead,
+        on eventLoop: EventLoop,
+        connectTimeout: TimeAmount,
+        delegate: OriginConnectionDelegate
+    ) -> OriginConnection {
+        eventLoop.preconditionInEventLoop()
+        let connection = OriginConnection(eventLoop: eventLoop, target: target, delegate: delegate)
+        connection.pending.append(.head(head))
+        guard target.scheme == .http else {
+            eventLoop.execute { connection.fail(Failure.tlsNotSupported) }
+            return connection
+        }
+        let bound = NIOLoopBound(connection, eventLoop: eventLoop)
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(OriginResponseHandler(connection: bound.value))
+                }
+            }
+            .connect(host: target.host, port: target.port)
+            .whenComplete { result in
+                let connection = bound.value
+                switch result {
+                case .success(let channel):
+                    connection.connected(channel)
+                case .failure(let error):
+                    connection.fail(error)
+                }
+            }
+        return connection
+    }
+
+    private func connected(_ channel: Channel) {
+        guard self.state == .connecting else {
+            channel.close(promise: nil)
+            return
+        }
+        self.state = .open
+        self.channel = channel
+        if self.readingPaused {
+            channel.setOption(.autoRead, value: false).whenFailure { _ in }
+        }
+        for part in self.pending {
+            channel.write(part, promise: nil)
+        }
+        self.pending.removeAll()
+        channel.flush()
+    }
+
+    public func sendBody(_ body: ByteBuffer) {
+        self.send(.body(.byteBuffer(body)))
+    }
+
+    public func endRequest() {
+        self.send(.end(nil))
+    }
+
+    private func send(_ part: HTTPClientRequestPart) {
+        switch self.state {
+        case .connecting:
+            self.pending.append(part)
+        case .open:
+            self.channel?.writeAndFlush(part, promise: nil)
+        case .finished:
+            break
+        }
+    }
+
+    /// Stops reading from the origin until `resumeReading` (backpressure from a slow client).
+    public func pauseReading() {
+        guard !self.readingPaused else { return }
+        self.readingPaused = true
+        self.channel?.setOption(.autoRead, value: false).whenFailure { _ in }
+    }
+
+    public func resumeReading() {
+        guard self.readingPaused else { return }
+        self.readingPaused = false
+        self.channel?.setOption(.autoRead, value: true).whenFailure { _ in }
+    }
+
+    /// Hands the connection's reports to another delegate (a stream adopting it).
+    public func setDelegate(_ delegate: OriginConnectionDelegate) {
+        self.eventLoop.preconditionInEventLoop()
+        self.delegate = delegate
+    }
+
+    /// Closes the connection; the delegate hears `didFail(closedByGateway)` unless it already heard the end.
+    public func close() {
+        switch self.state {
+        case .connecting:
+            self.fail(Failure.closedByGateway)
+        case .open:
+            self.channel?.close(promise: nil)
+        case .finished:
+            break
+        }
+    }
+
+    /// Closes without any further report.
+    public func detachAndClose() {
+        self.delegate = nil
+        self.close()
+    }
+
+    // MARK: From the handler
+
+    func receivedHead(_ head: HTTPResponseHead) {
+        self.delegate?.originConnection(self, didReceiveHead: head)
+    }
+
+    func receivedBody(_ body: ByteBuffer) {
+        self.delegate?.originConnection(self, didReceiveBody: body)
+    }
+
+    func readComplete() {
+        self.delegate?.originConnectionReadComplete(self)
+    }
+
+    func receivedEnd() {
+        guard self.state != .finished else { return }
+        self.state = .finished
+        let delegate = self.delegate
+        self.delegate = nil
+        // The response is complete; this gateway does not reuse origin connections.
+        self.channel?.close(promise: nil)
+        delegate?.originConnectionDidEnd(self)
+    }
+
+    func fail(_ error: Error) {
+        guard self.state != .finished else { return }
+        self.state = .finished
+        let delegate = self.delegate
+        self.delegate = nil
+        self.channel?.close(promise: nil)
+        delegate?.originConnection(self, didFail: error)
+    }
+}
+
+/// Passes an origin's response parts to its `OriginConnection`.
+final class OriginResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let connection: OriginConnection
+    private var error: Error?
+
+    init(connection: OriginConnection) {
+        self.connection = connection
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.connection.receivedHead(head)
+        case .body(let body):
+            self.connection.receivedBody(body)
+        case .end:
+            self.connection.receivedEnd()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.connection.readComplete()
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A chunked body cut short, a reset, a malformed response: all end this connection.
+        self.error = self.error ?? error
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.connection.fail(self.error ?? OriginConnection.Failure.closedBeforeEnd)
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,253 @@
+import LifelineCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import SSE
+
+/// The origin side of one stream: keeps an event-stream response open, parses it, and when the
+/// connection ends reconnects by itself with `Last-Event-ID`, with backoff. Confined to its loop.
+public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var reconnectMin: TimeAmount
+        public var reconnectMax: TimeAmount
+        /// Reconnect when the origin sends no byte for this long (nil: never).
+        public var idleTimeout: TimeAmount?
+        /// End the stream when the origin has been unreachable this long (nil: never).
+        public var giveUp: TimeAmount?
+        public var maxEventSize: Int
+        public var connectTimeout: TimeAmount
+
+        public init(
+            reconnectMin: TimeAmount = .milliseconds(100),
+            reconnectMax: TimeAmount = .seconds(10),
+            idleTimeout: TimeAmount? = nil,
+            giveUp: TimeAmount? = nil,
+            maxEventSize: Int = 1 << 20,
+            connectTimeout: TimeAmount = .seconds(5)
+        ) {
+            self.reconnectMin = reconnectMin
+            self.reconnectMax = reconnectMax
+            self.idleTimeout = idleTimeout
+            self.giveUp = giveUp
+            self.maxEventSize = maxEventSize
+            self.connectTimeout = connectTimeout
+        }
+    }
+
+    public let eventLoop: EventLoop
+    private let target: OriginTarget
+    private let requestHead: HTTPRequestHead
+    private let configuration: Configuration
+    private let logger: Logger
+    private var machine: UpstreamSessionStateMachine
+    private var parser: SSEParser
+    private weak var delegate: UpstreamFeedDelegate?
+    private var connection: OriginConnection?
+    private var reconnectTimer: Scheduled<Void>?
+    private var idleTimer: Scheduled<Void>?
+    private var lastByteAt: NIODeadline = .uptimeNanoseconds(0)
+    /// Outputs parsed during the current read, handed over together at the end of the read.
+    private var pending: [SSEParser.Output] = []
+    private var stopped = false
+    /// Injected in tests for deterministic jitter.
+    var random: () -> Double = { Double.random(in: 0..<1) }
+
+    public init(
+        target: OriginTarget,
+        requestHead: HTTPRequestHead,
+        resumeID: String?,
+        eventLoop: EventLoop,
+        configuration: Configuration,
+        logger: Logger
+    ) {
+        self.target = target
+        self.requestHead = requestHead
+        self.eventLoop = eventLoop
+        self.configuration = configuration
+        self.logger = logger
+        self.parser = SSEParser(maxEventSize: configuration.maxEventSize, lastEventID: resumeID ?? "")
+        self.machine = UpstreamSessionStateMachine(
+            backoff: ReconnectBackoff(minimum: configuration.reconnectMin, maximum: configuration.reconnectMax),
+            giveUp: configuration.giveUp
+        )
+    }
+
+    /// Starts feeding `delegate`.
+    /// - Parameters:
+    ///   - connection: the first connection, already answered 200 with an event stream (the
+    ///     rest of its body is still to come). Nil when that first request failed to connect:
+    ///     the session then starts by waiting out a backoff.
+    ///   - bodyReceived: body bytes that arrived with the head, before the hand-over.
+    public func start(delegate: UpstreamFeedDelegate, adopting connection: OriginConnection?) {
+        self.eventLoop.preconditionInEventLoop()
+        self.delegate = delegate
+        if let connection {
+            self.connection = connection
+            connection.setDelegate(self)
+            self.lastByteAt = self.eventLoop.now
+            self.armIdleTimer()
+        }
+        self.apply(self.machine.start(adopted: connection != nil, now: self.eventLoop.now, random: self.random()))
+    }
+
+    public func stop() {
+        self.eventLoop.preconditionInEventLoop()
+        guard !self.stopped else { return }
+        self.stopped = true
+        self.machine.stop()
+        self.reconnectTimer?.cancel()
+        self.reconnectTimer = nil
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+        self.connection?.detachAndClose()
+        self.connection = nil
+        self.delegate = nil
+    }
+
+    /// The id a reconnect resumes from.
+    public var resumeID: String { self.parser.lastEventID }
+
+    private func apply(_ action: UpstreamSessionStateMachine.Action) {
+        switch action {
+        case .none:
+            break
+        case .connect:
+            self.connect()
+        case .notifyConnected(let isReconnect):
+            self.delegate?.upstreamConnected(isReconnect: isReconnect)
+        case .closeConnection:
+            self.connection?.close()
+        case .scheduleReconnect(let delay):
+            self.reconnectTimer?.cancel()
+            self.reconnectTimer = self.eventLoop.scheduleTask(in: delay) { [self] in
+                self.reconnectTimer = nil
+                self.apply(self.machine.reconnectDue())
+            }
+        case .end(let reason):
+            let delegate = self.delegate
+            self.stop()
+            delegate?.upstreamEnded(reason)
+        }
+    }
+
+    private func connect() {
+        var head = self.requestHead
+        let resumeID = self.parser.lastEventID
+        if resumeID.isEmpty {
+            head.headers.remove(name: "Last-Event-ID")
+        } else {
+            head.headers.replaceOrAdd(name: "Last-Event-ID", value: resumeID)
+        }
+        self.logger.debug("connecting upstream", metadata: ["last-event-id": "\(resumeID)"])
+        let connection = OriginConnection.open(
+            to: self.target,
+            head: head,
+            on: self.eventLoop,
+            connectTimeout: self.configuration.connectTimeout,
+            delegate: self
+        )
+        connection.endRequest()
+        self.connection = connection
+        self.lastByteAt = self.eventLoop.now
+        self.armIdleTimer()
+    }
+
+    // MARK: Idle timeout: one timer per session, moved at most once per timeout period.
+
+    private func armIdleTimer() {
+        guard let timeout = self.configuration.idleTimeout, timeout > .zero, self.idleTimer == nil else { return }
+        self.idleTimer = self.eventLoop.scheduleTask(deadline: self.lastByteAt + timeout) { [self] in
+            self.idleTimer = nil
+            guard let connection = self.connection else { return }
+            if self.eventLoop.now - self.lastByteAt >= timeout {
+                self.logger.info("upstream idle timeout; reconnecting", metadata: ["timeout": "\(timeout)"])
+                connection.close()
+            } else {
+                self.armIdleTimer()
+            }
+        }
+    }
+
+    // MARK: OriginConnectionDelegate
+
+    public func originConnection(_ connection: OriginConnection, didReceiveHead head: HTTPResponseHead) {
+        guard connection === self.connection else { return }
+        self.lastByteAt = self.eventLoop.now
+        let isEventStream = head.headers.first(name: "content-type").map(Self.isEventStream) ?? false
+        if !(head.status == .ok && isEventStream) {
+            self.logger.info("origin answered a reconnect with \(head.status.code); retrying")
+        }
+        self.apply(self.machine.responseHead(status: Int(head.status.code), isEventStream: isEventStream))
+    }
+
+    public func originConnection(_ connection: OriginConnection, didReceiveBody body: ByteBuffer) {
+        guard connection === self.connection, !self.stopped else { return }
+        self.lastByteAt = self.eventLoop.now
+        do {
+            try self.parser.parse(body) { output in
+                self.pending.append(output)
+            }
+        } catch {
+            self.logger.error(
+                "origin event larger than --max-event-size; reconnecting",
+                metadata: ["limit": "\(self.configuration.maxEventSize)"]
+            )
+            self.flushPending()
+            connection.close()
+        }
+    }
+
+    public func originConnectionReadComplete(_ connection: OriginConnection) {
+        guard connection === self.connection else { return }
+        self.flushPending()
+    }
+
+    public func originConnectionDidEnd(_ connection: OriginConnection) {
+        self.connectionEnded(connection, reason: "origin ended the response")
+    }
+
+    public func originConnection(_ connection: OriginConnection, didFail error: Error) {
+        self.connectionEnded(connection, reason: "\(error)")
+    }
+
+    private func connectionEnded(_ connection: OriginConnection, reason: String) {
+        guard connection === self.connection, !self.stopped else { return }
+        self.flushPending()
+        self.connection = nil
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+        // A new connection is a new stream for the parser: an incomplete event is discarded,
+        // the last event id is kept.
+        self.parser.startNewStream()
+        let wasStreaming: Bool
+        if case .streaming = self.machine.state { wasStreaming = true } else { wasStreaming = false }
+        let action = self.machine.connectionEnded(now: self.eventLoop.now, random: self.random())
+        if wasStreaming, case .scheduleReconnect = action {
+            self.delegate?.upstreamDisconnected(reason: reason)
+        } else {
+            self.logger.debug("upstream attempt failed", metadata: ["reason": "\(reason)"])
+        }
+        self.apply(action)
+    }
+
+    private func flushPending() {
+        guard !self.pending.isEmpty else { return }
+        let outputs = self.pending
+        self.pending.removeAll(keepingCapacity: true)
+        for output in outputs {
+            switch output {
+            case .event:
+                self.machine.eventReceived()
+            case .retry(let milliseconds):
+                self.machine.originRetry(milliseconds: milliseconds)
+            }
+        }
+        self.delegate?.upstreamReceived(outputs)
+    }
+
+    /// `text/event-stream`, with or without parameters such as `charset`.
+    public static func isEventStream(_ contentType: String) -> Bool {
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first ?? ""
+        return mediaType.trimmingCharacters(in: " \t").lowercased() == "text/event-stream"
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class DemoOriginTestsPlaceholder: XCTestCase { func testNothing() {} }

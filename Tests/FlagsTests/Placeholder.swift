@@ -1,2 +1,0 @@
-import XCTest
-final class FlagsTestsPlaceholder: XCTestCase { func testNothing() {} }

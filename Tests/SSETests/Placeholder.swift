@@ -1,2 +1,0 @@
-import XCTest
-final class SSETestsPlaceholder: XCTestCase { func testNothing() {} }
