@@ -61,12 +61,17 @@ public struct Router: Sendable {
         for route in self.routes where path.hasPrefix(route.prefix) {
             var suffix = Substring(path.dropFirst(route.prefix.count))
             let base = route.origin.basePath
-            // The suffix replaces the prefix literally (as nginx's proxy_pass with a URI does);
-            // only a doubled slash at the seam is folded, and the root path is never empty.
+            // The suffix replaces the prefix. A slash that ended the prefix is kept between the
+            // base path and the suffix (`/=http://o/root` serves `/a` from `/root/a`), and a
+            // doubled slash at the seam is folded; the root path is never empty.
             if base.hasSuffix("/") && suffix.hasPrefix("/") {
                 suffix = suffix.dropFirst()
             }
-            var upstreamPath = base + suffix
+            var upstreamPath = base
+            if route.prefix.hasSuffix("/"), !base.isEmpty, !base.hasSuffix("/"), !suffix.isEmpty {
+                upstreamPath += "/"
+            }
+            upstreamPath += suffix
             if !upstreamPath.hasPrefix("/") {
                 upstreamPath = "/" + upstreamPath
             }

@@ -1,0 +1,123 @@
+import LifelineCore
+import LifelineTestSupport
+import Logging
+import NIOCore
+import NIOPosix
+import Server
+import Upstream
+import XCTest
+
+/// A gateway in this process on 127.0.0.1 (port 0) with two event loops, in front of one
+/// `ScriptedOrigin`, plus helpers to make clients. Call `shutdown()` at the end of each test.
+final class GatewayHarness: @unchecked Sendable {
+    let group: MultiThreadedEventLoopGroup
+    let origin: ScriptedOrigin
+    let gateway: GatewayServer
+
+    var port: Int { self.gateway.port }
+
+    /// - Parameters:
+    ///   - routes: `PREFIX=PATH` pairs; PATH is appended to the origin's address. Default `/=/`.
+    ///   - configure: adjusts the gateway configuration (routes are already set).
+    static func start(
+        routes: [(String, String)] = [("/", "/")],
+        origin handler: @escaping @Sendable (ScriptedOrigin.Request, OriginResponder) -> Void = ScriptedOrigin.sseHandler(),
+        configure: (inout GatewayConfiguration) -> Void = { _ in }
+    ) async throws -> GatewayHarness {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let origin = try await ScriptedOrigin.start(group: group, handler: handler)
+        var configuration = GatewayConfiguration(listen: [.init(host: "127.0.0.1", port: 0)])
+        configuration.routes = try routes.map { prefix, path in
+            try Route.parse("\(prefix)=http://127.0.0.1:\(origin.port)\(path)").get()
+        }
+        // Fast reconnects keep tests short; tests that care set their own.
+        configuration.upstream.reconnectMin = .milliseconds(10)
+        configuration.upstream.reconnectMax = .milliseconds(100)
+        configuration.heartbeat = nil
+        configure(&configuration)
+        var logger = Logger(label: "lifeline.test")
+        logger.logLevel = .critical
+        let gateway = try await GatewayServer.start(configuration: configuration, group: group, logger: logger)
+        return GatewayHarness(group: group, origin: origin, gateway: gateway)
+    }
+
+    private init(group: MultiThreadedEventLoopGroup, origin: ScriptedOrigin, gateway: GatewayServer) {
+        self.group = group
+        self.origin = origin
+        self.gateway = gateway
+    }
+
+    /// An EventSource-like client (sends `Accept: text/event-stream`).
+    func client(
+        _ path: String = "/events",
+        headers: [(String, String)] = [],
+        receiveBufferSize: Int? = nil
+    ) async throws -> SSETestClient {
+        try await SSETestClient.connect(
+            port: self.port,
+            path: path,
+            headers: headers,
+            group: self.group,
+            receiveBufferSize: receiveBufferSize
+        )
+    }
+
+    func shutdown() async {
+        await self.gateway.shutdown()
+        try? await self.origin.stop()
+        try? await self.group.shutdownGracefully()
+    }
+}
+
+/// Sends raw bytes to a server and collects everything it answers until it closes the
+/// connection (or `timeout` passes).
+enum RawHTTP {
+    static func exchange(
+        port: Int,
+        send bytes: String,
+        group: EventLoopGroup,
+        timeout: TimeAmount = .seconds(5)
+    ) async throws -> String {
+        let collector = RawCollector()
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        if !bytes.isEmpty {
+            try await channel.writeAndFlush(ByteBuffer(string: bytes))
+        }
+        let closed = channel.closeFuture
+        let deadline = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        try? await closed.get()
+        deadline.cancel()
+        return collector.text
+    }
+}
+
+final class RawCollector: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    private let lock = NSLockLike()
+    private var bytes: [UInt8] = []
+
+    var text: String { self.lock.withLock { String(decoding: self.bytes, as: UTF8.self) } }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = self.unwrapInboundIn(data)
+        self.lock.withLock { self.bytes += buffer.readableBytesView }
+    }
+}
+
+/// A tiny lock so this file needs no Foundation.
+final class NSLockLike: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&self.mutex, nil) }
+    deinit { pthread_mutex_destroy(&self.mutex) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&self.mutex)
+        defer { pthread_mutex_unlock(&self.mutex) }
+        return try body()
+    }
+}
