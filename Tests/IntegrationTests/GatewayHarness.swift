@@ -121,3 +121,16 @@ final class NSLockLike: @unchecked Sendable {
         return try body()
     }
 }
+
+extension GatewayServer {
+    /// Waits until the gateway counts `count` open client connections.
+    func waitForConnectionCount(_ count: Int, timeout: TimeAmount = .seconds(5)) async throws {
+        let deadline = NIODeadline.now() + timeout
+        while self.connectionCount != count {
+            if NIODeadline.now() > deadline {
+                throw TestWaitError("gateway has \(self.connectionCount) connections, expected \(count)")
+            }
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+    }
+}

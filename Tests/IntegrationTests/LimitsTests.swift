@@ -1,0 +1,103 @@
+import LifelineTestSupport
+import NIOCore
+import XCTest
+
+final class LimitsTests: XCTestCase {
+    func testSlowClientIsDisconnectedWithoutSlowingOthers() async throws {
+        let harness = try await GatewayHarness.start(configure: { configuration in
+            configuration.clientBuffer = 64 << 10
+        })
+        let slow = try await harness.client(receiveBufferSize: 4096)
+        try await slow.waitForHead()
+        await slow.pauseReading()
+        let fast = try await harness.client()
+        try await fast.waitForHead()
+        try await harness.origin.waitForStreams(count: 1)
+        // Enough that the kernel's socket buffers (several MiB on loopback) cannot absorb it.
+        let payload = String(repeating: "x", count: 16 << 10)
+        for id in 1...800 {
+            harness.origin.broadcast("id: \(id)\ndata: \(payload)\n\n")
+        }
+        try await fast.waitUntil(timeout: .seconds(20)) { $0.events.count == 800 }
+        XCTAssertEqual(fast.events.map(\.id), (1...800).map { String($0) })
+        await slow.resumeReading()
+        try await slow.waitForClose(timeout: .seconds(10))
+        XCTAssertFalse(slow.endedCleanly, "a slow client's connection is closed, not ended")
+        XCTAssertLessThan(slow.events.count, 800)
+        XCTAssertEqual(harness.gateway.metrics.snapshot.slowClientsDisconnected, 1)
+        await fast.close()
+        await harness.shutdown()
+    }
+
+    func testOversizedRequestHeadGets431() async throws {
+        let harness = try await GatewayHarness.start(configure: { configuration in
+            configuration.maxRequestHeadSize = 4096
+        })
+        let response = try await RawHTTP.exchange(
+            port: harness.port,
+            send: "GET /events HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 8000))\r\n\r\n",
+            group: harness.group
+        )
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 431 "), response)
+        await harness.shutdown()
+    }
+
+    func testMalformedRequestGets400() async throws {
+        let harness = try await GatewayHarness.start()
+        let response = try await RawHTTP.exchange(port: harness.port, send: "NOT HTTP AT ALL\r\n\r\n", group: harness.group)
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 400 "), response)
+        let absolute = try await RawHTTP.exchange(
+            port: harness.port, send: "GET http://elsewhere/ HTTP/1.1\r\nHost: x\r\n\r\n", group: harness.group)
+        XCTAssertTrue(absolute.hasPrefix("HTTP/1.1 400 "), absolute)
+        await harness.shutdown()
+    }
+
+    func testSlowRequestHeadGets408() async throws {
+        let harness = try await GatewayHarness.start(configure: { configuration in
+            configuration.requestHeadTimeout = .milliseconds(200)
+        })
+        let response = try await RawHTTP.exchange(port: harness.port, send: "GET /events HTTP/1.1\r\nHo", group: harness.group)
+        XCTAssertTrue(response.hasPrefix("HTTP/1.1 408 "), response)
+        await harness.shutdown()
+    }
+
+    func testMaxClientsGets503AndPerAddressGets429() async throws {
+        let harness = try await GatewayHarness.start(configure: { configuration in
+            configuration.maxClientsPerIP = 2
+        })
+        let a = try await harness.client()
+        let b = try await harness.client()
+        try await a.waitForHead(); try await b.waitForHead()
+        let third = try await harness.client()
+        let value1 = try await third.waitForHead()
+        XCTAssertEqual(value1.status, .tooManyRequests)
+        await a.close()
+        try await harness.gateway.waitForConnectionCount(1)
+        let again = try await harness.client()
+        let value2 = try await again.waitForHead()
+        XCTAssertEqual(value2.status, .ok)
+        await b.close(); await again.close(); await third.close()
+        await harness.shutdown()
+
+        let limited = try await GatewayHarness.start(configure: { configuration in
+            configuration.maxClients = 1
+        })
+        let only = try await limited.client()
+        try await only.waitForHead()
+        let refused = try await limited.client()
+        let value3 = try await refused.waitForHead()
+        XCTAssertEqual(value3.status, .serviceUnavailable)
+        await only.close(); await refused.close()
+        await limited.shutdown()
+    }
+
+    func testNoRouteGets404() async throws {
+        let harness = try await GatewayHarness.start(routes: [("/events", "/")])
+        let client = try await harness.client("/elsewhere")
+        let value4 = try await client.waitForHead()
+        XCTAssertEqual(value4.status, .notFound)
+        XCTAssertEqual(harness.origin.requests.count, 0)
+        await client.close()
+        await harness.shutdown()
+    }
+}
