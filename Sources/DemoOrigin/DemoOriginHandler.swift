@@ -100,7 +100,10 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
         if !keepAlive {
             headers.add(name: "Connection", value: "close")
         }
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(
+            self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            promise: nil
+        )
         context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let written = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
         if !keepAlive {
@@ -113,7 +116,10 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
 
     private func startStream(context: ChannelHandlerContext, head: HTTPRequestHead, query: Substring?) {
         let headers = HTTPHeaders([("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+        context.write(
+            self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
+            promise: nil
+        )
         var comment = context.channel.allocator.buffer(capacity: 16)
         comment.writeString(": demo origin\n\n")
         context.write(self.wrapOutboundOut(.body(.byteBuffer(comment))), promise: nil)

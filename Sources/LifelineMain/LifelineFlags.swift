@@ -9,10 +9,10 @@ enum LifelineFlags {
     // MARK: Listening and routing
     static let listen = RepeatedFlag(
         "listen", .listenAddress, default: "127.0.0.1:8080", valueName: "HOST:PORT", section: "Listening and routing",
-        help: "Address to accept plaintext HTTP/1.1 clients on (repeatable). Port 0 picks a free port.")
+        help: "Address to accept plaintext HTTP/1.1 clients. Port 0 picks a free port.")
     static let route = RepeatedFlag(
         "route", .custom(valueName: "PREFIX=URL") { text in try Route.parse(text).get() }, section: "Listening and routing",
-        help: "Serve request paths that start with PREFIX from the origin URL (repeatable; the longest prefix wins). "
+        help: "Serve request paths that start with PREFIX from the origin URL (the longest prefix wins). "
             + "The path after the prefix and the query are appended to the URL's path.")
     static let upstream = OptionalFlag(
         "upstream", .custom(valueName: "URL") { text in try OriginTarget.parse(text).get() },

@@ -32,7 +32,11 @@ final class DemoOriginServerTests: XCTestCase {
         )
     }
 
-    private func get(_ path: String, from origin: DemoOriginServer, method: HTTPMethod = .GET) async throws -> SSETestClient {
+    private func get(
+        _ path: String,
+        from origin: DemoOriginServer,
+        method: HTTPMethod = .GET
+    ) async throws -> SSETestClient {
         let client = try await SSETestClient.connect(port: origin.port, path: path, group: self.group, method: method)
         try await client.waitForClose()
         return client
@@ -42,7 +46,12 @@ final class DemoOriginServerTests: XCTestCase {
         events.map { Int64($0.id ?? "") ?? -1 }
     }
 
-    private static func assertConsecutive(_ ids: [Int64], from first: Int64? = nil, file: StaticString = #filePath, line: UInt = #line) {
+    private static func assertConsecutive(
+        _ ids: [Int64],
+        from first: Int64? = nil,
+        file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
         guard let start = first ?? ids.first else { return XCTFail("no ids", file: file, line: line) }
         XCTAssertEqual(ids, Array(start..<(start + Int64(ids.count))), "ids not consecutive", file: file, line: line)
     }
@@ -143,7 +152,9 @@ final class DemoOriginServerTests: XCTestCase {
         let origin = try await self.startOrigin()
         var clients: [SSETestClient] = []
         for index in 0..<6 {
-            clients.append(try await SSETestClient.connect(port: origin.port, path: "/events/\(index)?topic=x", group: self.group))
+            clients.append(
+                try await SSETestClient.connect(port: origin.port, path: "/events/\(index)?topic=x", group: self.group)
+            )
         }
         for client in clients {
             Self.assertConsecutive(Self.ids(try await client.waitForEvents(count: 3)))

@@ -134,7 +134,10 @@ public final class OriginResponder: Sendable {
         self.channel.eventLoop.execute(body)
     }
 
-    private func writeHeadIfNeeded(status: Int = 200, headers: [(String, String)] = [("Content-Type", "text/event-stream")]) {
+    private func writeHeadIfNeeded(
+        status: Int = 200,
+        headers: [(String, String)] = [("Content-Type", "text/event-stream")]
+    ) {
         let alreadySent = self.state.withLockedValue { state -> Bool in
             defer { state.headSent = true }
             return state.headSent || state.ended

@@ -196,9 +196,12 @@ public final class SSETestClient: Sendable {
     }
 
     /// A multi-line account of the response so far, for failure messages.
-    public func report(maxBodyCharacters: Int = 4000) -> String {
+    public func report(maxBodyBytes: Int = 4000) -> String {
         let (head, bodyBytes, events, comments, isClosed, endedCleanly, error) = self.state.withLockedValue {
-            ($0.head, $0.bodyBytes, $0.parser.events.count, $0.parser.comments.count, $0.isClosed, $0.endedCleanly, $0.error)
+            (
+                $0.head, $0.bodyBytes, $0.parser.events.count, $0.parser.comments.count, $0.isClosed, $0.endedCleanly,
+                $0.error
+            )
         }
         var lines = ["request: \(self.requestLine)"]
         if let head {
@@ -207,14 +210,15 @@ public final class SSETestClient: Sendable {
         } else {
             lines.append("response: no head received")
         }
-        let connection = isClosed ? (endedCleanly ? "closed after a complete response" : "closed before the response ended") : "open"
+        let connection =
+            isClosed ? (endedCleanly ? "closed after a complete response" : "closed before the response ended") : "open"
         lines.append("connection: \(connection)\(error.map { " (error: \($0))" } ?? "")")
         lines.append("events: \(events), comments: \(comments)")
-        let body = String(decoding: bodyBytes, as: UTF8.self)
-        if body.count > maxBodyCharacters {
-            lines.append("body (\(bodyBytes.count) bytes, last \(maxBodyCharacters) characters):\n…\(body.suffix(maxBodyCharacters))")
+        if bodyBytes.count > maxBodyBytes {
+            let tail = String(decoding: bodyBytes.suffix(maxBodyBytes), as: UTF8.self)
+            lines.append("body (\(bodyBytes.count) bytes, the last \(maxBodyBytes)):\n…\(tail)")
         } else {
-            lines.append("body (\(bodyBytes.count) bytes):\n\(body)")
+            lines.append("body (\(bodyBytes.count) bytes):\n\(String(decoding: bodyBytes, as: UTF8.self))")
         }
         return lines.joined(separator: "\n")
     }
@@ -222,15 +226,24 @@ public final class SSETestClient: Sendable {
     // MARK: Control
 
     /// Stops reading from the socket (turns `autoRead` off) so that unread data piles up in the
-    /// kernel buffers and the server sees a slow client. Takes effect shortly after the call
-    /// returns; a read already under way may still deliver one more batch.
+    /// kernel buffers and the server sees a slow client. Returns once the option is in effect (it
+    /// blocks the calling thread for that hop to the event loop, so that data sent afterwards is
+    /// certainly not read); a read already under way may still deliver one more batch.
     public func pauseReading() {
-        self.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        self.setAutoRead(false)
     }
 
     /// Starts reading again after ``pauseReading()``.
     public func resumeReading() {
-        self.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        self.setAutoRead(true)
+    }
+
+    private func setAutoRead(_ on: Bool) {
+        let done = self.channel.setOption(ChannelOptions.autoRead, value: on)
+        if !self.channel.eventLoop.inEventLoop {
+            // Synchronous by design (tests call it between sends); a short, bounded hop.
+            try? done.wait()
+        }
     }
 
     /// Closes the connection and waits until it is closed. Safe to call more than once.

@@ -25,7 +25,10 @@ final class SSETestClientHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         context.write(self.wrapOutboundOut(.head(self.request)), promise: nil)
         if let body = self.body {
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+            context.write(
+                self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
+                promise: nil
+            )
         }
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
         context.fireChannelActive()

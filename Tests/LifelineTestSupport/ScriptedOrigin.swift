@@ -122,7 +122,10 @@ public final class ScriptedOrigin: Sendable {
 
     /// Waits until `condition` holds; it is re-checked whenever a request arrives, a head is
     /// sent, a response ends, a connection opens or closes, or its writability changes.
-    public func waitUntil(timeout: TimeAmount = .seconds(5), _ condition: @Sendable (ScriptedOrigin) -> Bool) async throws {
+    public func waitUntil(
+        timeout: TimeAmount = .seconds(5),
+        _ condition: @Sendable (ScriptedOrigin) -> Bool
+    ) async throws {
         try await self.waitUntil(timeout: timeout, what: "a condition", condition)
     }
 
@@ -141,7 +144,10 @@ public final class ScriptedOrigin: Sendable {
         }
         var lines = ["port \(self.port), open connections: \(connections), requests: \(requests.count)"]
         for (index, (request, responder)) in zip(requests, responders).enumerated() {
-            let state = responder.hasEnded ? "ended" : (responder.isStreaming ? "streaming" : (responder.headSent ? "connection closed" : "no head sent"))
+            let state =
+                responder.hasEnded
+                ? "ended"
+                : (responder.isStreaming ? "streaming" : (responder.headSent ? "connection closed" : "no head sent"))
             lines.append("  #\(index + 1) \(request) -> \(state)")
         }
         return lines.joined(separator: "\n")

@@ -27,21 +27,37 @@ public struct TestSSEParser: Sendable {
 
     /// Feeds the next bytes of the stream; complete events become visible in ``events``.
     public mutating func feed<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
-        for byte in bytes {
-            switch byte {
-            case UInt8(ascii: "\r"):
-                self.finishLine()
-                self.previousWasCR = true
-            case UInt8(ascii: "\n"):
-                if self.previousWasCR {
-                    self.previousWasCR = false  // the LF of a CRLF: the line already ended at CR
-                } else {
-                    self.finishLine()
-                }
-            default:
-                self.previousWasCR = false
-                self.line.append(byte)
+        let done: Void? = bytes.withContiguousStorageIfAvailable { self.feed(contiguous: $0) }
+        if done == nil {
+            Array(bytes).withUnsafeBufferPointer { self.feed(contiguous: $0) }
+        }
+    }
+
+    /// Scans for line ends and copies whole runs of line bytes at once: tests push megabytes
+    /// through this in unoptimized builds, where a per-byte append is slow.
+    private mutating func feed(contiguous bytes: UnsafeBufferPointer<UInt8>) {
+        var lineStart = 0
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") else {
+                index += 1
+                continue
             }
+            if byte == UInt8(ascii: "\n"), self.previousWasCR, index == lineStart {
+                // The LF of a CRLF: the line already ended at the CR.
+                self.previousWasCR = false
+            } else {
+                self.line.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[lineStart..<index]))
+                self.finishLine()
+                self.previousWasCR = byte == UInt8(ascii: "\r")
+            }
+            index += 1
+            lineStart = index
+        }
+        if lineStart < bytes.count {
+            self.line.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[lineStart...]))
+            self.previousWasCR = false
         }
     }
 

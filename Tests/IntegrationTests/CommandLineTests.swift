@@ -1,0 +1,116 @@
+import Foundation
+@testable import LifelineMain
+import XCTest
+
+/// The `lifeline` command as an operator meets it: flag files, `--check`, errors, help.
+final class CommandLineTests: XCTestCase {
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeline-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: self.directory)
+    }
+
+    private func file(_ name: String, _ text: String) throws -> String {
+        let url = self.directory.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    /// Runs the built binary; returns exit status, stdout and stderr.
+    private func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lifeline")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            XCTFail("lifeline binary not built at \(binary.path); run `swift build` first")
+            return (-1, "", "")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+
+    func testCheckAcceptsAValidFlagFileAndPrintsTheEffectiveFlags() throws {
+        let path = try self.file("ok.flags", """
+            # a comment
+            --listen=127.0.0.1:9000
+
+            --route=/events=http://127.0.0.1:3000/stream
+            --heartbeat=20s
+            --replay-bytes=8MiB
+            """)
+        let result = try self.run(["--check", "--flagfile=\(path)", "--heartbeat=5s"])
+        XCTAssertEqual(result.status, 0, result.err)
+        XCTAssertTrue(result.out.contains("--heartbeat=5s"), "the command line wins over the file:\n\(result.out)")
+        XCTAssertTrue(result.out.contains("--route=/events=http://127.0.0.1:3000/stream"), result.out)
+    }
+
+    func testBadFlagFileNamesFileLineAndFlagAndReportsEveryError() throws {
+        let path = try self.file("bad.flags", """
+            --route=/events=http://127.0.0.1:3000/stream
+            --heartbeat=fast
+            --hartbeat=10s
+            --replay-miss=sometimes
+            """)
+        let result = try self.run(["--check", "--flagfile=\(path)"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.err.contains("\(path):2: --heartbeat:"), result.err)
+        XCTAssertTrue(result.err.contains("\(path):3: --hartbeat: unknown flag"), result.err)
+        XCTAssertTrue(result.err.contains("did you mean --heartbeat?"), result.err)
+        XCTAssertTrue(result.err.contains("\(path):4: --replay-miss:"), result.err)
+        XCTAssertTrue(result.err.contains("upstream"), "lists the choices: \(result.err)")
+    }
+
+    func testBadValueStopsStartUp() throws {
+        let result = try self.run(["--route=events=http://x", "--listen=127.0.0.1:0"])
+        XCTAssertEqual(result.status, 2)
+        XCTAssertTrue(result.err.contains("command line: --route: "), result.err)
+        XCTAssertTrue(result.err.contains("must start with /"), result.err)
+        XCTAssertFalse(result.out.contains("listening"), "the process does not start")
+    }
+
+    func testCrossFlagChecks() throws {
+        let path = try self.file("cross.flags", "--upstream=http://127.0.0.1:3000\n--reconnect-min=5s\n--reconnect-max=1s\n")
+        let result = try self.run(["--check", "--flagfile=\(path)"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.err.contains("\(path):2: --reconnect-min: must not be more than --reconnect-max"), result.err)
+        let noRoute = try self.run(["--check"])
+        XCTAssertEqual(noRoute.status, 1)
+        XCTAssertTrue(noRoute.err.contains("no route"), noRoute.err)
+    }
+
+    func testHelpListsEveryFlag() throws {
+        let result = try self.run(["--help"])
+        XCTAssertEqual(result.status, 0)
+        for spec in LifelineFlags.set.specs {
+            XCTAssertTrue(result.out.contains("--\(spec.name)"), "--help lacks --\(spec.name)")
+        }
+    }
+
+    func testFlagReferenceInDocsIsCurrent() throws {
+        let docs = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/flags.md")
+        let text = try String(contentsOf: docs, encoding: .utf8)
+        XCTAssertEqual(text, Lifeline.flagReference(), "docs/flags.md is stale: run `lifeline flags-reference > docs/flags.md`")
+    }
+
+    func testSampleFlagFileIsValid() throws {
+        let sample = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("deploy/lifeline.flags")
+        let result = try self.run(["--check", "--flagfile=\(sample.path)"])
+        XCTAssertEqual(result.status, 0, result.err)
+    }
+}
