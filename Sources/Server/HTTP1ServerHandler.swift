@@ -296,6 +296,39 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Turns a plain request whose answer is an event stream into a stream subscription: the
+    /// connection opens the stream, or, if one exists or is opening, is dropped for it.
+    private func adoptAsStream(
+        _ request: Request,
+        connection: OriginConnection,
+        originHead: HTTPResponseHead,
+        context: ChannelHandlerContext
+    ) {
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let lookup = self.shared.hub.lookup(request.key, on: context.eventLoop) { outcome in
+            loopBound.value.openingFinished(outcome)
+        }
+        switch lookup {
+        case .open(let ticket):
+            let resumeID = self.shared.configuration.stream.replayMiss == .upstream ? request.lastEventID : nil
+            self.makeStream(
+                request,
+                ticket: ticket,
+                resumeID: resumeID,
+                connection: connection,
+                originHead: originHead,
+                eventLoop: context.eventLoop
+            )
+        case .stream(let stream):
+            connection.detachAndClose()
+            self.state = .waitingForAttach(request, stream)
+            stream.attach(self, lastEventID: request.lastEventID)
+        case .wait:
+            connection.detachAndClose()
+            self.state = .waitingForOpening(request)
+        }
+    }
+
     private func openingFinished(_ outcome: StreamHub.OpeningOutcome) {
         guard case .waitingForOpening(let request) = self.state, let context = self.context else { return }
         switch outcome {
@@ -729,6 +762,14 @@ extension HTTP1ServerHandler: OriginConnectionDelegate {
         case .proxying(let request, let current, var proxying) where current === connection:
             guard let context = self.context else { return }
             if proxying.headSent { return }
+            let isEventStream = head.headers.first(name: "content-type").map(UpstreamSession.isEventStream) ?? false
+            let encoded = head.headers["content-encoding"].contains { $0.lowercased() != "identity" }
+            if request.head.method == .GET, head.status == .ok, isEventStream, !encoded {
+                // An event stream that the client did not announce (`curl -N` sends no
+                // `Accept: text/event-stream`): it gets the same treatment as an EventSource.
+                self.adoptAsStream(request, connection: connection, originHead: head, context: context)
+                return
+            }
             proxying = self.sendProxiedHead(head, request: request, context: context)
             self.state = .proxying(request, connection, proxying)
         default:

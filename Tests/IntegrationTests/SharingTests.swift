@@ -96,3 +96,32 @@ final class SharingTests: XCTestCase {
         await harness.shutdown()
     }
 }
+
+final class UnannouncedStreamTests: XCTestCase {
+    /// `curl -N` sends `Accept: */*`: an event-stream answer still becomes a shared stream that
+    /// survives origin drops.
+    func testEventStreamAnswerToAPlainGETBecomesAStream() async throws {
+        let log = EventLog()
+        let handler = ScriptedOrigin.sseHandler(prelude: { log.replay(after: $0.lastEventID) })
+        let harness = try await GatewayHarness.start(origin: handler)
+        let curl = try await harness.client("/events", headers: [("Accept", "*/*")])
+        let head = try await curl.waitForHead()
+        XCTAssertEqual(head.headers.first(name: "x-accel-buffering"), "no", "served as a stream")
+        try await harness.origin.waitForStreams(count: 1)
+        harness.origin.broadcast(log.append(1))
+        try await curl.waitForEvents(count: 1)
+        harness.origin.closeAllConnections()
+        try await harness.origin.waitForRequests(count: 2)
+        try await harness.origin.waitForStreams(count: 1)
+        harness.origin.broadcast(log.append(2))
+        try await curl.waitForEvents(count: 2)
+        XCTAssertEqual(curl.events.map(\.id), ["1", "2"])
+        let second = try await harness.client("/events", headers: [("Accept", "*/*")])
+        try await second.waitForHead()
+        harness.origin.broadcast(log.append(3))
+        try await second.waitForEvents(count: 1)
+        XCTAssertEqual(harness.origin.requests.count, 2, "the second curl joins the same stream")
+        await curl.close(); await second.close()
+        await harness.shutdown()
+    }
+}
