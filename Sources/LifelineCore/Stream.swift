@@ -211,6 +211,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
             switch output {
             case .retry(let milliseconds):
                 self.originRetry = milliseconds
+                guard self.configuration.forwardOriginRetry else { continue }
                 var buffer = self.allocator.buffer(capacity: 16)
                 SSESerializer.writeRetry(milliseconds, into: &buffer)
                 blocks.append(buffer)

@@ -17,18 +17,22 @@ public struct StreamConfiguration: Sendable {
     public var gapEvent: String?
     /// Give id-less events ids of the gateway's own, so that replay works for them.
     public var assignIDs: Bool
+    /// Pass the origin's `retry:` lines on to clients (off when the gateway sets its own).
+    public var forwardOriginRetry: Bool
 
     public init(
         replayLimits: ReplayBuffer.Limits = .init(),
         linger: TimeAmount = .seconds(30),
         replayMiss: ReplayMissPolicy = .upstream,
         gapEvent: String? = nil,
-        assignIDs: Bool = false
+        assignIDs: Bool = false,
+        forwardOriginRetry: Bool = true
     ) {
         self.replayLimits = replayLimits
         self.linger = linger
         self.replayMiss = replayMiss
         self.gapEvent = gapEvent
         self.assignIDs = assignIDs
+        self.forwardOriginRetry = forwardOriginRetry
     }
 }

@@ -64,6 +64,10 @@ enum LifelineFlags {
     static let upstreamConnectTimeout = Flag(
         "upstream-connect-timeout", .duration, default: "5s", section: "Upstream",
         help: "Time allowed for a TCP connection to the origin.")
+    static let upstreamHeadTimeout = Flag(
+        "upstream-head-timeout", .duration.validate { $0 > .zero ? nil : "must be more than 0" }, default: "30s",
+        section: "Upstream",
+        help: "Time the origin has to send its response head; then a stream retries, a plain request gets 504.")
     static let maxEventSize = Flag(
         "max-event-size", .byteSize, default: "1MiB", section: "Upstream",
         help: "Largest event accepted from the origin; a larger one ends that upstream connection and Lifeline reconnects.")
@@ -133,7 +137,7 @@ enum LifelineFlags {
     static let set = FlagSet([
         listen, route, upstream, shareBy, lastEventIDParam,
         heartbeat, heartbeatComment, heartbeatEvent, openingComment, clientRetry, clientRetryJitter,
-        reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, maxEventSize,
+        reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
         replayEvents, replayBytes, replayAge, replayMiss, gapEvent, assignIDs, streamLinger,
         clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
         logLevel, logFormat, check, demo, demoTick, demoDropEvery, help,
@@ -221,7 +225,8 @@ struct LifelineSettings {
                 linger: time(flags[F.streamLinger]),
                 replayMiss: flags[F.replayMiss],
                 gapEvent: flags[F.gapEvent],
-                assignIDs: flags[F.assignIDs]
+                assignIDs: flags[F.assignIDs],
+                forwardOriginRetry: flags[F.clientRetry] == nil
             ),
             upstream: UpstreamSession.Configuration(
                 reconnectMin: time(reconnectMin),
@@ -229,7 +234,8 @@ struct LifelineSettings {
                 idleTimeout: optionalTime(flags[F.upstreamIdleTimeout]),
                 giveUp: optionalTime(flags[F.upstreamGiveUp]),
                 maxEventSize: flags[F.maxEventSize],
-                connectTimeout: time(flags[F.upstreamConnectTimeout])
+                connectTimeout: time(flags[F.upstreamConnectTimeout]),
+                headTimeout: time(flags[F.upstreamHeadTimeout])
             ),
             maxClients: flags[F.maxClients] > 0 ? flags[F.maxClients] : nil,
             maxClientsPerIP: flags[F.maxClientsPerIP] > 0 ? flags[F.maxClientsPerIP] : nil,

@@ -61,6 +61,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Requests that arrived while a response was in flight (pipelining).
     private var pipelined: [HTTPServerRequestPart] = []
     private var requestBodyEnded = true
+    /// The response went out before the request's body was read: the rest of it is dropped.
+    private var discardingBody = false
     private var clientAddress = "unknown"
     private var admitted = false
     /// The connection closed while this client was opening a stream.
@@ -205,6 +207,14 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        if self.discardingBody {
+            if case .end = part {
+                self.discardingBody = false
+                self.requestBodyEnded = true
+            }
+            if case .head = part {} else { return }
+            self.discardingBody = false
+        }
         switch (part, self.state) {
         case (.head(let head), .awaitingHead):
             self.headTimer?.cancel()
@@ -358,6 +368,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             head: head,
             on: context.eventLoop,
             connectTimeout: self.shared.configuration.upstream.connectTimeout,
+            headTimeout: self.shared.configuration.upstream.headTimeout,
             delegate: self
         )
         connection.endRequest()
@@ -428,6 +439,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             head: head,
             on: context.eventLoop,
             connectTimeout: self.shared.configuration.upstream.connectTimeout,
+            headTimeout: self.shared.configuration.upstream.headTimeout,
             delegate: self
         )
         self.state = .proxying(request, connection, Proxying())
@@ -544,12 +556,13 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func responseFinished(close: Bool, context: ChannelHandlerContext) {
         self.stopHeartbeats()
         self.queue.removeAll()
-        if close || !self.requestBodyEnded {
-            // An unread request body would be taken for the next request: close instead.
+        if close {
             self.state = .closed
             context.close(promise: nil)
             return
         }
+        // A request answered before its end arrived (a 404 at the head): its rest is dropped.
+        self.discardingBody = !self.requestBodyEnded
         self.state = .awaitingHead
         self.armHeadTimer(context: context)
         if !self.pipelined.isEmpty {
@@ -828,6 +841,9 @@ extension HTTP1ServerHandler: OriginConnectionDelegate {
                 self.endReason = "origin failed mid-response"
                 self.tearDown()
                 context.close(promise: nil)
+            } else if case OriginConnection.Failure.headTimeout = error {
+                self.endReason = "origin timeout (504)"
+                self.respondAndClose(context: context, status: .gatewayTimeout, body: "origin did not answer in time\n")
             } else {
                 self.endReason = "origin unreachable (502)"
                 self.shared.logger.info("origin unreachable", metadata: ["error": "\(error)"])

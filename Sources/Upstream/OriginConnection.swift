@@ -24,6 +24,7 @@ public final class OriginConnection: @unchecked Sendable {
     private var state = State.connecting
     private var pending: [HTTPClientRequestPart] = []
     private var readingPaused = false
+    private var headTimer: Scheduled<Void>?
 
     private enum State {
         case connecting
@@ -34,11 +35,13 @@ public final class OriginConnection: @unchecked Sendable {
     public enum Failure: Error, CustomStringConvertible {
         case closedBeforeEnd
         case closedByGateway
+        case headTimeout
         case tlsNotSupported
         public var description: String {
             switch self {
             case .closedBeforeEnd: return "origin closed the connection before the response ended"
             case .closedByGateway: return "closed by the gateway"
+            case .headTimeout: return "origin sent no response head in time"
             case .tlsNotSupported: return "https origins are not supported in this build"
             }
         }
@@ -51,16 +54,25 @@ public final class OriginConnection: @unchecked Sendable {
     }
 
     /// Connects and sends `head`. Send a body with `sendBody` and finish with `endRequest`.
+    /// - Parameter headTimeout: fail with `Failure.headTimeout` when the response head has not
+    ///   arrived this long after the connection was opened.
     public static func open(
         to target: OriginTarget,
         head: HTTPRequestHead,
         on eventLoop: EventLoop,
         connectTimeout: TimeAmount,
+        headTimeout: TimeAmount? = nil,
         delegate: OriginConnectionDelegate
     ) -> OriginConnection {
         eventLoop.preconditionInEventLoop()
         let connection = OriginConnection(eventLoop: eventLoop, target: target, delegate: delegate)
         connection.pending.append(.head(head))
+        if let headTimeout, headTimeout > .zero {
+            let bound = NIOLoopBound(connection, eventLoop: eventLoop)
+            connection.headTimer = eventLoop.scheduleTask(in: headTimeout) {
+                bound.value.fail(Failure.headTimeout)
+            }
+        }
         guard target.scheme == .http else {
             eventLoop.execute { connection.fail(Failure.tlsNotSupported) }
             return connection
@@ -165,6 +177,8 @@ public final class OriginConnection: @unchecked Sendable {
     // MARK: From the handler
 
     func receivedHead(_ head: HTTPResponseHead) {
+        self.headTimer?.cancel()
+        self.headTimer = nil
         self.delegate?.originConnection(self, didReceiveHead: head)
     }
 
@@ -179,6 +193,8 @@ public final class OriginConnection: @unchecked Sendable {
     func receivedEnd() {
         guard self.state != .finished else { return }
         self.state = .finished
+        self.headTimer?.cancel()
+        self.headTimer = nil
         let delegate = self.delegate
         self.delegate = nil
         // The response is complete; this gateway does not reuse origin connections.
@@ -189,6 +205,8 @@ public final class OriginConnection: @unchecked Sendable {
     func fail(_ error: Error) {
         guard self.state != .finished else { return }
         self.state = .finished
+        self.headTimer?.cancel()
+        self.headTimer = nil
         let delegate = self.delegate
         self.delegate = nil
         self.channel?.close(promise: nil)

@@ -16,6 +16,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         public var giveUp: TimeAmount?
         public var maxEventSize: Int
         public var connectTimeout: TimeAmount
+        /// Give up on a connection whose response head has not come this long after it opened.
+        public var headTimeout: TimeAmount
 
         public init(
             reconnectMin: TimeAmount = .milliseconds(100),
@@ -23,7 +25,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
             idleTimeout: TimeAmount? = nil,
             giveUp: TimeAmount? = nil,
             maxEventSize: Int = 1 << 20,
-            connectTimeout: TimeAmount = .seconds(5)
+            connectTimeout: TimeAmount = .seconds(5),
+            headTimeout: TimeAmount = .seconds(30)
         ) {
             self.reconnectMin = reconnectMin
             self.reconnectMax = reconnectMax
@@ -31,6 +34,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
             self.giveUp = giveUp
             self.maxEventSize = maxEventSize
             self.connectTimeout = connectTimeout
+            self.headTimeout = headTimeout
         }
     }
 
@@ -144,6 +148,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
             head: head,
             on: self.eventLoop,
             connectTimeout: self.configuration.connectTimeout,
+            headTimeout: self.configuration.headTimeout,
             delegate: self
         )
         connection.endRequest()

@@ -53,4 +53,31 @@ final class HeartbeatTests: XCTestCase {
         await client.close()
         await harness.shutdown()
     }
+
+    func testOriginRetryIsPassedOnUnlessTheGatewaySetsItsOwn() async throws {
+        let harness = try await GatewayHarness.start()
+        let client = try await harness.client()
+        try await harness.origin.waitForStreams(count: 1)
+        harness.origin.broadcast("retry: 5000\n\nid: 1\ndata: a\n\n")
+        try await client.waitForEvents(count: 1)
+        XCTAssertEqual(client.retry, 5000)
+        let late = try await harness.client()
+        try await late.waitForHead()
+        try await late.waitUntil { $0.retry == 5000 }
+        await client.close(); await late.close()
+        await harness.shutdown()
+
+        let own = try await GatewayHarness.start(configure: { configuration in
+            configuration.clientRetry = .seconds(2)
+            configuration.stream.forwardOriginRetry = false
+        })
+        let ownClient = try await own.client()
+        try await own.origin.waitForStreams(count: 1)
+        own.origin.broadcast("retry: 5000\n\nid: 1\ndata: a\n\n")
+        try await ownClient.waitForEvents(count: 1)
+        XCTAssertEqual(ownClient.retry, 2000)
+        XCTAssertFalse(ownClient.body.contains("retry: 5000"), ownClient.report())
+        await ownClient.close()
+        await own.shutdown()
+    }
 }

@@ -1,6 +1,7 @@
 import LifelineTestSupport
 import NIOCore
 import NIOHTTP1
+import Foundation
 import XCTest
 
 final class ProxyingTests: XCTestCase {
@@ -86,6 +87,35 @@ final class ProxyingTests: XCTestCase {
         let head = try await client.waitForHead()
         XCTAssertEqual(head.status, .badGateway)
         await client.close()
+        await harness.shutdown()
+    }
+
+    func testSilentOriginForPlainRequestIs504() async throws {
+        let harness = try await GatewayHarness.start(origin: { _, _ in }, configure: { configuration in
+            configuration.upstream.headTimeout = .milliseconds(200)
+        })
+        let client = try await harness.client("/page", headers: [("Accept", "text/html")])
+        let head = try await client.waitForHead()
+        XCTAssertEqual(head.status, .gatewayTimeout)
+        await client.close()
+        await harness.shutdown()
+    }
+
+    func testKeepAliveConnectionServesSeveralRequests() async throws {
+        let harness = try await GatewayHarness.start(routes: [("/api", "/")], origin: { _, responder in
+            responder.sendHead(status: 200, headers: [("Content-Type", "text/plain"), ("Content-Length", "2")])
+            responder.send("hi")
+        })
+        let response = try await RawHTTP.exchange(
+            port: harness.port,
+            send: "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\nGET /api/a HTTP/1.1\r\nHost: x\r\n\r\nGET /api/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            group: harness.group
+        )
+        let statusLines = response.components(separatedBy: "HTTP/1.1 ").dropFirst().map {
+            "HTTP/1.1 " + ($0.components(separatedBy: "\r\n").first ?? "")
+        }
+        XCTAssertEqual(statusLines, ["HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK"], response)
+        XCTAssertEqual(harness.origin.requests.map(\.uri), ["/a", "/b"])
         await harness.shutdown()
     }
 }

@@ -1,2 +1,0 @@
-import XCTest
-final class LifelineCoreTestsPlaceholder: XCTestCase { func testNothing() {} }

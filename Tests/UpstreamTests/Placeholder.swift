@@ -1,2 +1,0 @@
-import XCTest
-final class UpstreamTestsPlaceholder: XCTestCase { func testNothing() {} }
