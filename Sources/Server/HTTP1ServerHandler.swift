@@ -186,16 +186,21 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.headTimer?.cancel()
         let timeout = self.shared.configuration.requestHeadTimeout
         guard timeout > .zero else { return }
-        self.headTimer = context.eventLoop.scheduleTask(in: timeout) { [self] in
-            self.headTimer = nil
-            guard case .awaitingHead = self.state, let context = self.context else { return }
-            if self.requests == 0 {
-                self.endReason = "request head timeout (408)"
-                self.respondAndClose(context: context, status: .requestTimeout, body: "request head timeout\n")
-            } else {
-                self.endReason = "idle keep-alive timeout"
-                context.close(promise: nil)
-            }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        self.headTimer = context.eventLoop.scheduleTask(in: timeout) {
+            bound.value.headTimedOut()
+        }
+    }
+
+    private func headTimedOut() {
+        self.headTimer = nil
+        guard case .awaitingHead = self.state, let context = self.context else { return }
+        if self.requests == 0 {
+            self.endReason = "request head timeout (408)"
+            self.respondAndClose(context: context, status: .requestTimeout, body: "request head timeout\n")
+        } else {
+            self.endReason = "idle keep-alive timeout"
+            context.close(promise: nil)
         }
     }
 
@@ -547,8 +552,9 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.tearDown()
         let buffer = HTTP1ResponseHead.simple(status: status, body: body, close: true, extraHeaders: extraHeaders)
         self.bytesSent += buffer.readableBytes
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(self.wrapOutboundOut(buffer)).whenComplete { _ in
-            context.close(promise: nil)
+            boundContext.value.close(promise: nil)
         }
     }
 
