@@ -364,18 +364,10 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         context: ChannelHandlerContext
     ) {
         var head = self.upstreamHead(for: request, forStream: true)
-        head.headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
         if let resumeID {
             head.headers.replaceOrAdd(name: "Last-Event-ID", value: resumeID)
         }
-        let connection = OriginConnection.open(
-            to: request.match.route.origin,
-            head: head,
-            on: context.eventLoop,
-            connectTimeout: self.shared.configuration.upstream.connectTimeout,
-            headTimeout: self.shared.configuration.upstream.headTimeout,
-            delegate: self
-        )
+        let connection = self.openOrigin(request, head: head, context: context)
         connection.endRequest()
         self.state = .opening(request, connection, ticket, resumeID: resumeID)
     }
@@ -391,8 +383,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         eventLoop: EventLoop
     ) {
         let configuration = self.shared.configuration
-        var upstreamHead = self.upstreamHead(for: request, forStream: true)
-        upstreamHead.headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
+        let upstreamHead = self.upstreamHead(for: request, forStream: true)
         let stream = Stream(
             key: request.key,
             eventLoop: eventLoop,
@@ -425,7 +416,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func upstreamHead(for request: Request, forStream: Bool) -> HTTPRequestHead {
-        UpstreamRequest.head(
+        var head = UpstreamRequest.head(
             from: request.head,
             target: request.match.route.origin,
             path: request.match.upstreamPath,
@@ -433,13 +424,14 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             clientAddress: self.clientAddress == "unknown" ? nil : self.clientAddress,
             forStream: forStream
         )
+        if forStream {
+            head.headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
+        }
+        return head
     }
 
-    // MARK: Plain proxying
-
-    private func proxy(_ request: Request, context: ChannelHandlerContext) {
-        let head = self.upstreamHead(for: request, forStream: false)
-        let connection = OriginConnection.open(
+    private func openOrigin(_ request: Request, head: HTTPRequestHead, context: ChannelHandlerContext) -> OriginConnection {
+        OriginConnection.open(
             to: request.match.route.origin,
             head: head,
             on: context.eventLoop,
@@ -447,6 +439,12 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             headTimeout: self.shared.configuration.upstream.headTimeout,
             delegate: self
         )
+    }
+
+    // MARK: Plain proxying
+
+    private func proxy(_ request: Request, context: ChannelHandlerContext) {
+        let connection = self.openOrigin(request, head: self.upstreamHead(for: request, forStream: false), context: context)
         self.state = .proxying(request, connection, Proxying())
         if self.requestBodyEnded {
             connection.endRequest()

@@ -191,26 +191,24 @@ public final class OriginConnection: @unchecked Sendable {
     }
 
     func receivedEnd() {
-        guard self.state != .finished else { return }
-        self.state = .finished
-        self.headTimer?.cancel()
-        self.headTimer = nil
-        let delegate = self.delegate
-        self.delegate = nil
         // The response is complete; this gateway does not reuse origin connections.
-        self.channel?.close(promise: nil)
-        delegate?.originConnectionDidEnd(self)
+        self.finish()?.originConnectionDidEnd(self)
     }
 
     func fail(_ error: Error) {
-        guard self.state != .finished else { return }
+        self.finish()?.originConnection(self, didFail: error)
+    }
+
+    /// Closes for good; returns the delegate to tell, or nil when it was already finished.
+    private func finish() -> OriginConnectionDelegate? {
+        guard self.state != .finished else { return nil }
         self.state = .finished
         self.headTimer?.cancel()
         self.headTimer = nil
         let delegate = self.delegate
         self.delegate = nil
         self.channel?.close(promise: nil)
-        delegate?.originConnection(self, didFail: error)
+        return delegate
     }
 }
 
