@@ -60,18 +60,21 @@ public struct ReplayBuffer: Sendable {
         self.evict(now: now)
     }
 
-    /// Drops what is over the count, byte or age bound. The newest event always stays, even when
-    /// it alone is over the byte bound, so that a client's position can still be found.
+    /// Drops what is over the count, byte or age bound. The newest event stays even when it
+    /// alone is over the byte bound, so that a client's position can still be found.
     public mutating func evict(now: NIODeadline) {
         let oldestAllowed = now - self.limits.age
-        while let first = self.entries.first, self.entries.count > 1 || first.receivedAt < oldestAllowed {
+        while let first = self.entries.first {
             let overCount = self.entries.count > self.limits.events
-            let overBytes = self.byteCount > self.limits.bytes
+            let overBytes = self.byteCount > self.limits.bytes && self.entries.count > 1
             let tooOld = first.receivedAt < oldestAllowed
             guard overCount || overBytes || tooOld else { break }
             self.removeFirst()
         }
     }
+
+    /// Every buffered event, oldest first: what a client that joined as the stream began is owed.
+    public var all: [EncodedEvent] { Array(self.entries) }
 
     private mutating func removeFirst() {
         let first = self.entries.removeFirst()

@@ -33,7 +33,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     private var originRetry: Int?
     /// Headers of the origin's first response (CORS and the like) that every subscriber's
     /// response repeats. The front end has already removed what must not be shared.
-    public let originHeaders: [(String, String)]
+    public private(set) var originHeaders: [(String, String)]
 
     public private(set) var upstreamState: UpstreamState = .connecting
     public private(set) var eventsReceived = 0
@@ -96,13 +96,27 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     ///   - lastEventID: the client's `Last-Event-ID`, if it sent one.
     ///   - isCreator: the client whose request opened the stream. Its id went to the origin, not
     ///     to the buffer, so it is reported as a miss.
-    public func attach(_ subscriber: StreamSubscriber, lastEventID: String?, isCreator: Bool = false) {
+    ///   - waitedForOpening: the client asked before the stream existed. Like the creator, it is
+    ///     owed every event since the stream began: the first ones may be buffered before its
+    ///     attach runs (they can arrive with the origin's response head).
+    public func attach(
+        _ subscriber: StreamSubscriber,
+        lastEventID: String?,
+        isCreator: Bool = false,
+        waitedForOpening: Bool = false
+    ) {
         let bound = NIOLoopBound(subscriber, eventLoop: subscriber.eventLoop)
         let loop = subscriber.eventLoop
         // Always a new task, also on the same loop: the caller is usually inside a channel
         // handler, and the subscriber's callbacks must not re-enter it.
         self.eventLoop.execute {
-            self.attachOnLoop(bound, loop: loop, lastEventID: lastEventID, isCreator: isCreator)
+            self.attachOnLoop(
+                bound,
+                loop: loop,
+                lastEventID: lastEventID,
+                isCreator: isCreator,
+                fromStart: isCreator || waitedForOpening
+            )
         }
     }
 
@@ -110,7 +124,8 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         _ bound: NIOLoopBound<StreamSubscriber>,
         loop: EventLoop,
         lastEventID: String?,
-        isCreator: Bool
+        isCreator: Bool,
+        fromStart: Bool
     ) {
         if self.lifecycle.isEnded {
             loop.execute { bound.value.streamRefused(.ended) }
@@ -121,6 +136,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         if let lastEventID, !lastEventID.isEmpty {
             if isCreator {
                 status = .miss
+                events = self.replay.all
             } else {
                 switch self.replay.events(after: lastEventID, now: self.eventLoop.now) {
                 case .hit(let missed):
@@ -134,6 +150,8 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                     status = .miss
                 }
             }
+        } else if fromStart {
+            events = self.replay.all
         }
         self.apply(self.lifecycle.subscriberJoined())
 
@@ -226,6 +244,11 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         }
         guard !blocks.isEmpty, self.lifecycle.subscribers > 0 else { return }
         self.fanOut(StreamChunk(joining: blocks, eventCount: eventCount, allocator: self.allocator))
+    }
+
+    public func upstreamResponseHeaders(_ headers: [(String, String)]) {
+        self.eventLoop.preconditionInEventLoop()
+        self.originHeaders = headers
     }
 
     public func upstreamDisconnected(reason: String) {

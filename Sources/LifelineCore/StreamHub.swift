@@ -38,6 +38,8 @@ public final class StreamHub: Sendable {
     }
 
     private let entries = NIOLockedValueBox<[StreamKey: Entry]>([:])
+    /// Private streams (one client each): not found by key, but counted and shut down.
+    private let privateStreams = NIOLockedValueBox<[ObjectIdentifier: Stream]>([:])
 
     public init() {}
 
@@ -93,7 +95,16 @@ public final class StreamHub: Sendable {
         }
     }
 
+    /// Records a private stream, so that status and shutdown see it.
+    public func registerPrivate(_ stream: Stream) {
+        self.privateStreams.withLockedValue { $0[ObjectIdentifier(stream)] = stream }
+    }
+
     func streamEnded(_ stream: Stream) {
+        if stream.isPrivate {
+            self.privateStreams.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(stream)) }
+            return
+        }
         self.entries.withLockedValue { entries in
             if case .live(let current) = entries[stream.key], current === stream {
                 entries[stream.key] = nil
@@ -101,13 +112,14 @@ public final class StreamHub: Sendable {
         }
     }
 
-    /// Every live stream, for the status page, metrics and shutdown.
+    /// Every live stream, private ones included, for the status page, metrics and shutdown.
     public var streams: [Stream] {
-        self.entries.withLockedValue { entries in
-            entries.values.compactMap {
-                if case .live(let stream) = $0 { return stream }
+        let shared = self.entries.withLockedValue { entries in
+            entries.values.compactMap { entry -> Stream? in
+                if case .live(let stream) = entry { return stream }
                 return nil
             }
         }
+        return shared + self.privateStreams.withLockedValue { Array($0.values) }
     }
 }

@@ -8,16 +8,17 @@ public struct StreamKey: Hashable, Sendable, CustomStringConvertible {
     public var path: String?
     /// The upstream query (without the resume parameter), when the share policy includes it.
     public var query: String?
-    /// Values of the headers the share policy names, in its order (nil for an absent header).
-    /// Kept whole so that different credentials can never collide.
-    public var headerValues: [String?]
+    /// Digests of the headers the share policy names, in its order (nil for an absent header).
+    /// Credentials are not kept in the key, only a 128-bit keyed hash of them: two clients
+    /// share a stream only when their values are equal.
+    public var headerDigests: [HeaderDigest?]
 
     public init(method: String, origin: String, path: String?, query: String?, headerValues: [String?]) {
         self.method = method
         self.origin = origin
         self.path = path
         self.query = query
-        self.headerValues = headerValues
+        self.headerDigests = headerValues.map { $0.map(HeaderDigest.init) }
     }
 
     /// For logs and the status page: credentials appear only as a short hash.
@@ -26,24 +27,28 @@ public struct StreamKey: Hashable, Sendable, CustomStringConvertible {
         if let query = self.query, !query.isEmpty {
             text += "?\(query)"
         }
-        if self.headerValues.contains(where: { $0 != nil }) {
-            var hasher = FNV1a()
-            for value in self.headerValues {
-                hasher.combine(value ?? "\u{0}")
-            }
-            text += " #" + String(hasher.value >> 32, radix: 16)
+        if let digest = self.headerDigests.lazy.compactMap({ $0 }).first {
+            // A short tag so that log lines of one client's stream can be told apart.
+            text += " #" + String(digest.high >> 40, radix: 16)
         }
         return text
     }
 }
 
-/// A stable, non-cryptographic hash for display (Swift's `Hasher` is seeded per process).
-struct FNV1a {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-    mutating func combine(_ string: String) {
-        for byte in string.utf8 {
-            self.value = (self.value ^ UInt64(byte)) &* 0x100_0000_01b3
-        }
-        self.value = (self.value ^ 0xff) &* 0x100_0000_01b3
+/// A 128-bit hash of a header value, keyed by a secret of this process (Swift's `Hasher` seed),
+/// so that nobody can make two credentials collide on purpose.
+public struct HeaderDigest: Hashable, Sendable {
+    let high: UInt64
+    let low: UInt64
+
+    init(_ value: String) {
+        var first = Hasher()
+        first.combine(0x6c69_6665 as UInt64)
+        first.combine(value)
+        var second = Hasher()
+        second.combine(0x6c69_6e65 as UInt64)
+        second.combine(value)
+        self.high = UInt64(bitPattern: Int64(first.finalize()))
+        self.low = UInt64(bitPattern: Int64(second.finalize()))
     }
 }

@@ -14,8 +14,16 @@ public protocol UpstreamFeedDelegate: AnyObject {
     func upstreamConnected(isReconnect: Bool)
     /// What one read from the origin parsed to, in order: one batch.
     func upstreamReceived(_ outputs: [SSEParser.Output])
+    /// The headers of a connection's event-stream response that every subscriber's response
+    /// repeats (CORS and the like), already without what must not be shared. Comes before
+    /// `upstreamConnected`.
+    func upstreamResponseHeaders(_ headers: [(String, String)])
     /// The connection ended; the feed reconnects by itself.
     func upstreamDisconnected(reason: String)
     /// The feed stopped for good.
     func upstreamEnded(_ reason: StreamEndReason)
+}
+
+extension UpstreamFeedDelegate {
+    public func upstreamResponseHeaders(_ headers: [(String, String)]) {}
 }

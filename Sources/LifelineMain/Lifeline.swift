@@ -190,6 +190,8 @@ public enum Lifeline {
         await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
             let queue = DispatchQueue(label: "lifeline.signals")
             let fired = SignalLatch(continuation)
+            // Nothing is reloaded on SIGHUP yet; it must not end the process either.
+            signal(SIGHUP, SIG_IGN)
             for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
                 signal(number, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: number, queue: queue)

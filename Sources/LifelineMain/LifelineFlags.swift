@@ -196,9 +196,6 @@ struct LifelineSettings {
         if flags[F.clientRetryJitter] > .zero && flags[F.clientRetry] == nil {
             errors.append(flags.error(at: F.clientRetryJitter, "needs --client-retry"))
         }
-        if flags[F.replayEvents] == 0 && flags[F.replayMiss] == .live {
-            // Allowed: no replay at all; every reconnect is a miss that joins live.
-        }
         guard errors.isEmpty else { return .failure(FlagErrors(errors)) }
 
         func time(_ duration: FlagDuration) -> TimeAmount { .nanoseconds(duration.nanoseconds) }

@@ -105,13 +105,22 @@ public final class GatewayServer: Sendable {
         )
     }
 
-    /// Stops accepting, ends every stream (clients' responses end cleanly), and closes what is left.
-    public func shutdown() async {
+    /// Stops accepting and ends every stream (clients' responses end cleanly, then their
+    /// connections close); waits up to `grace` for that and for plain responses in flight,
+    /// then closes what is left.
+    public func shutdown(grace: TimeAmount = .seconds(2)) async {
         for listener in self.listeners {
             try? await listener.close()
         }
         for stream in self.hub.streams {
             stream.shutdown()
+        }
+        for channel in self.connections.all {
+            channel.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
+        }
+        let deadline = NIODeadline.now() + grace
+        while self.connections.count > 0, NIODeadline.now() < deadline {
+            try? await Task.sleep(nanoseconds: 10_000_000)
         }
         for channel in self.connections.all {
             try? await channel.close()
@@ -132,4 +141,9 @@ final class ConnectionRegistry: Sendable {
     }
 
     var all: [Channel] { self.channels.withLockedValue { Array($0.values) } }
+    var count: Int { self.channels.withLockedValue { $0.count } }
 }
+
+/// Tells a connection that the gateway is shutting down: close when idle, and after the
+/// response in flight.
+struct GatewayShutdown: Sendable {}

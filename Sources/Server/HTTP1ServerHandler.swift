@@ -67,6 +67,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var admitted = false
     /// The connection closed while this client was opening a stream.
     private var clientGone = false
+    /// The gateway is shutting down: no more requests on this connection.
+    private var shuttingDown = false
 
     // For the access log line.
     private let connectedAt: NIODeadline
@@ -109,9 +111,11 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.tearDown()
-        if self.admitted {
-            self.admitted = false
-            self.shared.limiter.release(address: self.clientAddress)
+        if self.admitted || self.endReason.hasPrefix("refused") {
+            if self.admitted {
+                self.admitted = false
+                self.shared.limiter.release(address: self.clientAddress)
+            }
             let duration = context.eventLoop.now - self.connectedAt
             self.shared.accessLogger.info(
                 "connection closed",
@@ -154,6 +158,19 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             break
         }
         self.state = .closed
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GatewayShutdown {
+            self.shuttingDown = true
+            if case .awaitingHead = self.state {
+                self.endReason = "gateway shutdown"
+                self.tearDown()
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -266,17 +283,19 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             lastEventID = nil
         }
         let policy = self.shared.configuration.sharePolicy
+        // The route's own query is part of the origin URL, so it is part of the key.
+        let fullQuery = Self.joinQueries(match.route.origin.baseQuery, upstreamQuery)
         let key = policy.key(
             method: head.method.rawValue,
             origin: match.route.origin.authority,
             path: match.upstreamPath,
-            query: upstreamQuery,
+            query: fullQuery,
             header: { head.headers.first(name: $0) }
         )
         let request = Request(
             head: head,
             match: match,
-            upstreamQuery: Self.joinQueries(match.route.origin.baseQuery, upstreamQuery),
+            upstreamQuery: fullQuery,
             lastEventID: lastEventID,
             key: key,
             keepAlive: head.isKeepAlive
@@ -349,7 +368,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch outcome {
         case .stream(let stream):
             self.state = .waitingForAttach(request, stream)
-            stream.attach(self, lastEventID: request.lastEventID)
+            stream.attach(self, lastEventID: request.lastEventID, waitedForOpening: true)
         case .notAStream:
             self.proxy(request, context: context)
         }
@@ -389,9 +408,9 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             eventLoop: eventLoop,
             configuration: configuration.stream,
             resumeID: resumeID,
-            originHeaders: originHead.map { Self.shareableOriginHeaders($0.headers) } ?? [],
+            originHeaders: originHead.map { SharedResponseHeaders.filter($0.headers) } ?? [],
             isPrivate: ticket == nil,
-            hub: ticket == nil ? nil : self.shared.hub,
+            hub: self.shared.hub,
             logger: self.shared.logger
         )
         let session = UpstreamSession(
@@ -406,6 +425,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         session.start(delegate: stream, adopting: connection)
         if let ticket {
             self.shared.hub.promote(ticket, to: stream)
+        } else {
+            self.shared.hub.registerPrivate(stream)
         }
         if self.clientGone {
             self.state = .closed
@@ -560,7 +581,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func responseFinished(close: Bool, context: ChannelHandlerContext) {
         self.stopHeartbeats()
         self.queue.removeAll()
-        if close {
+        if close || self.shuttingDown {
             self.state = .closed
             context.close(promise: nil)
             return
@@ -616,17 +637,6 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         case (let one?, nil), (nil, let one?): return one
         case (let one?, let two?): return one + "&" + two
         }
-    }
-
-    /// Headers of the origin's event-stream response that every subscriber may be sent.
-    static func shareableOriginHeaders(_ headers: HTTPHeaders) -> [(String, String)] {
-        let owned: Set<String> = [
-            "content-type", "content-length", "cache-control", "x-accel-buffering", "set-cookie", "date",
-            "lifeline-replay", "connection", "transfer-encoding",
-        ]
-        return HopByHopHeaders.removing(from: headers)
-            .filter { !owned.contains($0.name.lowercased()) }
-            .map { ($0.name, $0.value) }
     }
 }
 
@@ -733,7 +743,8 @@ extension HTTP1ServerHandler: StreamSubscriber, HeartbeatTarget {
             self.write(HTTP1ResponseHead.lastChunk, context: context)
         }
         context.flush()
-        self.responseFinished(close: !chunked || !request.keepAlive, context: context)
+        // At shutdown the connection goes too, so that the client reconnects elsewhere.
+        self.responseFinished(close: !chunked || !request.keepAlive || reason == .shutdown, context: context)
     }
 
     func streamRefused(_ refusal: StreamRefusal) {

@@ -32,3 +32,19 @@ extension Substring {
         return slice
     }
 }
+
+/// The part of an origin's event-stream response head that every subscriber of the stream may be
+/// sent (CORS headers and the like). The gateway sets the framing and caching headers itself, and
+/// drops `Set-Cookie`: a shared stream must not hand one client's cookie to the others.
+public enum SharedResponseHeaders {
+    static let owned: Set<String> = [
+        "content-type", "content-length", "cache-control", "x-accel-buffering", "set-cookie", "date",
+        "lifeline-replay", "content-encoding",
+    ]
+
+    public static func filter(_ headers: HTTPHeaders) -> [(String, String)] {
+        HopByHopHeaders.removing(from: headers)
+            .filter { !Self.owned.contains($0.name.lowercased()) }
+            .map { ($0.name, $0.value) }
+    }
+}

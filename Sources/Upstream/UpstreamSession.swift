@@ -179,7 +179,9 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         guard connection === self.connection else { return }
         self.lastByteAt = self.eventLoop.now
         let isEventStream = head.headers.first(name: "content-type").map(Self.isEventStream) ?? false
-        if !(head.status == .ok && isEventStream) {
+        if head.status == .ok && isEventStream {
+            self.delegate?.upstreamResponseHeaders(SharedResponseHeaders.filter(head.headers))
+        } else if head.status != .noContent {
             self.logger.info("origin answered a reconnect with \(head.status.code); retrying")
         }
         self.apply(self.machine.responseHead(status: Int(head.status.code), isEventStream: isEventStream))

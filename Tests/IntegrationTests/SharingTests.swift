@@ -125,3 +125,73 @@ final class UnannouncedStreamTests: XCTestCase {
         await harness.shutdown()
     }
 }
+
+final class StreamOpeningTests: XCTestCase {
+    /// Events that arrive with the origin's response head (in the same read) reach the client
+    /// that opened the stream and those that waited for it.
+    func testEventsThatComeWithTheHeadReachTheOpenerAndWaiters() async throws {
+        let harness = try await GatewayHarness.start { _, _ in }
+        let opener = try await harness.client()
+        try await harness.origin.waitForRequests(count: 1)
+        let waiter = try await harness.client()
+        try await harness.gateway.waitForConnectionCount(2)
+        // Head and first events in one go.
+        harness.origin.responders[0].sendHead()
+        harness.origin.responders[0].send("id: 1\ndata: first\n\nid: 2\ndata: second\n\n")
+        for client in [opener, waiter] {
+            let events = try await client.waitForEvents(count: 2)
+            XCTAssertEqual(events.map(\.id), ["1", "2"], client.report())
+        }
+        XCTAssertEqual(harness.origin.requests.count, 1)
+        await opener.close(); await waiter.close()
+        await harness.shutdown()
+    }
+
+    func testRoutesWithDifferentQueriesAreDifferentStreams() async throws {
+        let harness = try await GatewayHarness.start(routes: [("/a", "/sse?topic=a"), ("/b", "/sse?topic=b")])
+        let a = try await harness.client("/a")
+        try await a.waitForHead()
+        let b = try await harness.client("/b")
+        try await b.waitForHead()
+        try await harness.origin.waitForStreams(count: 2)
+        XCTAssertEqual(Set(harness.origin.requests.map(\.uri)), ["/sse?topic=a", "/sse?topic=b"])
+        await a.close(); await b.close()
+        await harness.shutdown()
+    }
+
+    func testOriginHeadersComeFromTheLatestConnection() async throws {
+        let harness = try await GatewayHarness.start(origin: ScriptedOrigin.sseHandler(
+            headers: [("Content-Type", "text/event-stream"), ("Access-Control-Allow-Origin", "https://app.example")]))
+        let port = harness.origin.port
+        try await harness.origin.stop()
+        // The stream is made while the origin is down: no origin headers yet.
+        let early = try await harness.client()
+        try await early.waitForHead()
+        let origin = try await ScriptedOrigin.start(port: port, group: harness.group, handler: ScriptedOrigin.sseHandler(
+            headers: [("Content-Type", "text/event-stream"), ("Access-Control-Allow-Origin", "https://app.example"), ("Set-Cookie", "a=b")]))
+        try await origin.waitForStreams(count: 1, timeout: .seconds(5))
+        let late = try await harness.client()
+        let head = try await late.waitForHead()
+        XCTAssertEqual(head.headers.first(name: "access-control-allow-origin"), "https://app.example")
+        XCTAssertNil(head.headers.first(name: "set-cookie"), "a shared stream never passes on a cookie")
+        await early.close(); await late.close()
+        try await origin.stop()
+        await harness.shutdown()
+    }
+
+    func testShutdownEndsEveryClientsResponseCleanly() async throws {
+        let harness = try await GatewayHarness.start()
+        let shared = try await harness.client()
+        try await harness.origin.waitForStreams(count: 1)
+        harness.origin.broadcast("id: 1\ndata: a\n\n")
+        try await shared.waitForEvents(count: 1)
+        let resumed = try await harness.client(headers: [("Last-Event-ID", "unknown")])  // a private stream
+        try await resumed.waitForHead()
+        await harness.gateway.shutdown()
+        for client in [shared, resumed] {
+            try await client.waitForClose()
+            XCTAssertTrue(client.endedCleanly, client.report())
+        }
+        await harness.shutdown()
+    }
+}
