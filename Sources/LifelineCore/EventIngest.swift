@@ -11,8 +11,9 @@ struct EventIngest {
     private let incarnation: String
     /// After a reconnect, events the buffer already has are dropped until the first new one.
     private var deduplicating = false
-    /// An id-less event follows the fate of the event it continues.
-    private var droppedPrevious = false
+    /// The buffered event that the origin's replay has reached: an id-less event that follows
+    /// a dropped duplicate is itself a duplicate only if the buffer has an id-less event next.
+    private var replayCursor: UInt64?
     private(set) var duplicatesDropped = 0
 
     init(assignIDs: Bool, incarnation: String) {
@@ -22,7 +23,7 @@ struct EventIngest {
 
     mutating func upstreamReconnected() {
         self.deduplicating = true
-        self.droppedPrevious = false
+        self.replayCursor = nil
     }
 
     /// The encoded event, or nil when it is a duplicate of one already sent.
@@ -33,17 +34,20 @@ struct EventIngest {
         allocator: ByteBufferAllocator
     ) -> EncodedEvent? {
         if self.deduplicating {
-            if let id = event.id, !id.isEmpty, replay.contains(id: id) {
-                self.droppedPrevious = true
+            if let id = event.id, !id.isEmpty, let sequence = replay.sequence(forID: id) {
+                self.replayCursor = sequence
                 self.duplicatesDropped += 1
                 return nil
             }
-            if event.id == nil, self.droppedPrevious {
+            if event.id == nil, let cursor = self.replayCursor,
+                let next = replay.event(sequence: cursor + 1), next.id == nil
+            {
+                self.replayCursor = cursor + 1
                 self.duplicatesDropped += 1
                 return nil
             }
             self.deduplicating = false
-            self.droppedPrevious = false
+            self.replayCursor = nil
         }
         var event = event
         let sequence = self.nextSequence

@@ -106,9 +106,13 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
         let now = self.eventLoop.now
         // Each due entry is moved to the tail with a fresh time, so this visits each at most once.
         while let entry = self.head, entry.lastWrite + interval <= now {
+            guard let target = entry.target else {
+                self.remove(entry)  // its subscriber is gone without removing itself
+                continue
+            }
             self.touch(entry, now: now)
             self.heartbeatsSent += 1
-            entry.target?.heartbeatDue()
+            target.heartbeatDue()
         }
         self.scheduleIfNeeded()
     }

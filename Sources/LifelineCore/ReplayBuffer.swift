@@ -48,6 +48,19 @@ public struct ReplayBuffer: Sendable {
         self.indexByID[id] != nil
     }
 
+    /// The sequence of the most recent buffered event with this `id`.
+    public func sequence(forID id: String) -> UInt64? {
+        self.indexByID[id]
+    }
+
+    /// The buffered event with this sequence, if it is still buffered.
+    public func event(sequence: UInt64) -> EncodedEvent? {
+        guard let first = self.entries.first, sequence >= first.sequence else { return nil }
+        let offset = Int(sequence - first.sequence)
+        guard offset < self.entries.count else { return nil }
+        return self.entries[self.entries.index(self.entries.startIndex, offsetBy: offset)]
+    }
+
     public mutating func append(_ event: EncodedEvent, now: NIODeadline) {
         if let previous = self.entries.last {
             precondition(event.sequence == previous.sequence + 1, "replay sequences must be consecutive")

@@ -27,8 +27,12 @@ public struct SharePolicy: Sendable, Hashable {
             case "cookie": policy.headers.append("cookie")
             default:
                 let lowered = item.lowercased()
-                if lowered.hasPrefix("header:"), lowered.count > "header:".count {
-                    policy.headers.append(String(lowered.dropFirst("header:".count)))
+                let name = lowered.dropFirst("header:".count).trimmingASCIISpaces()
+                let isToken = !name.isEmpty && name.utf8.allSatisfy { byte in
+                    (byte >= 0x21 && byte <= 0x7E) && !"\"(),/:;<=>?@[\\]{}".utf8.contains(byte)
+                }
+                if lowered.hasPrefix("header:"), isToken {
+                    policy.headers.append(name)
                 } else {
                     return .failure(ShareByError(item: item))
                 }

@@ -148,6 +148,9 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                         return
                     }
                     status = .miss
+                    if fromStart {
+                        events = self.replay.all
+                    }
                 }
             }
         } else if fromStart {

@@ -25,7 +25,9 @@ public struct StreamKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         var text = "\(self.method) \(self.origin)\(self.path ?? "")"
         if let query = self.query, !query.isEmpty {
-            text += "?\(query)"
+            // Names only: query strings often carry tokens (EventSource cannot send headers).
+            let names = query.split(separator: "&").map { $0.split(separator: "=", maxSplits: 1).first ?? "" }
+            text += "?" + names.map { "\($0)=…" }.joined(separator: "&")
         }
         if let digest = self.headerDigests.lazy.compactMap({ $0 }).first {
             // A short tag so that log lines of one client's stream can be told apart.

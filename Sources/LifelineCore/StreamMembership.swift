@@ -4,8 +4,8 @@ import NIOCore
 public final class StreamMembership: @unchecked Sendable {
     public let stream: Stream
     unowned let loopSet: LoopSubscribers
-    /// The subscriber; unowned because the subscriber owns its membership.
-    unowned let subscriber: StreamSubscriber
+    /// The subscriber; weak because the subscriber owns its membership.
+    weak var subscriber: StreamSubscriber?
     /// Index in `loopSet.members`, kept current so that leaving is O(1).
     var slot = -1
 
@@ -62,7 +62,12 @@ final class LoopSubscribers: @unchecked Sendable {
         var index = self.members.count - 1
         while index >= 0 {
             if index < self.members.count {
-                self.members[index].subscriber.streamDeliver(chunk)
+                if let subscriber = self.members[index].subscriber {
+                    subscriber.streamDeliver(chunk)
+                } else {
+                    // Gone without leaving (should not happen): drop it here.
+                    self.remove(self.members[index])
+                }
             }
             index -= 1
         }
@@ -73,7 +78,7 @@ final class LoopSubscribers: @unchecked Sendable {
         self.members.removeAll()
         for member in members {
             member.slot = -1
-            member.subscriber.streamEnded(reason)
+            member.subscriber?.streamEnded(reason)
         }
     }
 }

@@ -158,6 +158,16 @@ public struct SSEParser: Sendable {
         self.failed = false
     }
 
+    /// After `Error.eventTooLarge`: like `startNewStream`, but if the discarded block carried an
+    /// `id`, that id becomes the last event ID, so that a reconnect resumes after the oversized
+    /// event instead of asking the origin for it again (and again).
+    public mutating func startNewStreamSkippingCurrentEvent() {
+        if let id = self.blockID {
+            self.lastEventID = id
+        }
+        self.startNewStream()
+    }
+
     // MARK: - Private
 
     /// Consumes the bytes of a leading UTF-8 BOM (EF BB BF), which may arrive split, and returns

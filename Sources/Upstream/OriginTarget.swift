@@ -33,6 +33,9 @@ public struct OriginTarget: Sendable, Hashable, CustomStringConvertible {
         } else {
             return .failure(.init("must start with http:// or https://"))
         }
+        if rest.contains("#") {
+            return .failure(.init("must not contain a fragment (#)"))
+        }
         var query: String?
         if let mark = rest.firstIndex(of: "?") {
             query = String(rest[rest.index(after: mark)...])

@@ -3,7 +3,7 @@ import NIOCore
 /// Delays between reconnect attempts: exponential with full jitter between a floor and a cap.
 ///
 /// The base is `--reconnect-min` until the origin sends `retry:`, which sets it as it would for a
-/// browser. Attempt n waits a uniformly random time in [min, min(max, base·2ⁿ)], so a crowd of
+/// browser. Attempt n waits a uniformly random time in [min, min(max, max(base·2ⁿ, 2·min))], so a crowd of
 /// streams that lost the same origin spread their reconnects instead of arriving together.
 public struct ReconnectBackoff: Sendable, Hashable {
     public var minimum: TimeAmount
@@ -22,7 +22,8 @@ public struct ReconnectBackoff: Sendable, Hashable {
         let base = min(max(self.originRetry ?? self.minimum, self.minimum), self.maximum)
         let exponent = min(attempt, 32)
         let grown = Double(base.nanoseconds) * Double(1 << UInt64(exponent))
-        let cap = min(Double(self.maximum.nanoseconds), grown)
+        // At least twice the floor, so that even first reconnects are spread out.
+        let cap = min(Double(self.maximum.nanoseconds), max(grown, 2 * Double(self.minimum.nanoseconds)))
         let floor = Double(self.minimum.nanoseconds)
         let fraction = min(max(random, 0), 1)
         return .nanoseconds(Int64(floor + (max(cap, floor) - floor) * fraction))

@@ -23,7 +23,8 @@ public enum UpstreamRequest {
         }
         headers.replaceOrAdd(name: "Host", value: target.hostHeader)
         if let clientAddress {
-            if let existing = client.headers.first(name: "x-forwarded-for"), !existing.isEmpty {
+            let existing = client.headers["x-forwarded-for"].filter { !$0.isEmpty }.joined(separator: ", ")
+            if !existing.isEmpty {
                 headers.replaceOrAdd(name: "X-Forwarded-For", value: "\(existing), \(clientAddress)")
             } else {
                 headers.replaceOrAdd(name: "X-Forwarded-For", value: clientAddress)

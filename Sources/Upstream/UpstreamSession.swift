@@ -53,6 +53,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     /// Outputs parsed during the current read, handed over together at the end of the read.
     private var pending: [SSEParser.Output] = []
     private var stopped = false
+    /// The current connection hit an oversized event; the rest of its bytes are ignored.
+    private var connectionFailed = false
     /// Injected in tests for deterministic jitter.
     var random: () -> Double = { Double.random(in: 0..<1) }
 
@@ -188,7 +190,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     }
 
     public func originConnection(_ connection: OriginConnection, didReceiveBody body: ByteBuffer) {
-        guard connection === self.connection, !self.stopped else { return }
+        guard connection === self.connection, !self.stopped, !self.connectionFailed else { return }
         self.lastByteAt = self.eventLoop.now
         do {
             try self.parser.parse(body) { output in
@@ -200,6 +202,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
                 metadata: ["limit": "\(self.configuration.maxEventSize)"]
             )
             self.flushPending()
+            self.connectionFailed = true
+            self.parser.startNewStreamSkippingCurrentEvent()
             connection.close()
         }
     }
@@ -224,8 +228,12 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         self.idleTimer?.cancel()
         self.idleTimer = nil
         // A new connection is a new stream for the parser: an incomplete event is discarded,
-        // the last event id is kept.
-        self.parser.startNewStream()
+        // the last event id is kept (or moved past an oversized event, see above).
+        if self.connectionFailed {
+            self.connectionFailed = false
+        } else {
+            self.parser.startNewStream()
+        }
         let wasStreaming: Bool
         if case .streaming = self.machine.state { wasStreaming = true } else { wasStreaming = false }
         let action = self.machine.connectionEnded(now: self.eventLoop.now, random: self.random())

@@ -68,7 +68,7 @@ func string(_ buffer: ByteBuffer) -> String {
 // MARK: Fakes
 
 /// An upstream that records whether the stream stopped it.
-final class FakeFeed: UpstreamFeed {
+final class FakeFeed: UpstreamFeed, @unchecked Sendable {
     private(set) var stopCount = 0
     func stop() { self.stopCount += 1 }
 }
@@ -124,4 +124,11 @@ final class FakeSubscriber: StreamSubscriber, @unchecked Sendable {
     func leave() {
         self.attachment?.membership.leave()
     }
+}
+
+/// `Stream` alone is ambiguous next to Foundation's.
+typealias CoreStream = LifelineCore.Stream
+
+func makeKey(_ path: String = "/events") -> StreamKey {
+    StreamKey(method: "GET", origin: "http://origin:3000", path: path, query: "", headerValues: [nil, nil])
 }

@@ -49,6 +49,19 @@ final class SSEParserTests: XCTestCase {
         XCTAssertEqual(try self.parse(&parser, "data:test2\n\n"), [event("test2")])
     }
 
+    func testSkippingAnOversizedEventResumesAfterItsID() throws {
+        var parser = SSEParser(maxEventSize: 32)
+        _ = try parser.parse(ByteBuffer(string: "id: 1\ndata: ok\n\n"))
+        XCTAssertThrowsError(try parser.parse(ByteBuffer(string: "id: 2\ndata: " + String(repeating: "x", count: 64))))
+        parser.startNewStreamSkippingCurrentEvent()
+        XCTAssertEqual(parser.lastEventID, "2", "a reconnect asks for what follows the oversized event")
+        XCTAssertEqual(try parser.parse(ByteBuffer(string: "data: next\n\n")), [.event(SSEEvent(data: "next", lastEventID: "2"))])
+        // Without an id in the oversized block, the position stays where it was.
+        XCTAssertThrowsError(try parser.parse(ByteBuffer(string: "data: " + String(repeating: "y", count: 64))))
+        parser.startNewStreamSkippingCurrentEvent()
+        XCTAssertEqual(parser.lastEventID, "2")
+    }
+
     func testNewStreamKeepsTheDispatchedLastEventID() throws {
         var parser = SSEParser()
         _ = try self.parse(&parser, "id: 3\ndata: a\n\nid: 4\ndata: b")
