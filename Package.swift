@@ -10,6 +10,7 @@ let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let nioConcurrency = Target.Dependency.product(name: "NIOConcurrencyHelpers", package: "swift-nio")
 let nioEmbedded = Target.Dependency.product(name: "NIOEmbedded", package: "swift-nio")
+let nioTLS = Target.Dependency.product(name: "NIOTLS", package: "swift-nio")
 
 let package = Package(
     name: "Lifeline",
@@ -25,6 +26,13 @@ let package = Package(
         .target(name: "SSE", dependencies: [nioCore]),
         // Flag files and command lines: parsing, typed values, FILE:LINE errors, help text.
         .target(name: "Flags"),
+        // The system's OpenSSL 3 and libnghttp2, with shims for what Swift cannot import.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        // OpenSSL as a SwiftNIO handler (server and client), with ALPN and SNI.
+        .target(name: "TLS", dependencies: ["COpenSSL", nioCore, nioTLS, nioConcurrency]),
+        // An nghttp2 server session as a SwiftNIO handler.
+        .target(name: "HTTP2", dependencies: ["CNghttp2", nioCore, nioHTTP1, nioConcurrency]),
         // Streams, the hub, replay buffer, fan-out, heartbeats. Knows subscribers only as byte sinks.
         .target(name: "LifelineCore", dependencies: ["SSE", nioCore, nioConcurrency, logging]),
         // The origin client: HTTP/1.1 requests, SSE sessions that reconnect with backoff.
@@ -39,6 +47,8 @@ let package = Package(
 
         // Test-only helpers: an SSE client on real sockets and a scriptable origin.
         .target(name: "LifelineTestSupport", dependencies: [nioCore, nioPosix, nioHTTP1], path: "Tests/LifelineTestSupport"),
+        .testTarget(name: "TLSTests", dependencies: ["TLS", nioCore, nioPosix, nioEmbedded, nioTLS]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "TLS", nioCore, nioPosix, nioHTTP1, nioEmbedded, nioTLS]),
         .testTarget(name: "SSETests", dependencies: ["SSE", nioCore]),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
