@@ -1,0 +1,36 @@
+import LifelineCore
+import NIOCore
+import NIOHTTP1
+
+/// The client side of one request, as a `ClientExchange` sees it: an HTTP/1.1 connection or an
+/// HTTP/2 stream. The responder owns framing (chunked, Content-Length, DATA frames) and what
+/// happens to the connection afterwards; the exchange owns routing, streams and proxying.
+///
+/// Every method is called on `eventLoop`.
+protocol ClientResponder: AnyObject {
+    var eventLoop: EventLoop { get }
+    var allocator: ByteBufferAllocator { get }
+    /// The client's address, for `X-Forwarded-For` and per-address limits.
+    var clientAddress: String? { get }
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    var clientScheme: String { get }
+    /// Whether the client takes more bytes now (its connection's or stream's buffer is below
+    /// the bound). When it turns true again the owner calls `clientWritabilityChanged`.
+    var isWritable: Bool { get }
+
+    /// Writes the response head. `isEventStream`: an event-stream response of unknown length.
+    /// Otherwise `headers` are the origin's (hop-by-hop removed) and decide the body's framing.
+    func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders, isEventStream: Bool)
+    /// Event-stream bytes shared by many subscribers (a responder may use the pre-framed form).
+    func writeChunk(_ chunk: StreamChunk)
+    /// Plain body bytes.
+    func writeBody(_ bytes: ByteBuffer)
+    func flush()
+    /// The response is complete.
+    func endResponse(closeConnection: Bool)
+    /// The response cannot be completed: the client must see it fail (close, or RST_STREAM).
+    func abortResponse()
+    /// A small complete response of the gateway's own (400, 404, 502, 504); `closeConnection`
+    /// after a request that cannot be trusted to leave the connection in order.
+    func respond(status: HTTPResponseStatus, body: String, closeConnection: Bool)
+}
