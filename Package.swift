@@ -36,9 +36,9 @@ let package = Package(
         // Streams, the hub, replay buffer, fan-out, heartbeats. Knows subscribers only as byte sinks.
         .target(name: "LifelineCore", dependencies: ["SSE", nioCore, nioConcurrency, logging]),
         // The origin client: HTTP/1.1 requests, SSE sessions that reconnect with backoff.
-        .target(name: "Upstream", dependencies: ["SSE", "LifelineCore", nioCore, nioPosix, nioHTTP1, logging]),
+        .target(name: "Upstream", dependencies: ["SSE", "LifelineCore", "TLS", nioCore, nioPosix, nioHTTP1, logging]),
         // Listeners and the HTTP/1.1 front end, routing, plain proxying.
-        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", nioCore, nioPosix, nioHTTP1, nioConcurrency, logging]),
+        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", "TLS", "HTTP2", nioCore, nioPosix, nioHTTP1, nioTLS, nioConcurrency, logging]),
         // The built-in demo origin (`lifeline --demo`, `lifeline demo-origin`).
         .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.

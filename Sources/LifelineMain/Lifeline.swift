@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Server
+import TLS
 
 #if canImport(Glibc)
 import Glibc
@@ -53,6 +54,11 @@ public enum Lifeline {
             return flags[LifelineFlags.check] ? 1 : 2
         }
         if flags[LifelineFlags.check] {
+            // Certificates and keys are read as at start-up, so --check catches bad PEM files too.
+            if let problem = Self.checkTLSFiles(settings.gateway) {
+                Self.printError(problem)
+                return 1
+            }
             print("# configuration is valid; effective flags:")
             print(flags.effectiveFlags(), terminator: "")
             return 0
@@ -81,6 +87,26 @@ public enum Lifeline {
 
         \(DemoOriginFlags.set.markdownReference(headingLevel: 3))
         """
+    }
+
+    static func checkTLSFiles(_ configuration: GatewayConfiguration) -> String? {
+        do {
+            if !configuration.tlsCertificates.isEmpty {
+                _ = try TLSServerContext(certificates: configuration.tlsCertificates.map {
+                    TLSServerContext.CertificatePair(certificatePath: $0.certificate, keyPath: $0.key)
+                })
+            }
+        } catch {
+            return "--tls-cert/--tls-key: \(error)"
+        }
+        do {
+            if let ca = configuration.upstreamCA {
+                _ = try TLSClientContext(additionalCAPath: ca)
+            }
+        } catch {
+            return "--upstream-ca: \(error)"
+        }
+        return nil
     }
 
     static func bootstrapLogging(level: String, format: String) {
@@ -113,12 +139,24 @@ public enum Lifeline {
                 logger.notice("demo origin running", metadata: ["origin": "http://127.0.0.1:\(server.port)"])
             }
             let server = try await GatewayServer.start(configuration: configuration, group: group, logger: logger)
-            for address in server.localAddresses {
+            for address in server.plaintextAddresses {
                 Self.announce("lifeline listening on http://\(Self.display(address))")
+            }
+            for address in server.tlsAddresses {
+                Self.announce("lifeline listening on https://\(Self.display(address))")
             }
             for route in configuration.routes {
                 logger.info("route", metadata: ["prefix": "\(route.prefix)", "origin": "\(route.origin)"])
             }
+            let reload = Self.onSignal(SIGHUP) {
+                do {
+                    try server.reloadCertificates()
+                    logger.notice("SIGHUP: certificates reloaded")
+                } catch {
+                    logger.error("SIGHUP: certificates not reloaded; keeping the old ones", metadata: ["error": "\(error)"])
+                }
+            }
+            defer { reload.cancel() }
             let signal = await Self.waitForTerminationSignal()
             logger.notice("shutting down", metadata: ["signal": "\(signal)"])
             await server.shutdown()
@@ -185,13 +223,20 @@ public enum Lifeline {
         return "\(host):\(port)"
     }
 
+    /// Runs `action` on every `number` signal until the returned source is cancelled.
+    static func onSignal(_ number: Int32, _ action: @escaping @Sendable () -> Void) -> DispatchSourceSignal {
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: DispatchQueue(label: "lifeline.signal.\(number)"))
+        source.setEventHandler(handler: action)
+        source.resume()
+        return source
+    }
+
     /// Waits for SIGTERM or SIGINT.
     static func waitForTerminationSignal() async -> String {
         await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
             let queue = DispatchQueue(label: "lifeline.signals")
             let fired = SignalLatch(continuation)
-            // Nothing is reloaded on SIGHUP yet; it must not end the process either.
-            signal(SIGHUP, SIG_IGN)
             for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
                 signal(number, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: number, queue: queue)

@@ -10,6 +10,25 @@ enum LifelineFlags {
     static let listen = RepeatedFlag(
         "listen", .listenAddress, default: "127.0.0.1:8080", valueName: "HOST:PORT", section: "Listening and routing",
         help: "Address to accept plaintext HTTP/1.1 clients. Port 0 picks a free port.")
+    static let tlsListen = RepeatedFlag(
+        "tls-listen", .listenAddress, valueName: "HOST:PORT", section: "TLS and HTTP/2",
+        help: "Address to accept TLS clients on; ALPN picks HTTP/2 (h2) or HTTP/1.1. Needs --tls-cert and --tls-key.")
+    static let tlsCert = RepeatedFlag(
+        "tls-cert", .string, valueName: "PEM", section: "TLS and HTTP/2",
+        help: "Certificate chain (PEM file) for --tls-listen. Give several --tls-cert/--tls-key pairs to serve several "
+            + "names: the first is the default, the others are chosen by SNI. Reloaded on SIGHUP.")
+    static let tlsKey = RepeatedFlag(
+        "tls-key", .string, valueName: "PEM", section: "TLS and HTTP/2",
+        help: "Private key (PEM file) for the --tls-cert at the same position.")
+    static let h2MaxStreams = Flag(
+        "h2-max-streams", .integer(in: 1...100_000), default: "128", section: "TLS and HTTP/2",
+        help: "Most concurrent streams (EventSources) one HTTP/2 connection may open (SETTINGS_MAX_CONCURRENT_STREAMS).")
+    static let upstreamCA = OptionalFlag(
+        "upstream-ca", .string, valueName: "PEM", section: "TLS and HTTP/2",
+        help: "Extra CA certificate (PEM file) to trust for https:// origins, besides the system's CA store.")
+    static let upstreamInsecure = Flag<Bool>(
+        boolean: "upstream-insecure", section: "TLS and HTTP/2",
+        help: "Do not verify https:// origins' certificates or names (logged as a warning at start). For testing only.")
     static let route = RepeatedFlag(
         "route", .custom(valueName: "PREFIX=URL") { text in try Route.parse(text).get() }, section: "Listening and routing",
         help: "Serve request paths that start with PREFIX from the origin URL (the longest prefix wins). "
@@ -136,6 +155,7 @@ enum LifelineFlags {
 
     static let set = FlagSet([
         listen, route, upstream, shareBy, lastEventIDParam,
+        tlsListen, tlsCert, tlsKey, h2MaxStreams, upstreamCA, upstreamInsecure,
         heartbeat, heartbeatComment, heartbeatEvent, openingComment, clientRetry, clientRetryJitter,
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
         replayEvents, replayBytes, replayAge, replayMiss, gapEvent, assignIDs, streamLinger,
@@ -179,11 +199,15 @@ struct LifelineSettings {
                 location: nil, flag: "route",
                 message: "no route: give --route=PREFIX=URL or --upstream=URL (or --demo for the built-in demo origin)"))
         }
-        for (index, route) in flags[F.route].enumerated() where route.origin.scheme == .https {
-            errors.append(flags.error(at: "route", index: index, "https:// origins are not supported yet (TLS comes in a later release)"))
+        let certificates = flags[F.tlsCert]
+        let keys = flags[F.tlsKey]
+        if certificates.count != keys.count {
+            errors.append(flags.error(
+                at: certificates.count > keys.count ? F.tlsCert.name : F.tlsKey.name,
+                "give --tls-cert and --tls-key in pairs (\(certificates.count) certificates, \(keys.count) keys)"))
         }
-        if let upstream = flags[F.upstream], upstream.scheme == .https {
-            errors.append(flags.error(at: F.upstream, "https:// origins are not supported yet (TLS comes in a later release)"))
+        if !flags[F.tlsListen].isEmpty && certificates.isEmpty {
+            errors.append(flags.error(at: F.tlsListen, "needs --tls-cert and --tls-key"))
         }
         let reconnectMin = flags[F.reconnectMin]
         let reconnectMax = flags[F.reconnectMax]
@@ -203,6 +227,11 @@ struct LifelineSettings {
 
         let gateway = GatewayConfiguration(
             listen: flags[F.listen].map { .init(host: $0.isAnyHost ? "0.0.0.0" : $0.host, port: $0.port) },
+            tlsListen: flags[F.tlsListen].map { .init(host: $0.isAnyHost ? "0.0.0.0" : $0.host, port: $0.port) },
+            tlsCertificates: Array(zip(certificates, keys)).map { (certificate: $0.0, key: $0.1) },
+            h2MaxStreams: flags[F.h2MaxStreams],
+            upstreamCA: flags[F.upstreamCA],
+            upstreamInsecure: flags[F.upstreamInsecure],
             routes: routes,
             sharePolicy: flags[F.shareBy],
             heartbeat: optionalTime(flags[F.heartbeat]),

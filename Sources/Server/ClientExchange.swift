@@ -322,6 +322,7 @@ final class ClientExchange {
             on: self.responder.eventLoop,
             connectTimeout: self.shared.configuration.upstream.connectTimeout,
             headTimeout: self.shared.configuration.upstream.headTimeout,
+            tls: self.shared.configuration.upstream.tls,
             delegate: self
         )
     }

@@ -14,6 +14,16 @@ public struct GatewayConfiguration: Sendable {
     }
 
     public var listen: [ListenAddress]
+    /// TLS listeners: ALPN picks HTTP/2 or HTTP/1.1.
+    public var tlsListen: [ListenAddress]
+    /// Certificate/key PEM pairs; the first is the default, the others are chosen by SNI.
+    public var tlsCertificates: [(certificate: String, key: String)]
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` for HTTP/2 clients.
+    public var h2MaxStreams: Int
+    /// An extra CA (PEM) trusted for https origins, besides the system store.
+    public var upstreamCA: String?
+    /// Do not verify https origins' certificates (logged as a warning at start).
+    public var upstreamInsecure: Bool
     public var routes: [Route]
     public var sharePolicy: SharePolicy
     /// Idle time after which a client gets a heartbeat; nil turns heartbeats off.
@@ -39,6 +49,11 @@ public struct GatewayConfiguration: Sendable {
 
     public init(
         listen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8080)],
+        tlsListen: [ListenAddress] = [],
+        tlsCertificates: [(certificate: String, key: String)] = [],
+        h2MaxStreams: Int = 128,
+        upstreamCA: String? = nil,
+        upstreamInsecure: Bool = false,
         routes: [Route] = [],
         sharePolicy: SharePolicy = .default,
         heartbeat: TimeAmount? = .seconds(15),
@@ -57,6 +72,11 @@ public struct GatewayConfiguration: Sendable {
         requestHeadTimeout: TimeAmount = .seconds(10)
     ) {
         self.listen = listen
+        self.tlsListen = tlsListen
+        self.tlsCertificates = tlsCertificates
+        self.h2MaxStreams = h2MaxStreams
+        self.upstreamCA = upstreamCA
+        self.upstreamInsecure = upstreamInsecure
         self.routes = routes
         self.sharePolicy = sharePolicy
         self.heartbeat = heartbeat

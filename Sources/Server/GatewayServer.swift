@@ -1,6 +1,8 @@
 import LifelineCore
 import Logging
 import NIOConcurrencyHelpers
+import TLS
+import NIOTLS
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -14,14 +16,17 @@ public final class GatewayServer: Sendable {
     private let listeners: [Channel]
     /// Every open client connection, for shutdown.
     private let connections: ConnectionRegistry
+    private let tls: TLSServerContext?
 
     private init(
         configuration: GatewayConfiguration,
         hub: StreamHub,
         shared: GatewayShared,
         listeners: [Channel],
-        connections: ConnectionRegistry
+        connections: ConnectionRegistry,
+        tls: TLSServerContext?
     ) {
+        self.tls = tls
         self.configuration = configuration
         self.hub = hub
         self.metrics = shared.metrics
@@ -38,6 +43,26 @@ public final class GatewayServer: Sendable {
     /// The first listener's port.
     public var port: Int { self.localAddresses.first?.port ?? 0 }
 
+    /// The addresses of the plaintext listeners (`--listen`), then of the TLS ones (`--tls-listen`).
+    public var plaintextAddresses: [SocketAddress] {
+        self.listeners.prefix(self.configuration.listen.count).compactMap(\.localAddress)
+    }
+
+    public var tlsAddresses: [SocketAddress] {
+        self.listeners.dropFirst(self.configuration.listen.count).compactMap(\.localAddress)
+    }
+
+    /// The first TLS listener's port.
+    public var tlsPort: Int? { self.tlsAddresses.first?.port }
+
+    /// Re-reads the TLS certificates (SIGHUP). Established connections keep theirs.
+    public func reloadCertificates() throws {
+        try self.tls?.reload()
+    }
+
+    /// Handshake and shutdown counts of the TLS listeners.
+    public var tlsMetrics: TLSMetrics { self.shared.tlsMetrics }
+
     public var connectionCount: Int { self.shared.limiter.total }
 
     public static func start(
@@ -45,8 +70,23 @@ public final class GatewayServer: Sendable {
         group: EventLoopGroup,
         logger: Logger
     ) async throws -> GatewayServer {
+        var configuration = configuration
+        if configuration.routes.contains(where: { $0.origin.scheme == .https }), configuration.upstream.tls == nil {
+            if configuration.upstreamInsecure {
+                logger.warning("--upstream-insecure: https origins' certificates are not verified")
+            }
+            configuration.upstream.tls = try TLSClientContext(
+                additionalCAPath: configuration.upstreamCA,
+                verify: !configuration.upstreamInsecure
+            )
+        }
         let hub = StreamHub()
         let shared = GatewayShared(configuration: configuration, hub: hub, logger: logger)
+        let tls = try configuration.tlsListen.isEmpty ? nil : TLSServerContext(
+            certificates: configuration.tlsCertificates.map {
+                TLSServerContext.CertificatePair(certificatePath: $0.certificate, keyPath: $0.key)
+            }
+        )
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.makeIterator() {
             contexts[ObjectIdentifier(loop)] = LoopContext(eventLoop: loop, configuration: configuration)
@@ -61,9 +101,12 @@ public final class GatewayServer: Sendable {
         // unwritable and bytes wait in the subscriber's own queue, bounded by --client-buffer.
         let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 << 10, high: 64 << 10)
 
+        let frontEnds = FrontEnds(shared: shared, decoderLimits: decoderLimits)
         var listeners: [Channel] = []
         do {
-            for address in configuration.listen {
+            let plain = configuration.listen.map { ($0, false) }
+            let secure = configuration.tlsListen.map { ($0, true) }
+            for (address, isTLS) in plain + secure {
                 let channel = try await ServerBootstrap(group: group)
                     .serverChannelOption(.backlog, value: 1024)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -76,14 +119,11 @@ public final class GatewayServer: Sendable {
                                 throw ChannelError.ioOnClosedChannel
                             }
                             connections.add(channel)
-                            try channel.pipeline.syncOperations.addHandler(
-                                ByteToMessageHandler(HTTPRequestDecoder(
-                                    leftOverBytesStrategy: .dropBytes,
-                                    informationalResponseStrategy: .drop,
-                                    limitConfiguration: decoderLimits
-                                ))
-                            )
-                            try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: shared, loop: loop))
+                            if isTLS, let tls {
+                                try frontEnds.installTLS(on: channel, loop: loop, context: tls)
+                            } else {
+                                try frontEnds.installPlaintext(on: channel, loop: loop)
+                            }
                         }
                     }
                     .bind(host: address.host, port: address.port)
@@ -101,7 +141,8 @@ public final class GatewayServer: Sendable {
             hub: hub,
             shared: shared,
             listeners: listeners,
-            connections: connections
+            connections: connections,
+            tls: tls
         )
     }
 
@@ -147,3 +188,51 @@ final class ConnectionRegistry: Sendable {
 /// Tells a connection that the gateway is shutting down: close when idle, and after the
 /// response in flight.
 struct GatewayShutdown: Sendable {}
+
+/// Builds a connection's pipeline: HTTP/1.1 or HTTP/2, over plaintext or TLS.
+final class FrontEnds: Sendable {
+    private let shared: GatewayShared
+    private let decoderLimits: NIOHTTPDecoderLimitConfiguration
+
+    init(shared: GatewayShared, decoderLimits: NIOHTTPDecoderLimitConfiguration) {
+        self.shared = shared
+        self.decoderLimits = decoderLimits
+    }
+
+    /// Plaintext: HTTP/2 with prior knowledge is told from HTTP/1.1 by its preface.
+    func installPlaintext(on channel: Channel, loop: LoopContext) throws {
+        let sniffer = PrefaceSniffer(timeout: self.shared.configuration.requestHeadTimeout) { channel, detected in
+            switch detected {
+            case .http1: try self.installHTTP1(on: channel, loop: loop, scheme: "http")
+            case .http2: try HTTP2FrontEnd.install(on: channel, shared: self.shared, loop: loop, scheme: "http")
+            }
+        }
+        try channel.pipeline.syncOperations.addHandler(sniffer)
+    }
+
+    /// TLS: ALPN picks HTTP/2 (`h2`) or HTTP/1.1 (anything else, or no ALPN).
+    func installTLS(on channel: Channel, loop: LoopContext, context: TLSServerContext) throws {
+        try channel.pipeline.syncOperations.addHandler(OpenSSLHandler.server(context: context, metrics: self.shared.tlsMetrics))
+        let negotiation = ApplicationProtocolNegotiationHandler { result, channel in
+            channel.eventLoop.makeCompletedFuture {
+                if case .negotiated("h2") = result {
+                    try HTTP2FrontEnd.install(on: channel, shared: self.shared, loop: loop, scheme: "https")
+                } else {
+                    try self.installHTTP1(on: channel, loop: loop, scheme: "https")
+                }
+            }
+        }
+        try channel.pipeline.syncOperations.addHandler(negotiation)
+    }
+
+    func installHTTP1(on channel: Channel, loop: LoopContext, scheme: String) throws {
+        try channel.pipeline.syncOperations.addHandler(
+            ByteToMessageHandler(HTTPRequestDecoder(
+                leftOverBytesStrategy: .dropBytes,
+                informationalResponseStrategy: .drop,
+                limitConfiguration: self.decoderLimits
+            ))
+        )
+        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: self.shared, loop: loop, scheme: scheme))
+    }
+}

@@ -1,6 +1,7 @@
 import LifelineCore
 import Logging
 import NIOCore
+import TLS
 import Upstream
 
 /// What every connection handler of a gateway shares: configuration, routes, the stream hub and
@@ -13,6 +14,7 @@ final class GatewayShared: Sendable {
     let logger: Logger
     let accessLogger: Logger
     let metrics: GatewayMetrics
+    let tlsMetrics: TLSMetrics
 
     init(configuration: GatewayConfiguration, hub: StreamHub, logger: Logger) {
         self.configuration = configuration
@@ -27,5 +29,6 @@ final class GatewayShared: Sendable {
         accessLogger[metadataKey: "log"] = "access"
         self.accessLogger = accessLogger
         self.metrics = GatewayMetrics()
+        self.tlsMetrics = TLSMetrics()
     }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TLS
 
 /// What an origin connection reports; every call comes on the connection's event loop.
 public protocol OriginConnectionDelegate: AnyObject {
@@ -42,7 +43,7 @@ public final class OriginConnection: @unchecked Sendable {
             case .closedBeforeEnd: return "origin closed the connection before the response ended"
             case .closedByGateway: return "closed by the gateway"
             case .headTimeout: return "origin sent no response head in time"
-            case .tlsNotSupported: return "https origins are not supported in this build"
+            case .tlsNotSupported: return "https origin without a TLS client context"
             }
         }
     }
@@ -62,6 +63,7 @@ public final class OriginConnection: @unchecked Sendable {
         on eventLoop: EventLoop,
         connectTimeout: TimeAmount,
         headTimeout: TimeAmount? = nil,
+        tls: TLSClientContext? = nil,
         delegate: OriginConnectionDelegate
     ) -> OriginConnection {
         eventLoop.preconditionInEventLoop()
@@ -73,10 +75,16 @@ public final class OriginConnection: @unchecked Sendable {
                 bound.value.fail(Failure.headTimeout)
             }
         }
-        guard target.scheme == .http else {
-            eventLoop.execute { connection.fail(Failure.tlsNotSupported) }
-            return connection
+        var tlsContext: TLSClientContext?
+        if target.scheme == .https {
+            guard let tls else {
+                eventLoop.execute { connection.fail(Failure.tlsNotSupported) }
+                return connection
+            }
+            tlsContext = tls
         }
+        // SNI carries a host name, never an IP address (RFC 6066).
+        let serverName = Self.isIPAddress(target.host) ? nil : target.host
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
@@ -84,6 +92,11 @@ public final class OriginConnection: @unchecked Sendable {
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(
+                            OpenSSLHandler.client(context: tlsContext, serverName: serverName)
+                        )
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(OriginResponseHandler(connection: bound.value))
                 }
@@ -99,6 +112,12 @@ public final class OriginConnection: @unchecked Sendable {
                 }
             }
         return connection
+    }
+
+    static func isIPAddress(_ host: String) -> Bool {
+        if host.contains(":") { return true }  // IPv6
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
     }
 
     private func connected(_ channel: Channel) {

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import SSE
+import TLS
 
 /// The origin side of one stream: keeps an event-stream response open, parses it, and when the
 /// connection ends reconnects by itself with `Last-Event-ID`, with backoff. Confined to its loop.
@@ -18,6 +19,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         public var connectTimeout: TimeAmount
         /// Give up on a connection whose response head has not come this long after it opened.
         public var headTimeout: TimeAmount
+        /// For https origins: trust store and verification.
+        public var tls: TLSClientContext?
 
         public init(
             reconnectMin: TimeAmount = .milliseconds(100),
@@ -151,6 +154,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
             on: self.eventLoop,
             connectTimeout: self.configuration.connectTimeout,
             headTimeout: self.configuration.headTimeout,
+            tls: self.configuration.tls,
             delegate: self
         )
         connection.endRequest()

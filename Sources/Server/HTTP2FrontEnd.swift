@@ -1,0 +1,239 @@
+import HTTP2
+import LifelineCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import Upstream
+
+/// One client connection over HTTP/2: each request stream is a `ClientExchange`, served by an
+/// `HTTP2StreamResponder`. Admission, the access log and shutdown are per connection, as for
+/// HTTP/1.1; heartbeats, replay and slow-client bounds are per stream, exactly as over HTTP/1.1.
+final class HTTP2FrontEnd {
+    private let shared: GatewayShared
+    private let loop: LoopContext
+    private let scheme: String
+    private let clientAddress: String?
+    private var responders: [Int32: HTTP2StreamResponder] = [:]
+    private(set) var admitted = false
+    private let connectedAt: NIODeadline
+    private var requests = 0
+    private var eventsSent = 0
+    private var lastTarget = "-"
+    private var endReason = "client closed"
+
+    init(shared: GatewayShared, loop: LoopContext, scheme: String, clientAddress: String?) {
+        self.shared = shared
+        self.loop = loop
+        self.scheme = scheme
+        self.clientAddress = clientAddress
+        self.connectedAt = loop.eventLoop.now
+    }
+
+    /// Adds the HTTP/2 handler for this front end to `channel`'s pipeline.
+    static func install(on channel: Channel, shared: GatewayShared, loop: LoopContext, scheme: String) throws {
+        let frontEnd = HTTP2FrontEnd(
+            shared: shared,
+            loop: loop,
+            scheme: scheme,
+            clientAddress: channel.remoteAddress?.ipAddress
+        )
+        var configuration = HTTP2ServerConfiguration()
+        configuration.maxConcurrentStreams = shared.configuration.h2MaxStreams
+        configuration.maxHeaderListSize = shared.configuration.maxRequestHeadSize
+        configuration.streamBufferLimit = shared.configuration.clientBuffer
+        let handler = HTTP2ServerHandler(configuration: configuration) { stream in
+            frontEnd.request(stream)
+        }
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionWatcher(frontEnd: frontEnd, handler: handler))
+        frontEnd.admit()
+    }
+
+    private func admit() {
+        if self.shared.limiter.admit(address: self.clientAddress ?? "unknown") == nil {
+            self.admitted = true
+            self.shared.metrics.record { $0.connectionsAccepted += 1 }
+        } else {
+            // Refused requests get 503 one by one; the connection closes with its last stream.
+            self.shared.metrics.record { $0.connectionsRefused += 1 }
+            self.endReason = "refused (503)"
+        }
+    }
+
+    private func request(_ stream: HTTP2ServerStream) {
+        self.requests += 1
+        let responder = HTTP2StreamResponder(
+            stream: stream,
+            frontEnd: self,
+            eventLoop: self.loop.eventLoop,
+            scheme: self.scheme,
+            clientAddress: self.clientAddress
+        )
+        guard self.admitted else {
+            responder.respond(status: .serviceUnavailable, body: "too many clients\n", closeConnection: true)
+            return
+        }
+        self.responders[stream.streamID] = responder
+        let exchange = ClientExchange(shared: self.shared, loop: self.loop, responder: responder)
+        responder.exchange = exchange
+        exchange.start(stream.head)
+    }
+
+    func streamFinished(_ responder: HTTP2StreamResponder) {
+        guard let exchange = self.responders.removeValue(forKey: responder.streamID)?.exchange else { return }
+        self.eventsSent += exchange.eventsSent
+        self.lastTarget = exchange.target
+    }
+
+    func connectionClosed() {
+        for responder in self.responders.values {
+            responder.exchange?.clientGone()
+            if let exchange = responder.exchange {
+                self.eventsSent += exchange.eventsSent
+                self.lastTarget = exchange.target
+            }
+        }
+        self.responders.removeAll()
+        if self.admitted {
+            self.admitted = false
+            self.shared.limiter.release(address: self.clientAddress ?? "unknown")
+        }
+        let duration = self.loop.eventLoop.now - self.connectedAt
+        self.shared.accessLogger.info(
+            "connection closed",
+            metadata: [
+                "client": "\(self.clientAddress ?? "-")",
+                "protocol": "h2",
+                "target": "\(self.lastTarget)",
+                "requests": "\(self.requests)",
+                "duration_ms": "\(duration.nanoseconds / 1_000_000)",
+                "events": "\(self.eventsSent)",
+                "end": "\(self.endReason)",
+            ]
+        )
+    }
+}
+
+/// Sees the connection close and the gateway's shutdown for an `HTTP2FrontEnd`.
+final class HTTP2ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private let frontEnd: HTTP2FrontEnd
+    private let handler: HTTP2ServerHandler
+
+    init(frontEnd: HTTP2FrontEnd, handler: HTTP2ServerHandler) {
+        self.frontEnd = frontEnd
+        self.handler = handler
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.frontEnd.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GatewayShutdown {
+            // GOAWAY: no new streams; the streams' responses end as their streams do.
+            self.handler.beginGracefulShutdown()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// One HTTP/2 request stream as a `ClientResponder`.
+final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
+    let stream: HTTP2ServerStream
+    var exchange: ClientExchange?
+    private unowned let frontEnd: HTTP2FrontEnd
+    let eventLoop: EventLoop
+    let clientScheme: String
+    let clientAddress: String?
+    private var finished = false
+
+    init(stream: HTTP2ServerStream, frontEnd: HTTP2FrontEnd, eventLoop: EventLoop, scheme: String, clientAddress: String?) {
+        self.stream = stream
+        self.frontEnd = frontEnd
+        self.eventLoop = eventLoop
+        self.clientScheme = scheme
+        self.clientAddress = clientAddress
+        stream.delegate = self
+    }
+
+    var streamID: Int32 { self.stream.streamID }
+    var allocator: ByteBufferAllocator { ByteBufferAllocator() }
+    var isWritable: Bool { self.stream.isWritable }
+
+    /// Headers an HTTP/2 response must not carry (RFC 9113 §8.2.2).
+    private static let connectionSpecific: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
+    ]
+
+    func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders, isEventStream: Bool) {
+        let fields = HopByHopHeaders.removing(from: headers)
+            .filter { !Self.connectionSpecific.contains($0.name.lowercased()) }
+            .map { ($0.name.lowercased(), $0.value) }
+        self.stream.sendHead(status: status, headers: fields)
+    }
+
+    func writeChunk(_ chunk: StreamChunk) {
+        self.stream.write(chunk.bytes)
+    }
+
+    func writeBody(_ bytes: ByteBuffer) {
+        self.stream.write(bytes)
+    }
+
+    func flush() {
+        self.stream.flush()
+    }
+
+    func endResponse(closeConnection: Bool) {
+        self.stream.end()
+        self.stream.flush()
+        self.done()
+    }
+
+    func abortResponse() {
+        self.stream.reset()
+        self.done()
+    }
+
+    func respond(status: HTTPResponseStatus, body: String, closeConnection: Bool) {
+        var buffer = ByteBuffer()
+        buffer.writeString(body)
+        self.stream.sendHead(
+            status: status,
+            headers: [("content-type", "text/plain; charset=utf-8"), ("content-length", String(buffer.readableBytes))]
+        )
+        self.stream.write(buffer)
+        self.stream.end()
+        self.stream.flush()
+        self.done()
+    }
+
+    private func done() {
+        guard !self.finished else { return }
+        self.finished = true
+        self.frontEnd.streamFinished(self)
+    }
+
+    // MARK: HTTP2ServerStreamDelegate
+
+    func http2Stream(_ stream: HTTP2ServerStream, didReceiveBody body: ByteBuffer) {
+        self.exchange?.receiveBody(body)
+    }
+
+    func http2StreamDidReceiveEnd(_ stream: HTTP2ServerStream) {
+        self.exchange?.receiveEnd()
+    }
+
+    func http2StreamDidClose(_ stream: HTTP2ServerStream, reason: HTTP2StreamCloseReason) {
+        self.exchange?.clientGone()
+        self.done()
+    }
+
+    func http2StreamWritabilityChanged(_ stream: HTTP2ServerStream) {
+        self.exchange?.clientWritabilityChanged()
+    }
+}
