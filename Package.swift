@@ -48,7 +48,7 @@ let package = Package(
         // Test-only helpers: an SSE client on real sockets and a scriptable origin.
         .target(name: "LifelineTestSupport", dependencies: [nioCore, nioPosix, nioHTTP1], path: "Tests/LifelineTestSupport"),
         .testTarget(name: "TLSTests", dependencies: ["TLS", nioCore, nioPosix, nioEmbedded, nioTLS]),
-        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "TLS", nioCore, nioPosix, nioHTTP1, nioEmbedded, nioTLS]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "CNghttp2", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "SSETests", dependencies: ["SSE", nioCore]),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),

@@ -282,6 +282,9 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         case NGHTTP2_ERR_FLOODED.rawValue:
             self.terminationReason = "flood: too many unanswered SETTINGS/PING frames"
             nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+        case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue:
+            self.terminationReason = "flood: too many CONTINUATION frames"
+            nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
         default:
             self.terminationReason = "protocol error: \(String(cString: nghttp2_strerror(code)))"
             nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR.rawValue)
