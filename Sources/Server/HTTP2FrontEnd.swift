@@ -85,7 +85,10 @@ final class HTTP2FrontEnd {
         self.lastTarget = exchange.target
     }
 
-    func connectionClosed() {
+    func connectionClosed(reason: String?) {
+        if let reason {
+            self.endReason = reason
+        }
         for responder in self.responders.values {
             responder.exchange?.clientGone()
             if let exchange = responder.exchange {
@@ -127,7 +130,7 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.frontEnd.connectionClosed()
+        self.frontEnd.connectionClosed(reason: self.handler.terminationReason)
         context.fireChannelInactive()
     }
 
