@@ -3,6 +3,7 @@ import PackageDescription
 
 // Module graph (data flows left to right):
 //   SSE ─► LifelineCore ─► Upstream ─► Server ─► LifelineMain ─► lifeline
+//   COpenSSL ─► TLS (used by Upstream and Server);  CNghttp2 ─► HTTP2 (used by Server)
 // Flags and DemoOrigin stand alone; LifelineMain wires everything together.
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
