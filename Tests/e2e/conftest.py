@@ -1,9 +1,11 @@
 """Fixtures for Lifeline's end-to-end tests.
 
 - `lifeline_bin`: the binary under test (env LIFELINE_BIN, else .build/debug/lifeline).
-- `processes`: starts child processes, waits for their "... listening on URL" line, and kills
+- `processes`: starts child processes, waits for their "... listening on URL" line(s), and kills
   them all at teardown (their stderr is attached to the report when a test fails).
 - `demo_origin` / `gateway`: start `lifeline demo-origin` / `lifeline` through `processes`.
+  With `--tls-listen`, `gateway` waits for both lines (http and https): `proc.url` stays the
+  first (plaintext) one, `proc.url_for("https")` / `proc.port_for("https")` give the TLS one.
 - `browser` (session): Debian's chromium through Playwright, headless; never downloads a browser.
 - `new_page`: a page in a fresh browser context; console messages are attached on failure.
 
@@ -65,9 +67,21 @@ class Proc:
     popen: subprocess.Popen
     stderr_path: Path
     stdout_lines: list[str] = field(default_factory=list)
-    url: str = ""
+    url: str = ""      # the first "listening on" URL
     host: str = ""
     port: int = 0
+    urls: dict[str, str] = field(default_factory=dict)  # scheme -> first URL seen with that scheme
+
+    def url_for(self, scheme: str) -> str:
+        """The first "listening on" URL with this scheme (`http` or `https`)."""
+        if scheme not in self.urls:
+            raise AssertionError(f"{self.name} printed no 'listening on {scheme}://' line; it printed {self.urls}")
+        return self.urls[scheme]
+
+    def port_for(self, scheme: str) -> int:
+        m = LISTENING_RE.search("listening on " + self.url_for(scheme))
+        assert m is not None
+        return int(m.group("port"))
 
     @property
     def pid(self) -> int:
@@ -112,7 +126,13 @@ class Processes:
         self.log_dir = log_dir
         self.procs: list[Proc] = []
 
-    def start(self, name: str, argv: list[str], ready_timeout: float = 15.0, env: dict | None = None) -> Proc:
+    def start(self, name: str, argv: list[str], ready_timeout: float = 15.0, env: dict | None = None,
+              schemes: tuple[str, ...] = ()) -> Proc:
+        """Starts `argv` and returns once it has printed a "listening on" line.
+
+        `schemes` (e.g. `("http", "https")`): wait until there is a "listening on" line for each of
+        them, in any order; by default the first such line is enough.
+        """
         n = sum(1 for p in self.procs if p.name == name)
         stderr_path = self.log_dir / f"{name}-{n}.stderr"
         stderr_file = open(stderr_path, "wb")
@@ -146,12 +166,13 @@ class Processes:
 
         threading.Thread(target=pump, name=f"stdout-{name}", daemon=True).start()
 
+        wanted = " and ".join(f"'listening on {s}://'" for s in schemes) or "'listening on'"
         deadline = time.monotonic() + ready_timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 proc.kill()
-                self._fail_start(proc, f"did not print a 'listening on' line within {ready_timeout:g} s")
+                self._fail_start(proc, f"did not print {wanted} line(s) within {ready_timeout:g} s")
             try:
                 line = lines.get(timeout=min(remaining, 0.5))
             except queue.Empty:
@@ -161,13 +182,16 @@ class Processes:
                     popen.wait(timeout=2)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-                self._fail_start(proc, "closed stdout before printing a 'listening on' line")
+                self._fail_start(proc, f"closed stdout before printing {wanted} line(s)")
             m = LISTENING_RE.search(line)
             if m:
-                proc.url = m.group("url")
-                proc.host = m.group("host")
-                proc.port = int(m.group("port"))
-                return proc
+                if not proc.url:
+                    proc.url = m.group("url")
+                    proc.host = m.group("host")
+                    proc.port = int(m.group("port"))
+                proc.urls.setdefault(m.group("scheme"), m.group("url"))
+                if all(s in proc.urls for s in schemes):
+                    return proc
 
     def _fail_start(self, proc: Proc, why: str) -> None:
         stdout = "\n".join(proc.stdout_lines[-20:]) or "<empty>"
@@ -219,10 +243,14 @@ def demo_origin(processes, lifeline_bin):
 
 @pytest.fixture
 def gateway(processes, lifeline_bin):
-    """`start(*flags)` starts `lifeline --listen=127.0.0.1:0 FLAGS...` and returns its Proc."""
+    """`start(*flags)` starts `lifeline --listen=127.0.0.1:0 FLAGS...` and returns its Proc.
+
+    With a `--tls-listen` flag it waits for both the http:// and the https:// "listening on" lines.
+    """
 
     def start(*flags: str) -> Proc:
-        return processes.start("lifeline", [lifeline_bin, "--listen=127.0.0.1:0", *flags])
+        schemes = ("http", "https") if any(f.startswith("--tls-listen") for f in flags) else ()
+        return processes.start("lifeline", [lifeline_bin, "--listen=127.0.0.1:0", *flags], schemes=schemes)
 
     return start
 
