@@ -22,23 +22,13 @@ final class CommandLineTests: XCTestCase {
     }
 
     /// Runs the built binary; returns exit status, stdout and stderr.
-    private func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    private func run(_ arguments: [String]) throws -> ProcessRunner.Result {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lifeline")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             XCTFail("lifeline binary not built at \(binary.path); run `swift build` first")
-            return (-1, "", "")
+            return ProcessRunner.Result(status: -1, out: "", err: "")
         }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+        return try ProcessRunner.run(binary.path, arguments)
     }
 
     func testCheckAcceptsAValidFlagFileAndPrintsTheEffectiveFlags() throws {

@@ -24,7 +24,7 @@ final class TLSFrontEndTests: XCTestCase {
 
     /// A self-signed certificate for localhost and 127.0.0.1: `NAME.pem` and `NAME.key`.
     static func makeCertificate(name: String, in directory: URL) throws {
-        let result = try run("/usr/bin/openssl", [
+        let result = try ProcessRunner.run("/usr/bin/openssl", [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
             "-keyout", directory.appendingPathComponent("\(name).key").path,
@@ -33,34 +33,11 @@ final class TLSFrontEndTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.err)
     }
 
-    /// Runs a process off the test's task, so the gateway's event loops keep going meanwhile.
-    static func runDetached(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(with: Result { try run(executable, arguments) })
-            }
-        }
-    }
-
-    @discardableResult
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
-    }
 
     /// curl for `seconds`, printing the body then `VERSION=<http version>`.
     private func curl(_ arguments: [String], seconds: Double = 1.5) async throws -> (body: String, version: String) {
         let all = ["-s", "-N", "--max-time", String(seconds), "-w", "\nVERSION=%{http_version}\n"] + arguments
-        let result = try await Self.runDetached("/usr/bin/curl", all)
+        let result = try await ProcessRunner.runDetached("/usr/bin/curl", all)
         let parts = result.out.components(separatedBy: "\nVERSION=")
         return (parts.first ?? "", parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespacesAndNewlines) : "")
     }
