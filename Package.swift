@@ -43,7 +43,7 @@ let package = Package(
         // The built-in demo origin (`lifeline --demo`, `lifeline demo-origin`).
         .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
-        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "DemoOrigin", nioCore, nioPosix, logging]),
+        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "DemoOrigin", "TLS", nioCore, nioPosix, nioConcurrency, logging]),
         .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),
 
         // Test-only helpers: an SSE client on real sockets and a scriptable origin.

@@ -3,6 +3,7 @@ import Dispatch
 import Flags
 import LifelineCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Server
@@ -123,6 +124,22 @@ public enum Lifeline {
         let group = MultiThreadedEventLoopGroup.singleton
         var configuration = settings.gateway
         var demoServer: DemoOriginServer?
+        // SIGHUP is handled from the start, so that an early one does not end the process.
+        let reloadTarget = NIOLockedValueBox<GatewayServer?>(nil)
+        let reload = Self.onSignal(SIGHUP) {
+            guard let server = reloadTarget.withLockedValue({ $0 }) else { return }
+            guard !server.configuration.tlsCertificates.isEmpty else {
+                logger.notice("SIGHUP: no certificates to reload")
+                return
+            }
+            do {
+                try server.reloadCertificates()
+                logger.notice("SIGHUP: certificates reloaded")
+            } catch {
+                logger.error("SIGHUP: certificates not reloaded; keeping the old ones", metadata: ["error": "\(error)"])
+            }
+        }
+        defer { reload.cancel() }
         do {
             if let demo = settings.demo {
                 let server = try await DemoOriginServer.start(
@@ -148,15 +165,7 @@ public enum Lifeline {
             for route in configuration.routes {
                 logger.info("route", metadata: ["prefix": "\(route.prefix)", "origin": "\(route.origin)"])
             }
-            let reload = Self.onSignal(SIGHUP) {
-                do {
-                    try server.reloadCertificates()
-                    logger.notice("SIGHUP: certificates reloaded")
-                } catch {
-                    logger.error("SIGHUP: certificates not reloaded; keeping the old ones", metadata: ["error": "\(error)"])
-                }
-            }
-            defer { reload.cancel() }
+            reloadTarget.withLockedValue { $0 = server }
             let signal = await Self.waitForTerminationSignal()
             logger.notice("shutting down", metadata: ["signal": "\(signal)"])
             await server.shutdown()

@@ -213,6 +213,7 @@ final class FrontEnds: Sendable {
     /// TLS: ALPN picks HTTP/2 (`h2`) or HTTP/1.1 (anything else, or no ALPN).
     func installTLS(on channel: Channel, loop: LoopContext, context: TLSServerContext) throws {
         try channel.pipeline.syncOperations.addHandler(OpenSSLHandler.server(context: context, metrics: self.shared.tlsMetrics))
+        try channel.pipeline.syncOperations.addHandler(TLSFailureLogger(logger: self.shared.logger))
         let negotiation = ApplicationProtocolNegotiationHandler { result, channel in
             channel.eventLoop.makeCompletedFuture {
                 if case .negotiated("h2") = result {
@@ -234,5 +235,26 @@ final class FrontEnds: Sendable {
             ))
         )
         try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: self.shared, loop: loop, scheme: scheme))
+    }
+}
+
+/// Logs TLS failures (handshakes that fail, connections cut mid-record) at debug level: they are
+/// routine on the internet (scanners, browsers closing tabs) and are counted in `TLSMetrics`.
+final class TLSFailureLogger: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is TLSError {
+            self.logger.debug(
+                "TLS connection failed",
+                metadata: ["client": "\(context.channel.remoteAddress?.ipAddress ?? "-")", "error": "\(error)"]
+            )
+        }
+        context.fireErrorCaught(error)
     }
 }

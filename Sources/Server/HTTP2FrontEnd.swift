@@ -15,6 +15,11 @@ final class HTTP2FrontEnd {
     private let clientAddress: String?
     private var responders: [Int32: HTTP2StreamResponder] = [:]
     private(set) var admitted = false
+    private var refusal: ConnectionLimiter.Refusal?
+    private weak var handler: HTTP2ServerHandler?
+    /// A connection with no stream open for `--request-head-timeout` is closed (GOAWAY), as an
+    /// idle HTTP/1.1 connection is: otherwise a client could hold a slot with a bare preface.
+    private var idleTimer: Scheduled<Void>?
     private let connectedAt: NIODeadline
     private var requests = 0
     private var eventsSent = 0
@@ -44,19 +49,36 @@ final class HTTP2FrontEnd {
         let handler = HTTP2ServerHandler(configuration: configuration) { stream in
             frontEnd.request(stream)
         }
+        frontEnd.handler = handler
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionWatcher(frontEnd: frontEnd, handler: handler))
         frontEnd.admit()
+        frontEnd.armIdleTimer()
     }
 
     private func admit() {
-        if self.shared.limiter.admit(address: self.clientAddress ?? "unknown") == nil {
+        if let refusal = self.shared.limiter.admit(address: self.clientAddress ?? "unknown") {
+            // The first request is answered 503/429 (as over HTTP/1.1), then GOAWAY.
+            self.refusal = refusal
+            self.shared.metrics.record { $0.connectionsRefused += 1 }
+            self.endReason = refusal == .tooManyClients ? "refused (503)" : "refused (429)"
+        } else {
             self.admitted = true
             self.shared.metrics.record { $0.connectionsAccepted += 1 }
-        } else {
-            // Refused requests get 503 one by one; the connection closes with its last stream.
-            self.shared.metrics.record { $0.connectionsRefused += 1 }
-            self.endReason = "refused (503)"
+        }
+    }
+
+    private func armIdleTimer() {
+        self.idleTimer?.cancel()
+        let timeout = self.shared.configuration.requestHeadTimeout
+        guard timeout > .zero else { return }
+        let bound = NIOLoopBound(self, eventLoop: self.loop.eventLoop)
+        self.idleTimer = self.loop.eventLoop.scheduleTask(in: timeout) {
+            let frontEnd = bound.value
+            frontEnd.idleTimer = nil
+            guard frontEnd.responders.isEmpty else { return }
+            frontEnd.endReason = frontEnd.requests == 0 ? "no request in time" : "idle timeout"
+            frontEnd.handler?.beginGracefulShutdown()
         }
     }
 
@@ -69,10 +91,17 @@ final class HTTP2FrontEnd {
             scheme: self.scheme,
             clientAddress: self.clientAddress
         )
-        guard self.admitted else {
-            responder.respond(status: .serviceUnavailable, body: "too many clients\n", closeConnection: true)
+        if let refusal = self.refusal {
+            let (status, text) =
+                refusal == .tooManyClients
+                ? (HTTPResponseStatus.serviceUnavailable, "too many clients\n")
+                : (HTTPResponseStatus.tooManyRequests, "too many connections from your address\n")
+            responder.respond(status: status, body: text, closeConnection: true)
+            self.handler?.beginGracefulShutdown()
             return
         }
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
         self.responders[stream.streamID] = responder
         let exchange = ClientExchange(shared: self.shared, loop: self.loop, responder: responder)
         responder.exchange = exchange
@@ -83,9 +112,14 @@ final class HTTP2FrontEnd {
         guard let exchange = self.responders.removeValue(forKey: responder.streamID)?.exchange else { return }
         self.eventsSent += exchange.eventsSent
         self.lastTarget = exchange.target
+        if self.responders.isEmpty {
+            self.armIdleTimer()
+        }
     }
 
     func connectionClosed(reason: String?) {
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
         if let reason {
             self.endReason = reason
         }

@@ -83,8 +83,9 @@ public final class OriginConnection: @unchecked Sendable {
             }
             tlsContext = tls
         }
-        // SNI carries a host name, never an IP address (RFC 6066).
-        let serverName = Self.isIPAddress(target.host) ? nil : target.host
+        // The handler verifies the certificate against this name or IP address, and sends it as
+        // SNI only when it is a name (RFC 6066).
+        let serverName = target.host
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
@@ -112,12 +113,6 @@ public final class OriginConnection: @unchecked Sendable {
                 }
             }
         return connection
-    }
-
-    static func isIPAddress(_ host: String) -> Bool {
-        if host.contains(":") { return true }  // IPv6
-        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
     }
 
     private func connected(_ channel: Channel) {

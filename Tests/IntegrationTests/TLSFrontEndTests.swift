@@ -23,10 +23,10 @@ final class TLSFrontEndTests: XCTestCase {
     private func path(_ file: String) -> String { self.directory.appendingPathComponent(file).path }
 
     /// A self-signed certificate for localhost and 127.0.0.1: `NAME.pem` and `NAME.key`.
-    static func makeCertificate(name: String, in directory: URL) throws {
+    static func makeCertificate(name: String, in directory: URL, names: String = "DNS:localhost,IP:127.0.0.1") throws {
         let result = try ProcessRunner.run("/usr/bin/openssl", [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext", "subjectAltName=\(names)",
             "-keyout", directory.appendingPathComponent("\(name).key").path,
             "-out", directory.appendingPathComponent("\(name).pem").path,
         ])
@@ -168,6 +168,43 @@ final class TLSFrontEndTests: XCTestCase {
         await refused.close()
         await strict.shutdown()
         await front.shutdown()
+    }
+
+    /// An origin reached by IP address must present a certificate for that address.
+    func testHTTPSOriginByIPAddressIsCheckedAgainstTheAddress() async throws {
+        try Self.makeCertificate(name: "other", in: self.directory, names: "DNS:b.test")
+        let certificate = self.path("other.pem"), key = self.path("other.key")
+        let front = try await GatewayHarness.start(configure: { configuration in
+            configuration.tlsListen = [.init(host: "127.0.0.1", port: 0)]
+            configuration.tlsCertificates = [(certificate: certificate, key: key)]
+        })
+        let originPort = try XCTUnwrap(front.gateway.tlsPort)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        var configuration = GatewayConfiguration(listen: [.init(host: "127.0.0.1", port: 0)])
+        configuration.routes = [try Route.parse("/=https://127.0.0.1:\(originPort)").get()]
+        configuration.upstreamCA = certificate  // trusted, but issued for b.test, not 127.0.0.1
+        let edge = try await GatewayServer.start(configuration: configuration, group: front.group, logger: logger)
+        let client = try await SSETestClient.connect(port: edge.port, path: "/page", headers: [("Accept", "text/html")], group: front.group)
+        let head = try await client.waitForHead()
+        XCTAssertEqual(head.status, .badGateway)
+        await client.close()
+        await edge.shutdown()
+        await front.shutdown()
+    }
+
+    /// An HTTP/2 client that opens a connection and never a stream is closed like an idle
+    /// HTTP/1.1 connection.
+    func testIdleHTTP2ConnectionIsClosed() async throws {
+        let harness = try await GatewayHarness.start(configure: { configuration in
+            configuration.requestHeadTimeout = .milliseconds(200)
+        })
+        let started = Date()
+        let preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        let emptySettings = String(decoding: [0, 0, 0, 4, 0, 0, 0, 0, 0] as [UInt8], as: UTF8.self)
+        _ = try await RawHTTP.exchange(port: harness.port, send: preface + emptySettings, group: harness.group, timeout: .seconds(5))
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3, "closed by the gateway, not by the test's timeout")
+        await harness.shutdown()
     }
 
     static func waitFor(timeout: TimeInterval = 5, _ condition: @escaping () -> Bool) async throws {
