@@ -84,6 +84,27 @@ final class TLSFrontEndTests: XCTestCase {
         await harness.shutdown()
     }
 
+    func testReplayByLastEventIDOverHTTP2() async throws {
+        let harness = try await self.tlsHarness()
+        let port = try XCTUnwrap(harness.gateway.tlsPort)
+        let keeper = try await harness.client()
+        try await harness.origin.waitForStreams(count: 1)
+        for id in 1...5 {
+            harness.origin.broadcast("id: \(id)\ndata: e\(id)\n\n")
+        }
+        try await keeper.waitForEvents(count: 5)
+        let h2 = try await self.curl([
+            "--cacert", self.path("a.pem"), "--http2", "-i", "-H", "Accept: text/event-stream", "-H", "Last-Event-ID: 3",
+            "https://localhost:\(port)/events",
+        ], seconds: 1)
+        XCTAssertEqual(h2.version, "2")
+        XCTAssertTrue(h2.body.lowercased().contains("lifeline-replay: hit"), h2.body)
+        XCTAssertTrue(h2.body.contains("id: 4\ndata: e4\n\nid: 5\ndata: e5\n\n"), h2.body)
+        XCTAssertFalse(h2.body.contains("data: e3"), h2.body)
+        await keeper.close()
+        await harness.shutdown()
+    }
+
     func testHTTP2WithPriorKnowledgeOnThePlaintextListener() async throws {
         let harness = try await GatewayHarness.start()
         let ticker = Task {
