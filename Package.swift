@@ -16,11 +16,13 @@ let nioTLS = Target.Dependency.product(name: "NIOTLS", package: "swift-nio")
 let package = Package(
     name: "Lifeline",
     products: [
-        .executable(name: "lifeline", targets: ["lifeline"])
+        .executable(name: "lifeline", targets: ["lifeline"]),
+        .executable(name: "lifeline-bench", targets: ["LifelineBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // The SSE wire format: WHATWG parser and serializer. No I/O.
@@ -45,6 +47,13 @@ let package = Package(
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
         .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "DemoOrigin", "TLS", nioCore, nioPosix, nioConcurrency, logging]),
         .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),
+        // The SSE load client and benchmark origin (`lifeline-bench`).
+        .executableTarget(
+            name: "LifelineBench",
+            dependencies: ["SSE", "TLS", "HTTP2", "Flags", nioCore, nioPosix, nioHTTP1, nioConcurrency,
+                           .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Sources/LifelineBench"
+        ),
 
         // Test-only helpers: an SSE client on real sockets and a scriptable origin.
         .target(name: "LifelineTestSupport", dependencies: [nioCore, nioPosix, nioHTTP1], path: "Tests/LifelineTestSupport"),
