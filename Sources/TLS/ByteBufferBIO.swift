@@ -133,7 +133,9 @@ private func byteBufferBIORead(_ bio: OpaquePointer?, _ data: UnsafeMutablePoint
     return swiftBIO.read(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length)))
 }
 
-private func byteBufferBIOCtrl(_ bio: OpaquePointer?, _ command: CInt, _ larg: CLong, _ parg: UnsafeMutableRawPointer?) -> CLong {
+private func byteBufferBIOCtrl(
+    _ bio: OpaquePointer?, _ command: CInt, _ larg: CLong, _ parg: UnsafeMutableRawPointer?
+) -> CLong {
     switch command {
     case BIO_CTRL_FLUSH:
         return 1

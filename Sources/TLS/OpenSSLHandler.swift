@@ -8,8 +8,9 @@ import NIOTLS
 /// - After the handshake it fires NIOTLS's `TLSUserEvent.handshakeCompleted(negotiatedProtocol:)`,
 ///   so NIOTLS's `ApplicationProtocolNegotiationHandler` can pick HTTP/1.1 or HTTP/2.
 /// - `close()` sends close_notify and closes the channel when the peer's close_notify arrives or
-///   after `shutdownTimeout`, whichever is first. The peer's close_notify is answered with ours,
-///   then the channel closes, and `TLSUserEvent.shutdownCompleted` is fired.
+///   after `shutdownTimeout`, whichever is first, so its future completes only then (on an
+///   `EmbeddedEventLoop`: advance time, or `finish()` waits forever). The peer's close_notify is
+///   answered with ours, then the channel closes, and `TLSUserEvent.shutdownCompleted` is fired.
 /// - A peer that goes away without close_notify (browsers do it all the time) is counted in
 ///   `TLSMetrics.uncleanEOFs`; no error is fired.
 /// - A failed handshake (or one slower than `handshakeTimeout`) and a TLS error after it are
@@ -92,7 +93,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         handshakeTimeout: TimeAmount? = .seconds(10),
         shutdownTimeout: TimeAmount = .seconds(3)
     ) -> OpenSSLHandler {
-        OpenSSLHandler(role: .server(context), metrics: metrics, handshakeTimeout: handshakeTimeout, shutdownTimeout: shutdownTimeout)
+        OpenSSLHandler(
+            role: .server(context), metrics: metrics,
+            handshakeTimeout: handshakeTimeout, shutdownTimeout: shutdownTimeout)
     }
 
     /// A client handler. `serverName` is sent as SNI (unless it is an IP address) and, when the
@@ -267,11 +270,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func startHandshake(context: ChannelHandlerContext) {
         guard case .idle = state else { return }
         do {
+            let allocator = context.channel.allocator
             switch role {
             case .server(let serverContext):
-                connection = try SSLConnection.server(generation: serverContext.generation, allocator: context.channel.allocator)
+                connection = try SSLConnection.server(generation: serverContext.generation, allocator: allocator)
             case .client(let clientContext, let serverName):
-                connection = try SSLConnection.client(context: clientContext, serverName: serverName, allocator: context.channel.allocator)
+                connection = try SSLConnection.client(context: clientContext, serverName: serverName, allocator: allocator)
             }
         } catch {
             state = .closed
@@ -350,7 +354,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
                 break readLoop
             }
         }
-        if let buffer = plaintext, buffer.readableBytes > 0 {
+        if case .active = state, let buffer = plaintext, buffer.readableBytes > 0 {
             deliver(context: context, buffer)
         }
         if case .active = state {
@@ -487,6 +491,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             case .read:
                 continue
             case .wantRead:
+                flushCiphertext(context: context)
                 return
             case .closeNotify:
                 _ = connection.shutdown()

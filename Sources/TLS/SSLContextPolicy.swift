@@ -68,6 +68,8 @@ enum SSLContextPolicy {
 }
 
 /// The passphrase callback: there is never a passphrase.
-func noPassphrase(_ buffer: UnsafeMutablePointer<CChar>?, _ size: CInt, _ rwflag: CInt, _ userdata: UnsafeMutableRawPointer?) -> CInt {
+func noPassphrase(
+    _ buffer: UnsafeMutablePointer<CChar>?, _ size: CInt, _ rwflag: CInt, _ userdata: UnsafeMutableRawPointer?
+) -> CInt {
     0
 }

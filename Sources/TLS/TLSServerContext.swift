@@ -103,10 +103,12 @@ final class ServerContextGeneration: @unchecked Sendable {
         var name = serverName
         if name.hasSuffix(".") { name.removeLast() }
         guard !name.isEmpty else { return nil }
+        let length = name.utf8.count
+        let flags = UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
         for ctx in contexts {
             guard let certificate = SSL_CTX_get0_certificate(ctx) else { continue }
             let matched = name.withCString { pointer in
-                X509_check_host(certificate, pointer, strlenOf(name), UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS), nil)
+                X509_check_host(certificate, pointer, length, flags, nil)
             }
             if matched == 1 { return ctx }
         }
@@ -145,13 +147,11 @@ final class ServerContextGeneration: @unchecked Sendable {
     }
 }
 
-private func strlenOf(_ string: String) -> Int {
-    string.utf8.count
-}
-
 /// SNI: switch the connection to the context whose certificate matches the requested name. No
 /// name, or no match: stay on the default. Runs inside SSL_do_handshake on the event loop.
-private func serverNameCallback(_ ssl: OpaquePointer?, _ alert: UnsafeMutablePointer<CInt>?, _ argument: UnsafeMutableRawPointer?) -> CInt {
+private func serverNameCallback(
+    _ ssl: OpaquePointer?, _ alert: UnsafeMutablePointer<CInt>?, _ argument: UnsafeMutableRawPointer?
+) -> CInt {
     guard let ssl, let argument, let namePointer = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else {
         return SSL_TLSEXT_ERR_OK
     }
