@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""Figures and the table for Benchmarks/run (side-by-side runs).
+
+    report.py line RUN_DIR          one line about one run (stderr of Benchmarks/run)
+    report.py final WORK_DIR OUT    results.json + table.md in OUT; the table on stdout
+
+Benchmarks/run leaves, per run, RUN_DIR/meta.env (key=value: what ran, the CPU and RSS samples of
+the gateway's processes, the window) and the load tool's output (load-I.json per shard, or
+h2load.out), and in WORK_DIR machine.env and floor-N.json.
+
+How each figure is made (docs/benchmarks.md says the same for readers):
+- CPU per delivered event: the gateway processes' CPU time (user + system) over the window, from the
+  per-thread run time in /proc/PID/task/*/schedstat (ns; /proc/PID/stat utime+stime in clock ticks is
+  kept in results.json as a cross-check), divided by the events delivered in the window. The load tool
+  reports events for the whole run only, so events in the window = events x window / delivery time,
+  where delivery time = hold - ramp/2 (clients connect evenly over the ramp). The window starts 1 s
+  after the ramp and ends 1.5 s before the end, so connection setup and teardown are not in it.
+- RSS per held client: (summed VmRSS during the hold - summed VmRSS before any client) / clients held.
+- Added latency: the gateway's delivery latency p50/p99 minus the direct run's in the same scenario.
+  Several load processes (--shard) are merged with `lifeline-bench merge`, which merges their histograms.
+- Ratios: to nginx in the same scenario and run; "x floor": CPU per event / the floor's CPU per write
+  for the same number of sockets.
+"""
+import json
+import os
+import re
+import sys
+from glob import glob
+
+
+def read_env(path):
+    out = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                out[k] = v
+    return out
+
+
+def num(v, default=0.0):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+# ------------------------------------------------------------------------------------------------
+# The load tool's JSON summary. Its exact key names are the load tool's business: find each figure by
+# what its key path says (e.g. "connections.held", "latency_us.p99"), and record which key was used.
+
+def flatten(obj, prefix=""):
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
+    elif isinstance(obj, list):
+        pass
+    elif isinstance(obj, bool):
+        pass
+    elif isinstance(obj, (int, float)):
+        out[prefix] = obj
+    return out
+
+
+def norm_path(path):
+    return "/".join(re.sub(r"[^a-z0-9]", "", part.lower()) for part in path.split("/"))
+
+
+FIGURES = {
+    # name: (regexes that must all match the normalised key path, regexes that must not)
+    "held": ([r"held"], [r"lat", r"time", r"ttfb"]),
+    "failed": ([r"fail"], [r"lat", r"time", r"ttfb"]),
+    "events": ([r"(^|/)(events?|eventsreceived|received|total)$", r"event"],
+               [r"lat", r"gap", r"dup", r"heartbeat", r"persec", r"rate", r"time", r"ttfb"]),
+    "gaps": ([r"gap"], [r"lat", r"time"]),
+    "duplicates": ([r"dup"], [r"lat", r"time"]),
+    "heartbeats": ([r"heartbeat"], [r"lat", r"interval", r"time"]),
+    "reconnects": ([r"reconnect"], [r"lat", r"time", r"delay"]),
+    "p50": ([r"lat|deliver", r"(p50|median|50th|p500)$"], [r"ttfb|firstbyte"]),
+    "p99": ([r"lat|deliver", r"(p99|99th|p990)$"], [r"ttfb|firstbyte"]),
+    "p999": ([r"lat|deliver", r"(p999|p9990|999th)$"], [r"ttfb|firstbyte"]),
+    "max": ([r"lat|deliver", r"max$"], [r"ttfb|firstbyte"]),
+}
+
+
+def find(flat, name):
+    include, exclude = FIGURES[name]
+    for key, value in flat.items():
+        p = norm_path(key)
+        if all(re.search(r, p) for r in include) and not any(re.search(r, p) for r in exclude):
+            scale = 1.0
+            if name in ("p50", "p99", "p999", "max"):  # microseconds unless the key says otherwise
+                k = key.lower()
+                if re.search(r"(_|\b)ms\b|millis", k):
+                    scale = 1000.0
+                elif re.search(r"(_|\b)ns\b|nanos", k):
+                    scale = 0.001
+                elif re.search(r"(_|\b)s\b|seconds", k) and not re.search(r"(_|\b)(us|µs)\b|micros", k):
+                    scale = 1e6
+            return value * scale, key
+    return None, None
+
+
+COUNTS = ("held", "failed", "events", "gaps", "missing_events", "duplicates", "heartbeats", "comments", "dropped",
+          "reconnects", "attempts")
+
+
+def bench_figures(doc):
+    """Figures from a `lifeline-bench load` (or `merge`) summary, by its own key names."""
+    got = {k: doc[k] for k in ("held", "failed", "events", "gaps", "missing_events", "duplicates", "comments",
+                                "dropped", "reconnects", "attempts") if isinstance(doc.get(k), (int, float))}
+    lat = doc.get("latency_us") or {}
+    for name in ("p50", "p99", "p999", "max"):
+        if isinstance(lat.get(name), (int, float)) and lat.get("count", 1):
+            got[name] = lat[name]
+    # Comment lines are Lifeline's opening comment (one per response it opens) and its heartbeats;
+    # the benchmark origin sends none. Responses opened = attempts that got as far as a stream.
+    bad = sum((doc.get("bad_status") or {}).values())
+    opened = (doc.get("attempts", 0) - doc.get("connect_errors", 0) - bad - doc.get("not_event_stream", 0)
+              - doc.get("closed_before_head", 0))
+    if "comments" in got:
+        got["heartbeats"] = max(0, got["comments"] - max(0, opened))
+    return got
+
+
+def load_summary(run_dir, meta):
+    """Figures of the run's load processes (merged), the keys used, and any problems."""
+    if meta.get("tool") == "h2load":
+        return h2load_summary(run_dir, meta)
+    merged = os.path.join(run_dir, "load-merged.json")
+    files = [merged] if os.path.exists(merged) else sorted(glob(os.path.join(run_dir, "load-[0-9]*.json")))
+    out = {"shards": int(num(meta.get("shards"), 1)), "keys": {}, "problems": []}
+    if not files:
+        out["problems"].append("no JSON from the load tool")
+        return out
+    per = []
+    for path in files:
+        try:
+            with open(path) as f:
+                doc = json.load(f)
+        except (OSError, ValueError) as e:
+            out["problems"].append(f"{os.path.basename(path)}: {e}")
+            continue
+        if isinstance(doc, dict) and "latency_us" in doc and "subscriptions" in doc:
+            got = bench_figures(doc)
+            out["keys"]["schema"] = "lifeline-bench"
+            if doc.get("errors"):
+                out.setdefault("errors", {}).update(doc["errors"])
+            if doc.get("bad_status"):
+                out.setdefault("bad_status", {}).update(doc["bad_status"])
+        else:  # another tool's summary: find each figure by what its key says
+            flat = flatten(doc)
+            got = {}
+            for name in FIGURES:
+                value, key = find(flat, name)
+                if value is not None:
+                    got[name] = value
+                    out["keys"][name] = key
+        per.append(got)
+    if files != [merged] and len(files) < out["shards"]:
+        out["problems"].append(f"{len(files)} of {out['shards']} load processes wrote JSON")
+    for name in COUNTS:
+        vals = [g[name] for g in per if name in g]
+        out[name] = int(sum(vals)) if vals else None
+    if len(per) == 1:
+        for name in ("p50", "p99", "p999", "max"):
+            out[f"{name}_us"] = per[0].get(name)
+    else:
+        # Without `lifeline-bench merge`: p50 is the event-weighted mean of the shards', the others
+        # their maximum (an upper bound).
+        events = [g.get("events", 0) or 0 for g in per]
+        p50s = [(g["p50"], e) for g, e in zip(per, events) if "p50" in g]
+        if p50s:
+            w = sum(e for _, e in p50s)
+            out["p50_us"] = (sum(p * e for p, e in p50s) / w) if w else max(p for p, _ in p50s)
+            out["percentiles_approximate"] = True
+        for name in ("p99", "p999", "max"):
+            vals = [g[name] for g in per if name in g]
+            out[f"{name}_us"] = max(vals) if vals else None
+    return out
+
+
+def h2load_summary(run_dir, meta):
+    out = {"shards": 1, "keys": {}, "problems": [], "tool": "h2load"}
+    try:
+        text = open(os.path.join(run_dir, "h2load.out"), errors="replace").read()
+    except OSError:
+        out["problems"].append("no h2load output")
+        return out
+    req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                    r"(\d+) errored, (\d+) timeout", text)
+    traffic = re.search(r"traffic: .*?\((\d+)\) total, .*?\((\d+)\) headers .*?\((\d+)\) data", text)
+    proto = re.search(r"Application protocol: (\S+)", text)
+    if not (req and traffic):
+        out["problems"].append("h2load output not understood")
+        return out
+    total, started, done, succeeded, failed, errored, timedout = map(int, req.groups())
+    out["held"] = timedout                  # still open when -T ended the connection: held to the end
+    out["failed"] = total - timedout
+    out["data_bytes"] = int(traffic.group(3))
+    out["application_protocol"] = proto.group(1) if proto else None
+    event_bytes = int(num(meta.get("event_bytes"), 0))
+    if event_bytes:
+        out["events"] = out["data_bytes"] // event_bytes
+        out["events_estimated"] = True
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# One run's figures
+
+def run_figures(run_dir):
+    meta = read_env(os.path.join(run_dir, "meta.env"))
+    load = load_summary(run_dir, meta)
+    hold, ramp = num(meta.get("hold_s")), num(meta.get("ramp_s"))
+    t0, wa, wb, end = (num(meta.get(k)) for k in ("t0_us", "window_a_us", "window_b_us", "load_end_us"))
+    window = (wb - wa) / 1e6 if wa and wb else 0.0
+    wall = (end - t0) / 1e6 if end and t0 else 0.0
+    # Delivery time: the load tool's --duration is taken to include the ramp; if its processes ran
+    # clearly longer (a --duration that excludes the ramp), the ramp is added instead.
+    delivery = hold - ramp / 2
+    if ramp and wall > hold + 0.75 * ramp:
+        delivery = hold + ramp / 2
+    fig = {"window_s": round(window, 3), "load_wall_s": round(wall, 3), "delivery_s": delivery}
+    gw = meta.get("gateway")
+    events = load.get("events") or 0
+    if gw != "direct":
+        cpu_sched_s = (num(meta.get("cpu_b_ns")) - num(meta.get("cpu_a_ns"))) / 1e9
+        ticks = num(meta.get("cpu_b_ticks")) - num(meta.get("cpu_a_ticks"))
+        cpu_stat_s = ticks / num(meta.get("clk_tck"), 100)
+        # The per-thread run time is finer, but blind to threads that exit: use it only when the same
+        # threads were there at both samples (and the kernel keeps it), else utime+stime from stat.
+        same_threads = meta.get("cpu_a_threads") == meta.get("cpu_b_threads") and meta.get("cpu_a_threads") not in (None, "", "none")
+        if same_threads and cpu_sched_s > 0:
+            cpu_s, fig["cpu_source"] = cpu_sched_s, "schedstat"
+        else:
+            cpu_s, fig["cpu_source"] = cpu_stat_s, "stat"
+        fig["cpu_s"] = round(cpu_s, 6)
+        fig["cpu_schedstat_s"] = round(cpu_sched_s, 6)
+        fig["cpu_stat_s"] = round(cpu_stat_s, 3)
+        fig["cpu_pct_of_core"] = round(100 * cpu_s / window, 2) if window else None
+        ev_win = events * window / delivery if delivery > 0 else 0
+        fig["events_in_window"] = round(ev_win)
+        fig["cpu_us_per_event"] = round(cpu_s * 1e6 / ev_win, 3) if ev_win >= 1 else None
+        fig["cpu_stat_us_per_event"] = round(cpu_stat_s * 1e6 / ev_win, 3) if ev_win >= 1 else None
+        hb = load.get("heartbeats") or 0
+        fig["cpu_us_per_heartbeat"] = round(cpu_s * 1e6 / hb, 3) if hb and not events else None
+        held = load.get("held")
+        est = int(num(meta.get("established_in_window")))
+        denom = held if held else (est if meta.get("protocol") != "h2" else 0)
+        rss_idle, rss_hold = num(meta.get("rss_idle_kb")), num(meta.get("rss_hold_kb"))
+        fig["rss_idle_kib"] = rss_idle
+        fig["rss_hold_kib"] = rss_hold
+        fig["rss_kib_per_client"] = round((rss_hold - rss_idle) / denom, 3) if denom else None
+        fig["established_in_window"] = est
+    return meta, load, fig
+
+
+def fmt_int(v):
+    return "—" if v is None else f"{int(v):,}"
+
+
+def fmt(v, digits=2):
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def line(run_dir):
+    meta, load, fig = run_figures(run_dir)
+    parts = [f"{meta.get('scenario')} {meta.get('gateway')}:",
+             f"held {fmt_int(load.get('held'))}/{fmt_int(num(meta.get('clients')))}",
+             f"failed {fmt_int(load.get('failed'))}", f"events {fmt_int(load.get('events'))}",
+             f"gaps {fmt_int(load.get('gaps'))} dups {fmt_int(load.get('duplicates'))}"]
+    if load.get("heartbeats"):
+        parts.append(f"heartbeats {fmt_int(load.get('heartbeats'))}")
+    if meta.get("gateway") != "direct":
+        parts.append(f"CPU {fmt(fig.get('cpu_us_per_event'))} µs/event ({fmt(fig.get('cpu_pct_of_core'), 1)}% of a core)")
+        parts.append(f"RSS {fmt(fig.get('rss_kib_per_client'))} KiB/client")
+    if load.get("p50_us") is not None:
+        parts.append(f"latency p50 {fmt(load['p50_us'] / 1000)} ms p99 {fmt((load.get('p99_us') or 0) / 1000)} ms")
+    if meta.get("kills"):
+        parts.append(f"kills {meta['kills']}")
+    if load.get("problems"):
+        parts.append("PROBLEMS: " + "; ".join(load["problems"]))
+    if meta.get("gateway_alive") == "no":
+        parts.append("GATEWAY EXITED")
+    print("  " + " ".join(parts))
+
+
+# ------------------------------------------------------------------------------------------------
+# The table
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def with_ratio(v, r, digits=2):
+    if v is None:
+        return "—"
+    return f"{v:,.{digits}f}" + (f" ({r:.2f}×)" if r is not None else "")
+
+
+def final(work, out):
+    machine = read_env(os.path.join(work, "machine.env"))
+    runs = []
+    for run_dir in sorted(glob(os.path.join(work, "runs", "*"))):
+        if not os.path.exists(os.path.join(run_dir, "meta.env")):
+            continue
+        meta, load, fig = run_figures(run_dir)
+        runs.append({"meta": meta, "load": load, "figures": fig})
+    floors = []
+    for path in sorted(glob(os.path.join(work, "floor-*.json"))):
+        try:
+            with open(path) as f:
+                floors.append(json.load(f))
+        except (OSError, ValueError):
+            pass
+    floor_by_n = {int(f["sockets"]): f for f in floors if "sockets" in f}
+
+    # Per scenario: the direct run's latency and nginx's figures, for differences and ratios.
+    by_scn = {}
+    for r in runs:
+        by_scn.setdefault(r["meta"]["scenario"], []).append(r)
+    for scn, rs in by_scn.items():
+        direct = next((r for r in rs if r["meta"]["gateway"] == "direct"), None)
+        nginx = next((r for r in rs if r["meta"]["gateway"] == "nginx"), None)
+        for r in rs:
+            f, load = r["figures"], r["load"]
+            if direct and r is not direct:
+                for p in ("p50", "p99"):
+                    a, b = load.get(f"{p}_us"), direct["load"].get(f"{p}_us")
+                    f[f"added_{p}_us"] = round(a - b, 1) if a is not None and b is not None else None
+        for r in rs:
+            f = r["figures"]
+            for name in ("cpu_us_per_event", "rss_kib_per_client", "added_p99_us"):
+                ref = nginx["figures"].get(name) if nginx else None
+                mine = f.get(name)
+                # A ratio of differences that are noise (zero or negative) would mean nothing.
+                rr = ratio(mine, ref) if (mine or 0) > 0 and (ref or 0) > 0 else None
+                f[f"{name}_vs_nginx"] = round(rr, 3) if rr is not None else None
+            fl = floor_by_n.get(int(num(r["meta"].get("clients"))))
+            if fl and f.get("cpu_us_per_event") is not None and r["meta"].get("letter") == "b":
+                f["cpu_vs_floor"] = round(f["cpu_us_per_event"] / fl["cpu_us_per_write"], 3)
+
+    head = ["scenario", "gateway", "held / failed", "events", "gaps / dups", "CPU µs/event (× nginx)", "× floor",
+            "core %", "RSS KiB/client (× nginx)", "+p50 ms", "+p99 ms (× nginx)", "p99 ms", "notes"]
+    rows = []
+    for scn, rs in by_scn.items():
+        for r in rs:
+            m, load, f = r["meta"], r["load"], r["figures"]
+            gw = m["gateway"]
+            if m.get("protocol") == "h2" and gw != "direct":
+                gw += " (h2/TLS)"
+            elif m.get("protocol") == "h2":
+                gw += " (HTTP/1.1)"
+            notes = []
+            if m.get("note"):
+                notes.append(m["note"])
+            if load.get("tool") == "h2load":
+                notes.append("h2load: no latency; events ≈ data bytes ÷ event size")
+            if load.get("heartbeats") and load.get("held"):
+                notes.append(f"{load['heartbeats'] / load['held']:.1f} heartbeats/client")
+            if m.get("kills"):
+                notes.append(f"{len(m['kills'].split())} upstream kills ({m.get('kill_mode')})")
+            if load.get("missing_events"):
+                notes.append(f"{load['missing_events']:,} events missing in the gaps")
+            if load.get("dropped"):
+                notes.append(f"{load['dropped']:,} streams dropped")
+            if load.get("reconnects"):
+                notes.append(f"{load['reconnects']:,} reconnects")
+            if load.get("failed") and load.get("errors"):
+                top = sorted(load["errors"].items(), key=lambda kv: -kv[1])[:2]
+                notes.append("errors: " + ", ".join(f"{k} ×{v}" for k, v in top))
+            if m.get("gateway_alive") == "no":
+                notes.append("**gateway exited**")
+            if m.get("load_exit") not in (None, "0"):
+                notes.append(f"load exit {m.get('load_exit')}")
+            notes += load.get("problems", [])
+            ap50, ap99 = f.get("added_p50_us"), f.get("added_p99_us")
+            if not load.get("events"):
+                ap50 = ap99 = None
+            rows.append([
+                f"{scn}: {m.get('title', '')}", gw,
+                f"{fmt_int(load.get('held'))} / {fmt_int(load.get('failed'))}",
+                fmt_int(load.get("events")),
+                f"{fmt_int(load.get('gaps'))} / {fmt_int(load.get('duplicates'))}",
+                "—" if m["gateway"] == "direct" else with_ratio(f.get("cpu_us_per_event"), f.get("cpu_us_per_event_vs_nginx")),
+                fmt(f.get("cpu_vs_floor")) if f.get("cpu_vs_floor") is not None else "",
+                "—" if m["gateway"] == "direct" else fmt(f.get("cpu_pct_of_core"), 1),
+                "—" if m["gateway"] == "direct" else with_ratio(f.get("rss_kib_per_client"), f.get("rss_kib_per_client_vs_nginx")),
+                fmt(ap50 / 1000) if ap50 is not None else "—",
+                with_ratio(ap99 / 1000, f.get("added_p99_us_vs_nginx")) if ap99 is not None else "—",
+                fmt(load["p99_us"] / 1000) if load.get("p99_us") is not None and load.get("events") else "—",
+                "; ".join(notes),
+            ])
+        if rs and rs[0]["meta"].get("letter") == "b":
+            fl = floor_by_n.get(int(num(rs[0]["meta"].get("clients"))))
+            if fl:
+                rows.append([f"{scn}: floor", f"write() × {fl['sockets']:,} sockets", "", f"{int(fl['writes']):,} writes",
+                             "", fmt(fl["cpu_us_per_write"]), "1.00", "", "", "", "", "",
+                             f"{fl['bytes']} bytes per event; floor.c on the gateway's core"])
+    for n, fl in sorted(floor_by_n.items()):
+        if not any(r[0].endswith(": floor") and f"{n:,} sockets" in r[1] for r in rows):
+            rows.append(["floor", f"write() × {n:,} sockets", "", f"{int(fl['writes']):,} writes", "",
+                         fmt(fl["cpu_us_per_write"]), "1.00", "", "", "", "", "", f"{fl['bytes']} bytes per event"])
+
+    facts = (f"{machine.get('date')}, {machine.get('cpu')}, {machine.get('nproc')} cores, kernel {machine.get('kernel')}, "
+             f"Debian {machine.get('debian')}; nginx {machine.get('nginx')}, HAProxy {machine.get('haproxy')}, "
+             f"Lifeline commit `{machine.get('lifeline_commit')}`; gateway on core {machine.get('gateway_cpu')}, "
+             f"origin and clients on core(s) {machine.get('other_cpus')}; ulimit -n {machine.get('ulimit_n')}")
+    md = [f"Side-by-side run: {facts}", f"Command: `{machine.get('command', 'Benchmarks/run').strip()}`", "",
+          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    table = "\n".join(md) + "\n"
+
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"machine": machine, "runs": runs, "floor": floors, "table_markdown": table}, f, indent=1)
+    print()
+    print(table)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "line":
+        line(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "final":
+        final(sys.argv[2], sys.argv[3])
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
