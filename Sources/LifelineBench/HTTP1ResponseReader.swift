@@ -147,9 +147,6 @@ struct HTTP1ResponseReader {
                 return .needMore
             }
         }
-        if case .done = self.state {
-            return .needMore
-        }
         return .needMore
     }
 

@@ -3,6 +3,7 @@ import Histogram
 import NIOCore
 import NIOPosix
 import Synchronization
+import TLS
 
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +26,10 @@ enum LoadCommand {
             printError("lifeline-bench load: \(errors)")
             return 2
         }
+        if let extra = flags.positional.first {
+            printError("lifeline-bench load: unexpected argument \"\(extra)\" (flags are written --flag=value)")
+            return 2
+        }
         let plan: LoadPlan
         do {
             plan = try Self.plan(from: flags)
@@ -39,10 +44,27 @@ enum LoadCommand {
             setup = { channel, connection, loop in
                 try channel.pipeline.syncOperations.addHandler(HTTP1SubscriptionHandler(loop: loop, connection: connection))
             }
-        case .h2c, .h2:
-            // No fake results: say so rather than measure something else.
-            printError("lifeline-bench load: --protocol=\(plan.proto.rawValue) is not implemented yet (only http1)")
-            return 2
+        case .h2c:
+            setup = { channel, connection, loop in
+                try channel.pipeline.syncOperations.addHandler(
+                    HTTP2SubscriptionHandler(loop: loop, connection: connection, tls: nil))
+            }
+        case .h2:
+            // A benchmark talks to its own throwaway certificate: no verification, ALPN h2 only.
+            let tlsContext: TLSClientContext
+            do {
+                tlsContext = try TLSClientContext(verify: false, alpn: ["h2"])
+            } catch {
+                printError("lifeline-bench load: cannot set up TLS: \(error)")
+                return 1
+            }
+            let serverName = plan.target.host
+            setup = { channel, connection, loop in
+                let tls = OpenSSLHandler.client(context: tlsContext, serverName: serverName)
+                try channel.pipeline.syncOperations.addHandler(tls)
+                try channel.pipeline.syncOperations.addHandler(
+                    HTTP2SubscriptionHandler(loop: loop, connection: connection, tls: tls))
+            }
         }
 
         let threads = flags[LoadFlags.threads] > 0 ? flags[LoadFlags.threads] : System.coreCount

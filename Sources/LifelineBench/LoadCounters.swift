@@ -27,6 +27,8 @@ struct LoadCounters: Sendable {
     var eventsWithoutID = 0
     var unstampedEvents = 0
     var comments = 0
+    /// Named events without an id (`--heartbeat-event` heartbeats); not counted in `events`.
+    var heartbeatEvents = 0
     var bytes = 0
 
     var latency = LoadCounters.makeHistogram()
@@ -72,6 +74,7 @@ struct LoadCounters: Sendable {
         self.eventsWithoutID += other.eventsWithoutID
         self.unstampedEvents += other.unstampedEvents
         self.comments += other.comments
+        self.heartbeatEvents += other.heartbeatEvents
         self.bytes += other.bytes
         self.latency.add(other.latency)
         self.timeToFirstByte.add(other.timeToFirstByte)

@@ -1,10 +1,6 @@
 import NIOCore
 import NIOPosix
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The load tool's work on one event loop: the connections assigned to it, their opening over the
 /// ramp, reconnects, and the counters of everything they receive.
 ///
@@ -121,6 +117,11 @@ final class LoadLoop: @unchecked Sendable {
         connection.sawFirstByte = true
         let micros = (BenchClock.monotonicNanoseconds() - connection.attemptStart) / 1_000
         LoadCounters.record(micros, in: &self.counters.timeToFirstByte)
+    }
+
+    /// A response head arrived (HTTP/2: per stream, from when its wait started).
+    func recordTimeToFirstByte(since start: Int64) {
+        LoadCounters.record((BenchClock.monotonicNanoseconds() - start) / 1_000, in: &self.counters.timeToFirstByte)
     }
 
     /// A response head arrived for `subscription`. Returns whether it is an SSE stream to read.

@@ -82,6 +82,8 @@ struct LoadSummary: Codable {
     var unstampedEvents: Int
     /// Comment lines (Lifeline's opening comment and heartbeats).
     var comments: Int
+    /// Named events without an id (Lifeline's `--heartbeat-event`); not in `events`.
+    var heartbeatEvents: Int
     var bytes: Int
 
     var latencyUs: Percentiles
@@ -121,6 +123,7 @@ struct LoadSummary: Codable {
         self.eventsWithoutId = 0
         self.unstampedEvents = 0
         self.comments = 0
+        self.heartbeatEvents = 0
         self.bytes = 0
         self.latencyUs = Percentiles(counters.latency)
         self.timeToFirstByteUs = Percentiles(counters.timeToFirstByte)
@@ -150,6 +153,7 @@ struct LoadSummary: Codable {
         self.eventsWithoutId = counters.eventsWithoutID
         self.unstampedEvents = counters.unstampedEvents
         self.comments = counters.comments
+        self.heartbeatEvents = counters.heartbeatEvents
         self.bytes = counters.bytes
         self.latencyUs = Percentiles(counters.latency)
         self.timeToFirstByteUs = Percentiles(counters.timeToFirstByte)
@@ -183,6 +187,7 @@ struct LoadSummary: Codable {
         counters.eventsWithoutID = self.eventsWithoutId
         counters.unstampedEvents = self.unstampedEvents
         counters.comments = self.comments
+        counters.heartbeatEvents = self.heartbeatEvents
         counters.bytes = self.bytes
         try Self.decode(self.histograms.latencyUs, into: &counters.latency)
         try Self.decode(self.histograms.timeToFirstByteUs, into: &counters.timeToFirstByte)

@@ -175,5 +175,10 @@ final class OriginLoop: @unchecked Sendable {
 
     func noteSlowClosed() {
         self.slowClosed += 1
+        // Rare and worth knowing (a reader this far behind skews what is measured), but a herd of
+        // them must not flood the log.
+        if self.slowClosed == 1 || self.slowClosed % 1000 == 0 {
+            printError("bench-origin: closed a connection that fell 1 MiB behind (\(self.slowClosed) on this loop so far)")
+        }
     }
 }

@@ -98,8 +98,10 @@ final class OriginStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
         self.context?.flush()
     }
 
-    /// Cuts the connection (later, not inside the caller's loop over subscribers).
+    /// Cuts the connection: unsubscribes at once (so later ticks skip it), closes a moment later
+    /// (not inside the caller's loop over subscribers).
     func drop() {
+        self.stop()
         guard let context = self.context else { return }
         let channel = context.channel
         context.eventLoop.execute { channel.close(promise: nil) }

@@ -44,6 +44,11 @@ struct SSEReceiver {
         guard event.data != nil else {
             return  // An id-only block: a browser fires nothing for it, and no origin of ours sends one.
         }
+        if event.id == nil, let type = event.type, type != "message" {
+            // A named event without an id: Lifeline's --heartbeat-event, not an origin event.
+            counters.heartbeatEvents &+= 1
+            return
+        }
         counters.events &+= 1
         if let idText = event.id, let id = parseLeadingDecimal(idText, wholeString: true) {
             if let last = progress.lastEventID {
