@@ -324,9 +324,20 @@ def final(work, out):
     by_scn = {}
     for r in runs:
         by_scn.setdefault(r["meta"]["scenario"], []).append(r)
+    saturated = {}
     for scn, rs in by_scn.items():
         direct = next((r for r in rs if r["meta"]["gateway"] == "direct"), None)
         nginx = next((r for r in rs if r["meta"]["gateway"] == "nginx"), None)
+        # The direct run has no gateway: if it could not hold every client, the origin and the load
+        # clients (which share the other core(s)) are the bottleneck, and no figure of the scenario
+        # tells anything about the gateways.
+        if direct:
+            want = int(num(direct["meta"].get("clients")))
+            held = direct["load"].get("held") or 0
+            if want and held < 0.99 * want:
+                saturated[scn] = f"CLIENT-BOUND: even direct held only {held:,} of {want:,}; figures not comparable"
+        for r in rs:
+            r["figures"]["client_bound"] = scn in saturated
         for r in rs:
             f, load = r["figures"], r["load"]
             if direct and r is not direct:
@@ -357,6 +368,10 @@ def final(work, out):
             elif m.get("protocol") == "h2":
                 gw += " (HTTP/1.1)"
             notes = []
+            if scn in saturated and m["gateway"] == "direct":
+                notes.append("**" + saturated[scn] + "**")
+            elif scn in saturated:
+                notes.append("client-bound scenario")
             if m.get("note"):
                 notes.append(m["note"])
             if load.get("tool") == "h2load":
@@ -398,7 +413,7 @@ def final(work, out):
             ])
         if rs and rs[0]["meta"].get("letter") == "b":
             fl = floor_by_n.get(int(num(rs[0]["meta"].get("clients"))))
-            if fl:
+            if fl and not any(r[0].endswith(": floor") and f"{fl['sockets']:,} sockets" in r[1] for r in rows):
                 rows.append([f"{scn}: floor", f"write() × {fl['sockets']:,} sockets", "", f"{int(fl['writes']):,} writes",
                              "", fmt(fl["cpu_us_per_write"]), "1.00", "", "", "", "", "",
                              f"{fl['bytes']} bytes per event; floor.c on the gateway's core"])
