@@ -96,7 +96,7 @@ struct SSEReceiver {
                 }
                 self.atLineStart = false
             }
-            guard let lineBreak = raw.lineBreakIndex(from: index) else { break }
+            guard let lineBreak = raw.firstLineBreak(from: index) else { break }
             self.atLineStart = true
             self.afterCR = raw[lineBreak] == asciiCR
             index = lineBreak &+ 1
@@ -128,35 +128,4 @@ func parseLeadingDecimal(_ text: String, wholeString: Bool) -> UInt64? {
         digits &+= 1
     }
     return digits > 0 ? value : nil
-}
-
-extension UnsafeRawBufferPointer {
-    /// The index of the first CR or LF at or after `start`, or nil. Eight bytes at a time: lines of
-    /// events are long and this runs over every byte received.
-    @inline(__always)
-    func lineBreakIndex(from start: Int) -> Int? {
-        guard let base = self.baseAddress else { return nil }
-        let count = self.count
-        var index = start
-        while index &+ 8 <= count {
-            let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            if hasZeroByte(word ^ 0x0A0A_0A0A_0A0A_0A0A) || hasZeroByte(word ^ 0x0D0D_0D0D_0D0D_0D0D) {
-                break
-            }
-            index &+= 8
-        }
-        while index < count {
-            let byte = base.load(fromByteOffset: index, as: UInt8.self)
-            if byte == asciiLF || byte == asciiCR {
-                return index
-            }
-            index &+= 1
-        }
-        return nil
-    }
-}
-
-@inline(__always)
-private func hasZeroByte(_ word: UInt64) -> Bool {
-    (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 != 0
 }

@@ -9,8 +9,9 @@ extension UnsafeRawBufferPointer {
     /// The index of the first CR or LF at or after `start`, or nil.
     ///
     /// Lines are usually much longer than a word, so this tests eight bytes at a time and only
-    /// looks at single bytes in the word that holds a match (and in the tail).
-    func firstLineBreak(from start: Int) -> Int? {
+    /// looks at single bytes in the word that holds a match (and in the tail). Public for other
+    /// event-stream readers (the benchmark client).
+    public func firstLineBreak(from start: Int) -> Int? {
         guard let base = self.baseAddress else { return nil }
         let count = self.count
         var index = start
