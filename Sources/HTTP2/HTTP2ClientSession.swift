@@ -104,7 +104,7 @@ public final class HTTP2ClientSession {
         guard let session else { throw Failure(code: NGHTTP2_ERR_INVALID_STATE.rawValue, operation: "submitRequest") }
         var fields: [(String, String)] = [(":method", method), (":scheme", scheme), (":authority", authority), (":path", path)]
         fields.append(contentsOf: headers)
-        let streamID = withClientNameValues(fields) { nva, count in
+        let streamID = NGHTTP2Session.withNameValues(fields) { nva, count in
             nghttp2_submit_request(session, nil, nva, count, nil, nil)
         }
         guard streamID > 0 else { throw Failure(code: streamID, operation: "nghttp2_submit_request") }
@@ -160,30 +160,6 @@ public final class HTTP2ClientSession {
     public func terminate(errorCode: UInt32 = NGHTTP2_NO_ERROR.rawValue) {
         guard let session else { return }
         _ = nghttp2_session_terminate_session(session, errorCode)
-    }
-}
-
-/// Calls `body` with an `nghttp2_nv` array for `fields` (valid during the call; nghttp2 copies).
-private func withClientNameValues<R>(_ fields: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
-    var storage: [UInt8] = []
-    var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
-    spans.reserveCapacity(fields.count)
-    for (name, value) in fields {
-        let nameStart = storage.count
-        storage.append(contentsOf: name.utf8)
-        let valueStart = storage.count
-        storage.append(contentsOf: value.utf8)
-        spans.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
-    }
-    storage.append(0)  // never empty: baseAddress is non-nil
-    return storage.withUnsafeMutableBufferPointer { bytes in
-        let base = bytes.baseAddress!
-        let nva = spans.map {
-            nghttp2_nv(
-                name: base + $0.name, value: base + $0.value, namelen: $0.nameLength, valuelen: $0.valueLength,
-                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
-        }
-        return nva.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
     }
 }
 

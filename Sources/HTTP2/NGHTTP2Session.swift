@@ -103,7 +103,8 @@ enum NGHTTP2Session {
     }
 
     /// Calls `body` with an `nghttp2_nv` array for `fields` (valid during the call; nghttp2 copies).
-    private static func withNameValues<R>(_ fields: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
+    /// Used by the server and the client session alike.
+    static func withNameValues<R>(_ fields: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
         var storage: [UInt8] = []
         var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
         spans.reserveCapacity(fields.count)
