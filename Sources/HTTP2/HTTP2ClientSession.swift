@@ -1,10 +1,12 @@
 import CNghttp2
 import NIOCore
 
-/// What an `HTTP2ClientSession` reports, synchronously from inside `receive`.
+/// What an `HTTP2ClientSession` reports, synchronously from inside `receive`, and from inside
+/// `writePending` for streams that sending closes (a reset sent by `resetStream`, a request refused
+/// because the server sent GOAWAY).
 ///
-/// Callbacks run while nghttp2 is parsing: they may record and account, but must not call back into
-/// the session (`submitRequest`, `resetStream`, ...). Do that after `receive` returns.
+/// Callbacks run while nghttp2 is parsing or sending: they may record and account, but must not
+/// call back into the session (`submitRequest`, `resetStream`, ...). Do that after it returns.
 public protocol HTTP2ClientSessionDelegate: AnyObject {
     /// The final (non-1xx) response head of `streamID`. Only `:status` and `content-type` are kept:
     /// a client of long-lived streams needs no more, and keeping less costs nothing per stream.
@@ -12,7 +14,8 @@ public protocol HTTP2ClientSessionDelegate: AnyObject {
     /// Response body bytes of `streamID`, valid only during the call (nghttp2's buffer, no copy).
     /// Flow control is automatic: the window is given back as soon as this returns.
     func http2Data(streamID: Int32, bytes: UnsafeRawBufferPointer)
-    /// `streamID` is closed: ended by the server (`errorCode` 0), reset, or refused.
+    /// `streamID` is closed: ended by the server (`errorCode` 0), reset by either side, or refused
+    /// (REFUSED_STREAM: not processed by the server, safe to send again).
     func http2StreamClosed(streamID: Int32, errorCode: UInt32)
     /// The server sent GOAWAY; streams above `lastStreamID` were not processed.
     func http2GoAway(errorCode: UInt32, lastStreamID: Int32)
@@ -46,49 +49,24 @@ public final class HTTP2ClientSession {
     private var session: OpaquePointer?
     /// `:status` and `content-type` of response heads still being decoded, by stream.
     fileprivate var pendingHeads: [Int32: (status: Int, contentType: String?)] = [:]
+    /// Streams that got a 1xx head and wait for their final one, which nghttp2 files as
+    /// NGHTTP2_HCAT_HEADERS (like trailers), not as a response.
+    fileprivate var awaitingFinalHead: Set<Int32> = []
+    /// The server's GOAWAY has arrived (new requests are refused from then on).
+    fileprivate var goAwayReceived = false
 
     public init(delegate: HTTP2ClientSessionDelegate, settings: Settings = Settings()) throws(Failure) {
         self.delegate = delegate
-        var callbacks: OpaquePointer?
-        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else {
-            throw Failure(code: NGHTTP2_ERR_NOMEM.rawValue, operation: "nghttp2_session_callbacks_new")
-        }
-        defer { nghttp2_session_callbacks_del(callbacks) }
-        nghttp2_session_callbacks_set_on_header_callback(callbacks, clientOnHeader)
-        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, clientOnFrameRecv)
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunkRecv)
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
-
-        var option: OpaquePointer?
-        guard nghttp2_option_new(&option) == 0, let option else {
-            throw Failure(code: NGHTTP2_ERR_NOMEM.rawValue, operation: "nghttp2_option_new")
-        }
-        defer { nghttp2_option_del(option) }
-        // No RFC 7540 priority tree: closed streams need not be kept around for it.
-        nghttp2_option_set_no_closed_streams(option, 1)
-
-        var session: OpaquePointer?
-        let userData = Unmanaged.passUnretained(self).toOpaque()
-        let created = nghttp2_session_client_new2(&session, callbacks, userData, option)
-        guard created == 0, let session else {
-            throw Failure(code: created, operation: "nghttp2_session_client_new2")
-        }
-        self.session = session
-
-        let entries = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
-            nghttp2_settings_entry(
-                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(settings.streamWindow)),
-        ]
-        var rv = entries.withUnsafeBufferPointer {
-            nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress, $0.count)
-        }
-        if rv == 0 && settings.connectionWindow > CNGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE {
-            rv = nghttp2_session_set_local_window_size(
-                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindow)
-        }
-        guard rv == 0 else {
-            throw Failure(code: rv, operation: "nghttp2_submit_settings")
+        self.session = try NGHTTP2SessionSetup.makeSession(
+            .client,
+            userData: Unmanaged.passUnretained(self).toOpaque(),
+            settings: [(NGHTTP2_SETTINGS_ENABLE_PUSH, 0), (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, Int(settings.streamWindow))],
+            connectionWindow: settings.connectionWindow
+        ) { callbacks, _ in
+            nghttp2_session_callbacks_set_on_header_callback(callbacks, clientOnHeader)
+            nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, clientOnFrameRecv)
+            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunkRecv)
+            nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
         }
     }
 
@@ -118,11 +96,23 @@ public final class HTTP2ClientSession {
     }
 
     /// Feeds bytes read from the connection; the delegate hears about them before this returns.
+    ///
+    /// Throws when the bytes break the protocol in a way that ends the connection (not HTTP/2, a
+    /// bad frame, a compression error): nothing more will be read. nghttp2 has queued a GOAWAY
+    /// with the error code for `writePending`; the connection should then be closed.
     public func receive(_ bytes: UnsafeRawBufferPointer) throws(Failure) {
         guard let session, let base = bytes.baseAddress, bytes.count > 0 else { return }
+        // For most connection errors nghttp2 queues GOAWAY and ignores the rest of the input, but
+        // mem_recv succeeds. What shows is that requests are no longer allowed although no GOAWAY
+        // came in. (After the server's GOAWAY they are not allowed anyway: such an error then
+        // only shows as `isAlive` turning false once the GOAWAY is written.)
+        let couldRequest = nghttp2_session_check_request_allowed(session) != 0
         let consumed = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         if consumed < 0 {
             throw Failure(code: Int32(consumed), operation: "nghttp2_session_mem_recv")
+        }
+        if couldRequest && !self.goAwayReceived && nghttp2_session_check_request_allowed(session) == 0 {
+            throw Failure(code: NGHTTP2_ERR_PROTO.rawValue, operation: "nghttp2_session_mem_recv")
         }
     }
 
@@ -157,6 +147,7 @@ public final class HTTP2ClientSession {
     }
 
     /// Queues GOAWAY with `errorCode`; the connection should be closed once it is written.
+    /// Call it outside `receive` (not from the delegate).
     public func terminate(errorCode: UInt32 = NGHTTP2_NO_ERROR.rawValue) {
         guard let session else { return }
         _ = nghttp2_session_terminate_session(session, errorCode)
@@ -174,9 +165,11 @@ private func clientSession(_ userData: UnsafeMutableRawPointer?) -> HTTP2ClientS
 private let clientFrameHeaders = UInt8(NGHTTP2_HEADERS.rawValue)
 private let clientFrameGoAway = UInt8(NGHTTP2_GOAWAY.rawValue)
 private let clientCategoryResponse = Int32(NGHTTP2_HCAT_RESPONSE.rawValue)
+private let clientCategoryHeaders = Int32(NGHTTP2_HCAT_HEADERS.rawValue)
 private let clientCallbackFailure = NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
 
-/// One decoded header field of a response head: keep `:status` and `content-type`.
+/// One decoded header field of a response head (informational or final): keep `:status` and
+/// `content-type`.
 private func clientOnHeader(
     _ session: OpaquePointer?,
     _ frame: UnsafePointer<nghttp2_frame>?,
@@ -188,12 +181,14 @@ private func clientOnHeader(
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
     guard let client = clientSession(userData), let frame, let name, let value else { return clientCallbackFailure }
-    guard cnghttp2_frame_type(frame) == clientFrameHeaders, cnghttp2_frame_headers_category(frame) == clientCategoryResponse
-    else {
-        return 0  // trailers and pushes: not wanted
+    guard cnghttp2_frame_type(frame) == clientFrameHeaders else { return 0 }
+    let streamID = cnghttp2_frame_stream_id(frame)
+    switch cnghttp2_frame_headers_category(frame) {
+    case clientCategoryResponse: break
+    case clientCategoryHeaders where client.awaitingFinalHead.contains(streamID): break
+    default: return 0  // trailers: not wanted
     }
     let nameBytes = UnsafeRawBufferPointer(start: name, count: nameLength)
-    let streamID = cnghttp2_frame_stream_id(frame)
     if nameBytes.elementsEqual(":status".utf8) {
         var status = 0
         for byte in UnsafeRawBufferPointer(start: value, count: valueLength) {
@@ -216,11 +211,17 @@ private func clientOnFrameRecv(
     switch cnghttp2_frame_type(frame) {
     case clientFrameHeaders:
         let streamID = cnghttp2_frame_stream_id(frame)
-        guard let head = client.pendingHeads.removeValue(forKey: streamID), head.status >= 200 else {
-            return 0  // 1xx (or trailers): the final head is still to come
+        guard let head = client.pendingHeads.removeValue(forKey: streamID) else {
+            return 0  // trailers
         }
+        guard head.status >= 200 else {
+            client.awaitingFinalHead.insert(streamID)  // 1xx: the final head comes next
+            return 0
+        }
+        client.awaitingFinalHead.remove(streamID)
         client.delegate?.http2Response(streamID: streamID, status: head.status, contentType: head.contentType)
     case clientFrameGoAway:
+        client.goAwayReceived = true
         client.delegate?.http2GoAway(
             errorCode: cnghttp2_frame_goaway_error_code(frame), lastStreamID: cnghttp2_frame_goaway_last_stream_id(frame))
     default:
@@ -251,6 +252,7 @@ private func clientOnStreamClose(
 ) -> Int32 {
     guard let client = clientSession(userData) else { return clientCallbackFailure }
     client.pendingHeads[streamID] = nil
+    client.awaitingFinalHead.remove(streamID)
     client.delegate?.http2StreamClosed(streamID: streamID, errorCode: errorCode)
     return 0
 }

@@ -2,59 +2,38 @@ import CNghttp2
 import NIOCore
 import NIOHTTP1
 
-/// Thin wrappers around libnghttp2: creating the server session with its options and SETTINGS,
-/// submitting responses, and the C callbacks. The callbacks find their `HTTP2ServerHandler`
-/// through nghttp2's `user_data` (unretained: the handler owns the session and deletes it before
-/// it goes away) and only record what happened; the handler acts on it after nghttp2 returns.
+/// Thin wrappers around libnghttp2: creating the server session with its options and SETTINGS
+/// (the steps shared with the client session are in `NGHTTP2SessionSetup`), submitting responses,
+/// and the C callbacks. The callbacks find their `HTTP2ServerHandler` through nghttp2's
+/// `user_data` (unretained: the handler owns the session and deletes it before it goes away) and
+/// only record what happened; the handler acts on it after nghttp2 returns.
 enum NGHTTP2Session {
     /// A server session for `configuration`, with the server's SETTINGS (and the connection
-    /// window) already submitted. Nil when nghttp2 cannot allocate it.
+    /// window) already submitted. Nil when nghttp2 cannot create it.
     static func makeServerSession(configuration: HTTP2ServerConfiguration, userData: UnsafeMutableRawPointer) -> OpaquePointer? {
-        var callbacks: OpaquePointer?
-        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { return nil }
-        defer { nghttp2_session_callbacks_del(callbacks) }
-        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
-        nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
-        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunkRecv)
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
-        nghttp2_session_callbacks_set_send_data_callback(callbacks, sendData)
-
-        var option: OpaquePointer?
-        guard nghttp2_option_new(&option) == 0, let option else { return nil }
-        defer { nghttp2_option_del(option) }
-        // Window updates follow what the application has been given (nghttp2_session_consume).
-        nghttp2_option_set_no_auto_window_update(option, 1)
-        nghttp2_option_set_max_outbound_ack(option, configuration.maxOutboundAcks)
-        nghttp2_option_set_max_settings(option, configuration.maxSettingsEntries)
-        // No RFC 7540 priority tree: closed streams need not be kept.
-        nghttp2_option_set_no_closed_streams(option, 1)
-
-        var session: OpaquePointer?
-        guard nghttp2_session_server_new2(&session, callbacks, userData, option) == 0, let session else { return nil }
-
         let settings: [(nghttp2_settings_id, Int)] = [
             (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
             (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, configuration.initialWindowSize),
             (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, configuration.maxHeaderListSize),
             (NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1),
         ]
-        let entries = settings.map {
-            nghttp2_settings_entry(settings_id: Int32($0.0.rawValue), value: UInt32(truncatingIfNeeded: $0.1))
+        return try? NGHTTP2SessionSetup.makeSession(
+            .server,
+            userData: userData,
+            settings: settings,
+            connectionWindow: Int32(clamping: configuration.connectionWindowSize)
+        ) { callbacks, option in
+            nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders)
+            nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader)
+            nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv)
+            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunkRecv)
+            nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+            nghttp2_session_callbacks_set_send_data_callback(callbacks, sendData)
+            // Window updates follow what the application has been given (nghttp2_session_consume).
+            nghttp2_option_set_no_auto_window_update(option, 1)
+            nghttp2_option_set_max_outbound_ack(option, configuration.maxOutboundAcks)
+            nghttp2_option_set_max_settings(option, configuration.maxSettingsEntries)
         }
-        var rv = entries.withUnsafeBufferPointer {
-            nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress, $0.count)
-        }
-        if rv == 0 && configuration.connectionWindowSize > Int(CNGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
-            rv = nghttp2_session_set_local_window_size(
-                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(configuration.connectionWindowSize)
-            )
-        }
-        guard rv == 0 else {
-            nghttp2_session_del(session)
-            return nil
-        }
-        return session
     }
 
     /// Connection-specific fields an HTTP/2 message must not carry (RFC 9113 §8.2.2).

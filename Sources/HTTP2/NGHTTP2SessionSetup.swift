@@ -1,0 +1,67 @@
+import CNghttp2
+
+/// What creating an nghttp2 session takes in either role: the callbacks and option objects (only
+/// read by `nghttp2_session_*_new2`, so deleted before this returns), the options both roles
+/// share, the first SETTINGS and the connection's receive window. On failure nothing is left
+/// allocated.
+enum NGHTTP2SessionSetup {
+    enum Role {
+        case client
+        case server
+    }
+
+    /// - Parameters:
+    ///   - userData: what the C callbacks receive as `user_data`.
+    ///   - settings: the SETTINGS entries submitted first.
+    ///   - connectionWindow: the connection's receive window; above the protocol's 65535 it is
+    ///     raised with a WINDOW_UPDATE that goes out with the SETTINGS.
+    ///   - configure: sets the role's callbacks and its own options.
+    static func makeSession(
+        _ role: Role,
+        userData: UnsafeMutableRawPointer,
+        settings: [(nghttp2_settings_id, Int)],
+        connectionWindow: Int32,
+        configure: (_ callbacks: OpaquePointer, _ option: OpaquePointer) -> Void
+    ) throws(HTTP2ClientSession.Failure) -> OpaquePointer {
+        var callbacks: OpaquePointer?
+        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else {
+            throw .init(code: NGHTTP2_ERR_NOMEM.rawValue, operation: "nghttp2_session_callbacks_new")
+        }
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        var option: OpaquePointer?
+        guard nghttp2_option_new(&option) == 0, let option else {
+            throw .init(code: NGHTTP2_ERR_NOMEM.rawValue, operation: "nghttp2_option_new")
+        }
+        defer { nghttp2_option_del(option) }
+        // Neither role uses the RFC 7540 priority tree, the only reason to keep closed streams.
+        nghttp2_option_set_no_closed_streams(option, 1)
+        configure(callbacks, option)
+
+        var created: OpaquePointer?
+        let rv: Int32
+        switch role {
+        case .client: rv = nghttp2_session_client_new2(&created, callbacks, userData, option)
+        case .server: rv = nghttp2_session_server_new2(&created, callbacks, userData, option)
+        }
+        guard rv == 0, let session = created else {
+            throw .init(code: rv, operation: role == .client ? "nghttp2_session_client_new2" : "nghttp2_session_server_new2")
+        }
+
+        let entries = settings.map {
+            nghttp2_settings_entry(settings_id: Int32($0.0.rawValue), value: UInt32(truncatingIfNeeded: $0.1))
+        }
+        var failure = entries.withUnsafeBufferPointer {
+            nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress, $0.count)
+        }
+        var operation = "nghttp2_submit_settings"
+        if failure == 0 && connectionWindow > CNGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE {
+            failure = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, connectionWindow)
+            operation = "nghttp2_session_set_local_window_size"
+        }
+        guard failure == 0 else {
+            nghttp2_session_del(session)
+            throw .init(code: failure, operation: operation)
+        }
+        return session
+    }
+}
