@@ -60,7 +60,7 @@ public enum Lifeline {
                 Self.printError(problem)
                 return 1
             }
-            print("# configuration is valid; effective flags:")
+            print("# configuration is valid; event loops: \(settings.threads); effective flags:")
             print(flags.effectiveFlags(), terminator: "")
             return 0
         }
@@ -120,8 +120,8 @@ public enum Lifeline {
 
     static func run(_ settings: LifelineSettings) async -> Int32 {
         let logger = Logger(label: "lifeline")
-        // One loop per core; the process exits rather than shutting the group down.
-        let group = MultiThreadedEventLoopGroup.singleton
+        // The process exits rather than shutting the group down.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
         var configuration = settings.gateway
         var demoServer: DemoOriginServer?
         // SIGHUP is handled from the start, so that an early one does not end the process.
@@ -162,6 +162,7 @@ public enum Lifeline {
             for address in server.tlsAddresses {
                 Self.announce("lifeline listening on https://\(Self.display(address))")
             }
+            logger.info("event loops", metadata: ["threads": "\(settings.threads)"])
             for route in configuration.routes {
                 logger.info("route", metadata: ["prefix": "\(route.prefix)", "origin": "\(route.origin)"])
             }

@@ -139,6 +139,9 @@ enum LifelineFlags {
     static let logFormat = Flag(
         "log-format", .oneOf(["text", "json"]), default: "text", section: "Operations",
         help: "Log line format on stderr: text, or one JSON object per line.")
+    static let threads = Flag(
+        "threads", .integer(in: 0...1024), default: "0", section: "Operations",
+        help: "Event loop threads (0: one per CPU the process may run on, as `taskset`, cpusets and CPU quotas allow).")
     static let check = Flag<Bool>(
         boolean: "check", section: "Operations",
         help: "Validate the flags and flag files, print the effective configuration and exit (0 valid, 1 not).")
@@ -160,7 +163,7 @@ enum LifelineFlags {
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
         replayEvents, replayBytes, replayAge, replayMiss, gapEvent, assignIDs, streamLinger,
         clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
-        logLevel, logFormat, check, demo, demoTick, demoDropEvery, help,
+        logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help,
     ])
 
     @Sendable static func singleLine(_ text: String) -> String? {
@@ -179,6 +182,8 @@ struct LifelineSettings {
     var demo: DemoSettings?
     var logLevel: String
     var logFormat: String
+    /// Event loops to run (resolved: never 0).
+    var threads: Int
 
     struct DemoSettings {
         var tick: TimeAmount
@@ -272,7 +277,8 @@ struct LifelineSettings {
             gateway: gateway,
             demo: demo ? DemoSettings(tick: time(flags[F.demoTick]), dropEvery: optionalTime(flags[F.demoDropEvery])) : nil,
             logLevel: flags[F.logLevel],
-            logFormat: flags[F.logFormat]
+            logFormat: flags[F.logFormat],
+            threads: EventLoopCount.resolve(requested: flags[F.threads])
         ))
     }
 }

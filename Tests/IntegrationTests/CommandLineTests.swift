@@ -46,6 +46,20 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.out.contains("--route=/events=http://127.0.0.1:3000/stream"), result.out)
     }
 
+    func testEventLoopsFollowTheCPUsTheProcessMayUseAndTheThreadsFlag() throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lifeline")
+        // Pinned to one CPU, as an operator does with taskset or a cpuset: one loop, not one per
+        // machine core (which would take turns on that one CPU).
+        let pinned = try ProcessRunner.run("/usr/bin/taskset", ["-c", "0", binary.path, "--check", "--route=/=http://127.0.0.1:3000"])
+        XCTAssertEqual(pinned.status, 0, pinned.err)
+        XCTAssertTrue(pinned.out.contains("event loops: 1;"), pinned.out)
+        let explicit = try self.run(["--check", "--route=/=http://127.0.0.1:3000", "--threads=3"])
+        XCTAssertEqual(explicit.status, 0, explicit.err)
+        XCTAssertTrue(explicit.out.contains("event loops: 3;"), explicit.out)
+        let automatic = try self.run(["--check", "--route=/=http://127.0.0.1:3000"])
+        XCTAssertTrue(automatic.out.contains("event loops: \(EventLoopCount.resolve(requested: 0));"), automatic.out)
+    }
+
     func testBadFlagFileNamesFileLineAndFlagAndReportsEveryError() throws {
         let path = try self.file("bad.flags", """
             --route=/events=http://127.0.0.1:3000/stream
