@@ -26,14 +26,20 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
 
     /// Starts tracking `target`, counting it as written to now.
     public func register(_ target: HeartbeatTarget) -> HeartbeatEntry {
-        self.eventLoop.preconditionInEventLoop()
         let entry = HeartbeatEntry(target: target)
-        guard self.interval != nil else { return entry }
+        self.register(entry)
+        return entry
+    }
+
+    /// Starts tracking an entry that exists already (a subscriber's `StreamMembership`, which is
+    /// its heartbeat entry too, so that a subscriber costs one object less).
+    public func register(_ entry: HeartbeatEntry) {
+        self.eventLoop.preconditionInEventLoop()
+        guard self.interval != nil, !entry.isLinked else { return }
         entry.lastWrite = self.eventLoop.now
         self.append(entry)
         self.count += 1
         self.scheduleIfNeeded()
-        return entry
     }
 
     /// Records a write to the entry's subscriber.
@@ -124,16 +130,17 @@ public protocol HeartbeatTarget: AnyObject {
     func heartbeatDue()
 }
 
-/// One subscriber's place in its loop's heartbeat list.
-public final class HeartbeatEntry {
-    fileprivate weak var target: HeartbeatTarget?
+/// One subscriber's place in its loop's heartbeat list. Not final: `StreamMembership` is one,
+/// since every subscriber that gets heartbeats is in a stream.
+public class HeartbeatEntry {
+    weak var target: HeartbeatTarget?
     // Unowned: a linked entry is kept alive by its predecessor's `next` (or the list head).
     fileprivate unowned(unsafe) var previous: HeartbeatEntry?
     fileprivate var next: HeartbeatEntry?
     fileprivate var isLinked = false
     fileprivate(set) public var lastWrite: NIODeadline = .uptimeNanoseconds(0)
 
-    fileprivate init(target: HeartbeatTarget) {
+    init(target: HeartbeatTarget?) {
         self.target = target
     }
 }

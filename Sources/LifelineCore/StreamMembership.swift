@@ -1,7 +1,8 @@
 import NIOCore
 
-/// One subscriber's place in a stream: held by the subscriber, used to leave.
-public final class StreamMembership: @unchecked Sendable {
+/// One subscriber's place in a stream: held by the subscriber, used to leave. It is also the
+/// subscriber's entry in its loop's `HeartbeatClock` (one object per subscriber instead of two).
+public final class StreamMembership: HeartbeatEntry, @unchecked Sendable {
     public let stream: Stream
     unowned let loopSet: LoopSubscribers
     /// The subscriber; weak because the subscriber owns its membership.
@@ -13,6 +14,7 @@ public final class StreamMembership: @unchecked Sendable {
         self.stream = stream
         self.loopSet = loopSet
         self.subscriber = subscriber
+        super.init(target: subscriber as? HeartbeatTarget)
     }
 
     /// Leaves the stream. Call on the subscriber's event loop; safe to call twice.
@@ -60,10 +62,11 @@ final class LoopSubscribers: @unchecked Sendable {
         // A subscriber may leave while being written to (a failed write closes it): iterate over
         // a snapshot of the indices from the end so that swap-removal does not skip anyone.
         var index = self.members.count - 1
+        let now = self.eventLoop.now
         while index >= 0 {
             if index < self.members.count {
                 if let subscriber = self.members[index].subscriber {
-                    subscriber.streamDeliver(chunk)
+                    subscriber.streamDeliver(chunk, now: now)
                 } else {
                     // Gone without leaving (should not happen): drop it here.
                     self.remove(self.members[index])

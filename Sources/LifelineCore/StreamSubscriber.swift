@@ -9,8 +9,9 @@ public protocol StreamSubscriber: AnyObject {
     /// The subscriber is in the stream: write the response head, the opening bytes and
     /// `attachment.replay`, in that order; live chunks follow through `streamDeliver`.
     func streamAttached(_ attachment: StreamAttachment)
-    /// One batch of live events, to be written and flushed.
-    func streamDeliver(_ chunk: StreamChunk)
+    /// One batch of live events, to be written and flushed. `now` is the loop's time, read once
+    /// per batch rather than once per subscriber.
+    func streamDeliver(_ chunk: StreamChunk, now: NIODeadline)
     /// The stream is over; end the response cleanly so the client reconnects.
     func streamEnded(_ reason: StreamEndReason)
     /// The stream could not take the subscriber (see `StreamRefusal`); nothing was written.

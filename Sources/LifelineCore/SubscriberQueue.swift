@@ -5,8 +5,15 @@ import NIOCore
 /// Entries are shared buffers (no copies). Replay counts toward the bound only once the client is
 /// live: a reconnecting client may owe more history than the bound, and that history is held by
 /// the replay buffer anyway.
-public struct SubscriberQueue {
-    private var entries: CircularBuffer<(bytes: ByteBuffer, counted: Bool)> = CircularBuffer(initialCapacity: 4)
+///
+/// Non-copyable: its entries live in a box made on the first enqueue (most subscribers keep up
+/// and never need one), which a copy would share.
+public struct SubscriberQueue: ~Copyable {
+    private final class Entries {
+        var buffers = CircularBuffer<(bytes: ByteBuffer, counted: Bool)>(initialCapacity: 4)
+    }
+
+    private var entries: Entries?
     /// Bytes of live data waiting here.
     public private(set) var countedBytes = 0
     public let limit: Int
@@ -15,7 +22,7 @@ public struct SubscriberQueue {
         self.limit = limit
     }
 
-    public var isEmpty: Bool { self.entries.isEmpty }
+    public var isEmpty: Bool { self.entries?.buffers.isEmpty ?? true }
 
     public enum EnqueueResult: Equatable {
         case queued
@@ -24,7 +31,9 @@ public struct SubscriberQueue {
     }
 
     public mutating func enqueue(_ bytes: ByteBuffer, counted: Bool = true) -> EnqueueResult {
-        self.entries.append((bytes, counted))
+        let entries = self.entries ?? Entries()
+        self.entries = entries
+        entries.buffers.append((bytes, counted))
         if counted {
             self.countedBytes += bytes.readableBytes
             if self.countedBytes > self.limit {
@@ -35,7 +44,7 @@ public struct SubscriberQueue {
     }
 
     public mutating func dequeue() -> ByteBuffer? {
-        guard let entry = self.entries.popFirst() else { return nil }
+        guard let entry = self.entries?.buffers.popFirst() else { return nil }
         if entry.counted {
             self.countedBytes -= entry.bytes.readableBytes
         }
@@ -43,7 +52,7 @@ public struct SubscriberQueue {
     }
 
     public mutating func removeAll() {
-        self.entries.removeAll()
+        self.entries = nil
         self.countedBytes = 0
     }
 }

@@ -21,19 +21,22 @@ final class ClientExchange {
         var key: StreamKey
     }
 
+    /// The cases that carry the request are indirect: an exchange lives as long as its client,
+    /// most of that time streaming, and a streaming exchange should not hold the request (and
+    /// the space for it) any more.
     enum State {
         case idle
         /// Another client is opening the stream; we hear from the hub.
-        case waitingForOpening(Request)
+        indirect case waitingForOpening(Request)
         /// This client opens the stream: its request went to the origin and the answer decides
         /// whether a stream is made (`ticket` nil: a private stream).
-        case opening(Request, OriginConnection, StreamHub.OpeningTicket?, resumeID: String?)
+        indirect case opening(Request, OriginConnection, StreamHub.OpeningTicket?, resumeID: String?)
         /// Attached or about to be; `streamAttached` or `streamRefused` follows.
-        case waitingForAttach(Request, Stream)
+        indirect case waitingForAttach(Request, Stream)
         /// An event-stream response is being written.
-        case streaming(Request, StreamMembership)
+        case streaming(StreamMembership)
         /// A plain response is being proxied.
-        case proxying(Request, OriginConnection, headSent: Bool)
+        indirect case proxying(Request, OriginConnection, headSent: Bool)
         /// The response is complete, failed, or the client is gone.
         case finished
     }
@@ -43,21 +46,44 @@ final class ClientExchange {
     private unowned let responder: ClientResponder
     private(set) var state = State.idle
     private var queue: SubscriberQueue
-    private var heartbeatEntry: HeartbeatEntry?
+
+    // For the access log.
+    /// The target once the exchange holds neither a request nor a stream.
+    private var finishedTarget = "-"
+    private(set) var eventsSent = 0
+    private(set) var endReason = "client closed"
+
+    // Flags last, packed together (stored properties are laid out in order).
     private var requestEnded = false
     /// The client left while this exchange was opening a stream for others too.
     private var clientGone = false
-
-    // For the access log.
-    private(set) var target = "-"
-    private(set) var eventsSent = 0
-    private(set) var endReason = "client closed"
 
     init(shared: GatewayShared, loop: LoopContext, responder: ClientResponder) {
         self.shared = shared
         self.loop = loop
         self.responder = responder
         self.queue = SubscriberQueue(limit: shared.configuration.clientBuffer)
+    }
+
+    /// What the access log names: the stream's key or the request's. Described only when logged,
+    /// so that a long-lived streaming exchange holds no string of its own.
+    var target: String {
+        switch self.state {
+        case .streaming(let membership):
+            return "\(membership.stream.key)"
+        case .waitingForOpening(let request), .opening(let request, _, _, _), .waitingForAttach(let request, _),
+            .proxying(let request, _, _):
+            return "\(request.key)"
+        case .idle, .finished:
+            return self.finishedTarget
+        }
+    }
+
+    /// Ends the exchange's state; the target is described now, as the request or stream goes.
+    private func becomeFinished() {
+        if case .finished = self.state { return }
+        self.finishedTarget = self.target
+        self.state = .finished
     }
 
     var isFinished: Bool {
@@ -76,7 +102,7 @@ final class ClientExchange {
         }
         let (path, query) = Self.split(uri: head.uri)
         guard let match = self.shared.router.match(path: path) else {
-            self.target = path
+            self.finishedTarget = path
             self.finish(reason: "no route (404)")
             self.responder.respond(status: .notFound, body: "no route for \(path)\n", closeConnection: false)
             return
@@ -106,7 +132,6 @@ final class ClientExchange {
             }
         )
         let request = Request(head: head, match: match, upstreamQuery: upstreamQuery, lastEventID: lastEventID, key: key)
-        self.target = "\(key)"
         let wantsEvents = head.headers["accept"].contains { $0.lowercased().contains("text/event-stream") }
         if head.method == .GET, wantsEvents || self.shared.hub.stream(for: key) != nil {
             self.shared.metrics.record { $0.streamRequests += 1 }
@@ -157,7 +182,7 @@ final class ClientExchange {
         case .opening:
             self.clientGone = true
             return
-        case .streaming(_, let membership):
+        case .streaming(let membership):
             membership.leave()
         case .proxying(_, let connection, _):
             connection.detachAndClose()
@@ -165,19 +190,19 @@ final class ClientExchange {
             break
         }
         self.stopSubscriberState()
-        self.state = .finished
+        self.becomeFinished()
     }
 
     private func finish(reason: String) {
         self.endReason = reason
         self.stopSubscriberState()
-        self.state = .finished
+        self.becomeFinished()
     }
 
     private func stopSubscriberState() {
-        if let entry = self.heartbeatEntry {
-            self.loop.heartbeatClock.remove(entry)
-            self.heartbeatEntry = nil
+        if case .streaming(let membership) = self.state {
+            // The membership is the subscriber's heartbeat entry too.
+            self.loop.heartbeatClock.remove(membership)
         }
         self.queue.removeAll()
     }
@@ -265,7 +290,7 @@ final class ClientExchange {
             self.shared.hub.registerPrivate(stream)
         }
         if self.clientGone {
-            self.state = .finished
+            self.becomeFinished()
             return  // The client left while the stream was opening; the stream lingers for others.
         }
         self.state = .waitingForAttach(request, stream)
@@ -373,7 +398,7 @@ extension ClientExchange: StreamSubscriber, HeartbeatTarget {
     var eventLoop: EventLoop { self.responder.eventLoop }
 
     func streamAttached(_ attachment: StreamAttachment) {
-        guard case .waitingForAttach(let request, let stream) = self.state else {
+        guard case .waitingForAttach(_, let stream) = self.state else {
             attachment.membership.leave()
             return
         }
@@ -416,7 +441,7 @@ extension ClientExchange: StreamSubscriber, HeartbeatTarget {
             intro.writeImmutableBuffer(gap)
         }
         self.eventsSent += attachment.replay.count
-        self.state = .streaming(request, attachment.membership)
+        self.state = .streaming(attachment.membership)
         let introChunk = StreamChunk(bytes: intro, eventCount: 0, allocator: self.responder.allocator)
         self.send(introChunk.bytes, counted: false, chunk: introChunk)
         // Replay in pieces of about 64 KiB: they go out as the client takes them.
@@ -433,16 +458,14 @@ extension ClientExchange: StreamSubscriber, HeartbeatTarget {
             }
         }
         self.responder.flush()
-        self.heartbeatEntry = self.loop.heartbeatClock.register(self)
+        self.loop.heartbeatClock.register(attachment.membership)
     }
 
-    func streamDeliver(_ chunk: StreamChunk) {
-        guard case .streaming = self.state else { return }
+    func streamDeliver(_ chunk: StreamChunk, now: NIODeadline) {
+        guard case .streaming(let membership) = self.state else { return }
         guard self.send(chunk.bytes, counted: true, chunk: chunk) else { return }
         self.eventsSent += chunk.eventCount
-        if let entry = self.heartbeatEntry {
-            self.loop.heartbeatClock.touch(entry, now: self.loop.eventLoop.now)
-        }
+        self.loop.heartbeatClock.touch(membership, now: now)
         self.responder.flush()
     }
 
@@ -493,7 +516,7 @@ extension ClientExchange: OriginConnectionDelegate {
                 self.shared.hub.abandon(ticket)
             }
             guard !self.clientGone else {
-                self.state = .finished
+                self.becomeFinished()
                 connection.detachAndClose()
                 return
             }

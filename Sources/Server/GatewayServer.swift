@@ -14,8 +14,8 @@ public final class GatewayServer: Sendable {
     public let metrics: GatewayMetrics
     private let shared: GatewayShared
     private let listeners: [Channel]
-    /// Every open client connection, for shutdown.
-    private let connections: ConnectionRegistry
+    /// One per event loop; each knows its loop's connections, for shutdown.
+    private let loops: [LoopContext]
     private let tls: TLSServerContext?
 
     private init(
@@ -23,7 +23,7 @@ public final class GatewayServer: Sendable {
         hub: StreamHub,
         shared: GatewayShared,
         listeners: [Channel],
-        connections: ConnectionRegistry,
+        loops: [LoopContext],
         tls: TLSServerContext?
     ) {
         self.tls = tls
@@ -32,7 +32,7 @@ public final class GatewayServer: Sendable {
         self.metrics = shared.metrics
         self.shared = shared
         self.listeners = listeners
-        self.connections = connections
+        self.loops = loops
     }
 
     /// The addresses actually bound (a port 0 in the configuration becomes the kernel's choice).
@@ -92,7 +92,6 @@ public final class GatewayServer: Sendable {
             contexts[ObjectIdentifier(loop)] = LoopContext(eventLoop: loop, configuration: configuration)
         }
         let loopContexts = contexts
-        let connections = ConnectionRegistry()
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderListSize = configuration.maxRequestHeadSize
         limits.maxHeaderFieldSize = configuration.maxRequestHeadSize
@@ -113,12 +112,12 @@ public final class GatewayServer: Sendable {
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                     .childChannelOption(.writeBufferWaterMark, value: waterMark)
                     .childChannelOption(.maxMessagesPerRead, value: 4)
+                    .childChannelOption(.recvAllocator, value: ClientReadSizing())
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             guard let loop = loopContexts[ObjectIdentifier(channel.eventLoop)] else {
                                 throw ChannelError.ioOnClosedChannel
                             }
-                            connections.add(channel)
                             if isTLS, let tls {
                                 try frontEnds.installTLS(on: channel, loop: loop, context: tls)
                             } else {
@@ -141,7 +140,7 @@ public final class GatewayServer: Sendable {
             hub: hub,
             shared: shared,
             listeners: listeners,
-            connections: connections,
+            loops: Array(loopContexts.values),
             tls: tls
         )
     }
@@ -156,33 +155,25 @@ public final class GatewayServer: Sendable {
         for stream in self.hub.streams {
             stream.shutdown()
         }
-        for channel in self.connections.all {
-            channel.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
+        for loop in self.loops {
+            loop.eventLoop.execute { loop.beginShutdown() }
         }
         let deadline = NIODeadline.now() + grace
-        while self.connections.count > 0, NIODeadline.now() < deadline {
+        while await self.openConnections() > 0, NIODeadline.now() < deadline {
             try? await Task.sleep(nanoseconds: 10_000_000)
         }
-        for channel in self.connections.all {
-            try? await channel.close()
-        }
-    }
-}
-
-/// The open client channels, so that shutdown can reach them.
-final class ConnectionRegistry: Sendable {
-    private let channels = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
-
-    func add(_ channel: Channel) {
-        let id = ObjectIdentifier(channel)
-        self.channels.withLockedValue { $0[id] = channel }
-        channel.closeFuture.whenComplete { _ in
-            self.channels.withLockedValue { _ = $0.removeValue(forKey: id) }
+        for loop in self.loops {
+            try? await loop.eventLoop.submit { loop.closeAllConnections() }.get()
         }
     }
 
-    var all: [Channel] { self.channels.withLockedValue { Array($0.values) } }
-    var count: Int { self.channels.withLockedValue { $0.count } }
+    private func openConnections() async -> Int {
+        var count = 0
+        for loop in self.loops {
+            count += (try? await loop.eventLoop.submit { loop.connectionCount }.get()) ?? 0
+        }
+        return count
+    }
 }
 
 /// Tells a connection that the gateway is shutting down: close when idle, and after the
@@ -227,14 +218,15 @@ final class FrontEnds: Sendable {
     }
 
     func installHTTP1(on channel: Channel, loop: LoopContext, scheme: String) throws {
+        let decoder = ByteToMessageHandler(HTTPRequestDecoder(
+            leftOverBytesStrategy: .dropBytes,
+            informationalResponseStrategy: .drop,
+            limitConfiguration: self.decoderLimits
+        ))
+        try channel.pipeline.syncOperations.addHandler(decoder)
         try channel.pipeline.syncOperations.addHandler(
-            ByteToMessageHandler(HTTPRequestDecoder(
-                leftOverBytesStrategy: .dropBytes,
-                informationalResponseStrategy: .drop,
-                limitConfiguration: self.decoderLimits
-            ))
+            HTTP1ServerHandler(shared: self.shared, loop: loop, scheme: scheme, decoder: decoder)
         )
-        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: self.shared, loop: loop, scheme: scheme))
     }
 }
 

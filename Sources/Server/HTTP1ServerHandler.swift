@@ -10,6 +10,13 @@ import Upstream
 ///
 /// The handler writes its own response heads and framing, so that event bytes reach the socket
 /// as the stream's shared, pre-framed buffers.
+///
+/// Once a request is answered with an event stream and the request has been read to its end, the
+/// connection carries nothing but that stream: the request decoder (about 2 KiB with its parser
+/// and header storage) is removed, what the client sends from then on is dropped (it has no
+/// request to belong to; end of file and errors still arrive), and the connection closes when
+/// the stream ends. Most of a gateway's connections are such idle streams, so this is most of
+/// what an idle client costs.
 final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = ByteBuffer
@@ -25,7 +32,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// How the current response is framed.
     struct Response {
-        var request: HTTPRequestHead
+        var version: HTTPVersion
+        var isHEAD: Bool
         /// Body bytes are sent as HTTP/1.1 chunks.
         var chunked = false
         /// The response has no body (HEAD, 204, 304).
@@ -33,25 +41,21 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         /// The connection closes after this response.
         var closeAfter = false
         var headSent = false
+        var isEventStream = false
     }
 
+    // Stored properties are laid out in this order: the flags come last, packed together, since
+    // every idle client holds one of these.
     private let shared: GatewayShared
     private let loop: LoopContext
-    private let scheme: String
+    /// The request decoder in front of this handler, until the connection is streaming only.
+    private var decoder: RemovableChannelHandler?
     private var context: ChannelHandlerContext?
     private var state = State.awaitingHead
     private var headTimer: Scheduled<Void>?
     /// Requests that arrived while a response was in flight (pipelining).
     private var pipelined: [HTTPServerRequestPart] = []
-    /// The current request's end has been read.
-    private var requestEnded = true
-    /// The response went out before the request's body was read: the rest of it is dropped.
-    private var discardingBody = false
     private(set) var clientAddress: String?
-    private var admitted = false
-    private var started = false
-    /// The gateway is shutting down: no more requests on this connection.
-    private var shuttingDown = false
 
     // For the access log line.
     private let connectedAt: NIODeadline
@@ -61,10 +65,26 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var lastTarget = "-"
     private var endReason = "client closed"
 
-    init(shared: GatewayShared, loop: LoopContext, scheme: String = "http") {
+    private let isTLS: Bool
+    /// The decoder is gone: no further request can be read on this connection.
+    private var decoderReleased = false
+    /// The current response's body goes out as HTTP/1.1 chunks (kept apart from `Response` so
+    /// that writing an event does not copy the state).
+    private var bodyChunked = false
+    /// The current request's end has been read.
+    private var requestEnded = true
+    /// The response went out before the request's body was read: the rest of it is dropped.
+    private var discardingBody = false
+    private var admitted = false
+    private var started = false
+    /// The gateway is shutting down: no more requests on this connection.
+    private var shuttingDown = false
+
+    init(shared: GatewayShared, loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
         self.shared = shared
         self.loop = loop
-        self.scheme = scheme
+        self.isTLS = scheme == "https"
+        self.decoder = decoder
         self.connectedAt = loop.eventLoop.now
     }
 
@@ -72,6 +92,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.loop.addConnection(context)
         if context.channel.isActive {
             self.start(context: context)
         }
@@ -129,6 +150,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.loop.removeConnection(context)
         self.tearDown()
         self.context = nil
     }
@@ -218,6 +240,9 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Requests
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Without the decoder, reads are raw bytes (or a part the decoder emitted while it was
+        // removed): they belong to no request.
+        guard !self.decoderReleased else { return }
         self.handle(self.unwrapInboundIn(data), context: context)
     }
 
@@ -247,7 +272,11 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.requests += 1
             self.requestEnded = false
             let exchange = ClientExchange(shared: self.shared, loop: self.loop, responder: self)
-            self.state = .exchanging(exchange, Response(request: head, closeAfter: !head.isKeepAlive))
+            self.bodyChunked = false
+            self.state = .exchanging(
+                exchange,
+                Response(version: head.version, isHEAD: head.method == .HEAD, closeAfter: !head.isKeepAlive)
+            )
             exchange.start(head)
         case (_, .closed):
             break
@@ -255,9 +284,12 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.pipelined.append(part)
         case (.body(let body), .exchanging(let exchange, _)) where !self.requestEnded:
             exchange.receiveBody(body)
-        case (.end, .exchanging(let exchange, _)) where !self.requestEnded:
+        case (.end, .exchanging(let exchange, let response)) where !self.requestEnded:
             self.requestEnded = true
             exchange.receiveEnd()
+            if response.isEventStream {
+                self.releaseDecoderIfStreamingOnly(context: context)
+            }
         case (.body, _), (.end, _):
             // Parts of a pipelined request.
             self.pipelined.append(part)
@@ -290,7 +322,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func responseFinished(close: Bool) {
         guard let context = self.context, case .exchanging(let exchange, _) = self.state else { return }
         self.account(exchange)
-        if close || self.shuttingDown {
+        if close || self.shuttingDown || self.decoderReleased {
             self.state = .closed
             context.close(promise: nil)
             return
@@ -314,7 +346,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 extension HTTP1ServerHandler: ClientResponder {
     var eventLoop: EventLoop { self.loop.eventLoop }
     var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
-    var clientScheme: String { self.scheme }
+    var clientScheme: String { self.isTLS ? "https" : "http" }
     var isWritable: Bool { self.context?.channel.isWritable ?? false }
 
     private var response: Response? {
@@ -333,19 +365,19 @@ extension HTTP1ServerHandler: ClientResponder {
         var headers = isEventStream ? headers : HopByHopHeaders.removing(from: headers)
         if isEventStream {
             // An event stream has no length: chunked for HTTP/1.1, until close for HTTP/1.0.
-            if response.request.version == .http1_1 {
+            response.isEventStream = true
+            if response.version == .http1_1 {
                 response.chunked = true
                 headers.add(name: "Transfer-Encoding", value: "chunked")
             } else {
                 response.closeAfter = true
             }
         } else {
-            let method = response.request.method
             response.bodyless =
-                method == .HEAD || status.code < 200 || status == .noContent || status == .notModified
+                response.isHEAD || status.code < 200 || status == .noContent || status == .notModified
             if response.bodyless || headers.first(name: "content-length") != nil {
                 // As the origin sent it (a HEAD answer keeps its Content-Length).
-            } else if response.request.version == .http1_1 {
+            } else if response.version == .http1_1 {
                 response.chunked = true
                 headers.add(name: "Transfer-Encoding", value: "chunked")
             } else {
@@ -359,12 +391,26 @@ extension HTTP1ServerHandler: ClientResponder {
         HTTP1ResponseHead.write(status: status, headers: headers.map { ($0.name, $0.value) }, into: &buffer)
         self.write(buffer, context: context)
         response.headSent = true
+        self.bodyChunked = response.chunked
         self.setResponse(response)
+        if isEventStream {
+            self.releaseDecoderIfStreamingOnly(context: context)
+        }
+    }
+
+    /// Removes the request decoder once the connection can carry nothing
+    /// but the current event stream: its request has been read to the end and nothing is
+    /// pipelined behind it (a request behind an endless response could not be answered anyway).
+    private func releaseDecoderIfStreamingOnly(context: ChannelHandlerContext) {
+        guard self.requestEnded, self.pipelined.isEmpty, !self.discardingBody, let decoder = self.decoder else { return }
+        self.decoder = nil
+        self.decoderReleased = true
+        context.pipeline.syncOperations.removeHandler(decoder, promise: nil)
     }
 
     func writeChunk(_ chunk: StreamChunk) {
-        guard let context = self.context, let response = self.response else { return }
-        self.write(response.chunked ? chunk.chunked : chunk.bytes, context: context)
+        guard let context = self.context, case .exchanging = self.state else { return }
+        self.write(self.bodyChunked ? chunk.chunked : chunk.bytes, context: context)
     }
 
     func writeBody(_ bytes: ByteBuffer) {

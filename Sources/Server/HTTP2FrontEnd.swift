@@ -51,7 +51,9 @@ final class HTTP2FrontEnd {
         }
         frontEnd.handler = handler
         try channel.pipeline.syncOperations.addHandler(handler)
-        try channel.pipeline.syncOperations.addHandler(HTTP2ConnectionWatcher(frontEnd: frontEnd, handler: handler))
+        try channel.pipeline.syncOperations.addHandler(
+            HTTP2ConnectionWatcher(frontEnd: frontEnd, handler: handler, loop: loop)
+        )
         frontEnd.admit()
         frontEnd.armIdleTimer()
     }
@@ -157,10 +159,20 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandl
 
     private let frontEnd: HTTP2FrontEnd
     private let handler: HTTP2ServerHandler
+    private let loop: LoopContext
 
-    init(frontEnd: HTTP2FrontEnd, handler: HTTP2ServerHandler) {
+    init(frontEnd: HTTP2FrontEnd, handler: HTTP2ServerHandler, loop: LoopContext) {
         self.frontEnd = frontEnd
         self.handler = handler
+        self.loop = loop
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.loop.addConnection(context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.loop.removeConnection(context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -3,10 +3,17 @@ import NIOCore
 import SSE
 
 /// What the front end keeps once per event loop rather than once per connection: the heartbeat
-/// clock (one timer per loop) and the bytes every client on the loop is sent alike.
+/// clock (one timer per loop), the bytes every client on the loop is sent alike, and the loop's
+/// connections, for shutdown.
 final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     let eventLoop: EventLoop
     let heartbeatClock: HeartbeatClock
+    /// The connection handlers of this loop's clients (HTTP/1.1 and HTTP/2), by their context.
+    /// Confined to the loop, so tracking a connection costs one table entry: no lock, no
+    /// close-future callback.
+    private var connections: [ObjectIdentifier: ChannelHandlerContext] = [:]
+    /// Shutdown has begun: a connection that gets its front end from now on winds down at once.
+    private(set) var isShuttingDown = false
     /// The heartbeat as a chunk: written as is to every idle client on this loop.
     let heartbeat: StreamChunk
     /// The comment written right after an event-stream response head.
@@ -25,5 +32,42 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         var opening = ByteBuffer()
         SSESerializer.writeComment(configuration.openingComment, into: &opening)
         self.opening = opening
+    }
+
+    // MARK: Connections
+
+    /// Tracks a connection's front-end handler until `removeConnection`. If shutdown has begun,
+    /// the connection is told at once.
+    func addConnection(_ context: ChannelHandlerContext) {
+        self.connections[ObjectIdentifier(context)] = context
+        if self.isShuttingDown {
+            // Through the loop: the handler is still being added.
+            let bound = NIOLoopBound(context, eventLoop: self.eventLoop)
+            self.eventLoop.execute {
+                bound.value.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
+            }
+        }
+    }
+
+    func removeConnection(_ context: ChannelHandlerContext) {
+        self.connections.removeValue(forKey: ObjectIdentifier(context))
+    }
+
+    var connectionCount: Int { self.connections.count }
+
+    /// Tells every connection that the gateway is shutting down (`GatewayShutdown`): idle ones
+    /// close, busy ones after their response.
+    func beginShutdown() {
+        self.isShuttingDown = true
+        for context in self.connections.values {
+            context.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
+        }
+    }
+
+    /// Closes every connection still open.
+    func closeAllConnections() {
+        for context in Array(self.connections.values) {
+            context.close(promise: nil)
+        }
     }
 }

@@ -37,6 +37,42 @@ final class LimitsTests: XCTestCase {
         await harness.shutdown()
     }
 
+    func testBrieflySlowClientCatchesUpWithEverything() async throws {
+        // Under --client-buffer, a client that stops reading for a while is not dropped: what the
+        // kernel cannot take waits in its queue and goes out, in order, when it reads again.
+        let harness = try await GatewayHarness.start(configure: { configuration in
+            configuration.clientBuffer = 16 << 20
+        })
+        let slow = try await harness.client(receiveBufferSize: 4096)
+        try await slow.waitForHead()
+        slow.pauseReading()
+        let fast = try await harness.client()
+        try await fast.waitForHead()
+        try await harness.origin.waitForStreams(count: 1)
+        // 4 MiB: more than the paused client's socket buffers, so that its connection becomes
+        // unwritable and the rest waits in the gateway.
+        let payload = String(repeating: "y", count: 16 << 10)
+        var sent = 0
+        for _ in 0..<32 {
+            for _ in 0..<8 {
+                sent += 1
+                harness.origin.broadcast("id: \(sent)\ndata: \(payload)\n\n")
+            }
+            let target = sent
+            try await fast.waitUntil(timeout: .seconds(10)) { $0.events.count == target }
+        }
+        XCTAssertLessThan(slow.events.count, sent, "the paused client cannot have read everything yet")
+        slow.resumeReading()
+        let total = sent
+        try await slow.waitUntil(timeout: .seconds(20)) { $0.events.count == total }
+        XCTAssertEqual(slow.events.map(\.id), (1...sent).map { String($0) })
+        XCTAssertFalse(slow.isClosed)
+        XCTAssertEqual(harness.gateway.metrics.snapshot.slowClientsDisconnected, 0)
+        await slow.close()
+        await fast.close()
+        await harness.shutdown()
+    }
+
     func testOversizedRequestHeadGets431() async throws {
         let harness = try await GatewayHarness.start(configure: { configuration in
             configuration.maxRequestHeadSize = 4096

@@ -96,7 +96,7 @@ final class FakeSubscriber: StreamSubscriber, @unchecked Sendable {
         self.attachment = attachment
     }
 
-    func streamDeliver(_ chunk: StreamChunk) {
+    func streamDeliver(_ chunk: StreamChunk, now: NIODeadline) {
         self.eventLoop.preconditionInEventLoop()
         XCTAssertNotNil(self.attachment, "\(self.name) got a chunk before it was attached")
         self.chunks.append(chunk)
