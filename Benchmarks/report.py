@@ -226,7 +226,8 @@ def run_figures(run_dir):
     fig = {"window_s": round(window, 3), "load_wall_s": round(wall, 3), "delivery_s": delivery}
     gw = meta.get("gateway")
     events = load.get("events") or 0
-    if gw != "direct":
+    # Direct runs sample the origin (a bare SwiftNIO server writing the events): CPU only.
+    if gw != "direct" or num(meta.get("cpu_b_ns")) > 0:
         cpu_sched_s = (num(meta.get("cpu_b_ns")) - num(meta.get("cpu_a_ns"))) / 1e9
         ticks = num(meta.get("cpu_b_ticks")) - num(meta.get("cpu_a_ticks"))
         cpu_stat_s = ticks / num(meta.get("clk_tck"), 100)
@@ -247,6 +248,7 @@ def run_figures(run_dir):
         fig["cpu_stat_us_per_event"] = round(cpu_stat_s * 1e6 / ev_win, 3) if ev_win >= 1 else None
         hb = load.get("heartbeats") or 0
         fig["cpu_us_per_heartbeat"] = round(cpu_s * 1e6 / hb, 3) if hb and not events else None
+    if gw != "direct":
         held = load.get("held")
         est = int(num(meta.get("established_in_window")))
         denom = held if held else (est if meta.get("protocol") != "h2" else 0)
@@ -402,7 +404,8 @@ def final(work, out):
                 f"{fmt_int(load.get('held'))} / {fmt_int(load.get('failed'))}",
                 fmt_int(load.get("events")),
                 f"{fmt_int(load.get('gaps'))} / {fmt_int(load.get('duplicates'))}",
-                "—" if m["gateway"] == "direct" else with_ratio(f.get("cpu_us_per_event"), f.get("cpu_us_per_event_vs_nginx")),
+                (fmt(f.get("cpu_us_per_event")) + " (origin)" if f.get("cpu_us_per_event") is not None else "—")
+                if m["gateway"] == "direct" else with_ratio(f.get("cpu_us_per_event"), f.get("cpu_us_per_event_vs_nginx")),
                 fmt(f.get("cpu_vs_floor")) if f.get("cpu_vs_floor") is not None else "",
                 "—" if m["gateway"] == "direct" else fmt(f.get("cpu_pct_of_core"), 1),
                 "—" if m["gateway"] == "direct" else with_ratio(f.get("rss_kib_per_client"), f.get("rss_kib_per_client_vs_nginx")),
