@@ -3,9 +3,11 @@ import NIOCore
 import XCTest
 
 final class LimitsTests: XCTestCase {
-    func testSlowClientIsDisconnectedWithoutSlowingOthers() async throws {
+    /// A gateway with `clientBuffer`, a client that has stopped reading (`slow`, small socket
+    /// buffer) and one that reads (`fast`), both on the origin's one stream.
+    private func slowAndFastClients(clientBuffer: Int) async throws -> (GatewayHarness, SSETestClient, SSETestClient) {
         let harness = try await GatewayHarness.start(configure: { configuration in
-            configuration.clientBuffer = 256 << 10
+            configuration.clientBuffer = clientBuffer
         })
         let slow = try await harness.client(receiveBufferSize: 4096)
         try await slow.waitForHead()
@@ -13,12 +15,16 @@ final class LimitsTests: XCTestCase {
         let fast = try await harness.client()
         try await fast.waitForHead()
         try await harness.origin.waitForStreams(count: 1)
-        // 16 MiB in all, far more than the kernel's socket buffers (a few MiB on loopback) and
-        // --client-buffer can hold for the paused client. The origin paces itself by the fast
-        // client, which therefore never has more than one batch (128 KiB) outstanding.
+        return (harness, slow, fast)
+    }
+
+    /// Sends `batches` × 8 events of 16 KiB with ids 1, 2, …, each batch once the fast client has
+    /// the one before (the origin paces itself by the fast client, which therefore never has more
+    /// than 128 KiB outstanding). Returns how many were sent.
+    private func broadcast(batches: Int, through harness: GatewayHarness, pacedBy fast: SSETestClient) async throws -> Int {
         let payload = String(repeating: "x", count: 16 << 10)
         var sent = 0
-        for _ in 0..<128 {
+        for _ in 0..<batches {
             for _ in 0..<8 {
                 sent += 1
                 harness.origin.broadcast("id: \(sent)\ndata: \(payload)\n\n")
@@ -28,6 +34,14 @@ final class LimitsTests: XCTestCase {
         }
         XCTAssertEqual(fast.events.map(\.id), (1...sent).map { String($0) })
         XCTAssertFalse(fast.isClosed)
+        return sent
+    }
+
+    func testSlowClientIsDisconnectedWithoutSlowingOthers() async throws {
+        let (harness, slow, fast) = try await self.slowAndFastClients(clientBuffer: 256 << 10)
+        // 16 MiB in all, far more than the kernel's socket buffers (a few MiB on loopback) and
+        // --client-buffer can hold for the paused client.
+        let sent = try await self.broadcast(batches: 128, through: harness, pacedBy: fast)
         slow.resumeReading()
         try await slow.waitForClose(timeout: .seconds(10))
         XCTAssertFalse(slow.endedCleanly, "a slow client's connection is closed, not ended")
@@ -40,31 +54,13 @@ final class LimitsTests: XCTestCase {
     func testBrieflySlowClientCatchesUpWithEverything() async throws {
         // Under --client-buffer, a client that stops reading for a while is not dropped: what the
         // kernel cannot take waits in its queue and goes out, in order, when it reads again.
-        let harness = try await GatewayHarness.start(configure: { configuration in
-            configuration.clientBuffer = 16 << 20
-        })
-        let slow = try await harness.client(receiveBufferSize: 4096)
-        try await slow.waitForHead()
-        slow.pauseReading()
-        let fast = try await harness.client()
-        try await fast.waitForHead()
-        try await harness.origin.waitForStreams(count: 1)
+        let (harness, slow, fast) = try await self.slowAndFastClients(clientBuffer: 16 << 20)
         // 4 MiB: more than the paused client's socket buffers, so that its connection becomes
         // unwritable and the rest waits in the gateway.
-        let payload = String(repeating: "y", count: 16 << 10)
-        var sent = 0
-        for _ in 0..<32 {
-            for _ in 0..<8 {
-                sent += 1
-                harness.origin.broadcast("id: \(sent)\ndata: \(payload)\n\n")
-            }
-            let target = sent
-            try await fast.waitUntil(timeout: .seconds(10)) { $0.events.count == target }
-        }
+        let sent = try await self.broadcast(batches: 32, through: harness, pacedBy: fast)
         XCTAssertLessThan(slow.events.count, sent, "the paused client cannot have read everything yet")
         slow.resumeReading()
-        let total = sent
-        try await slow.waitUntil(timeout: .seconds(20)) { $0.events.count == total }
+        try await slow.waitUntil(timeout: .seconds(20)) { $0.events.count == sent }
         XCTAssertEqual(slow.events.map(\.id), (1...sent).map { String($0) })
         XCTAssertFalse(slow.isClosed)
         XCTAssertEqual(harness.gateway.metrics.snapshot.slowClientsDisconnected, 0)
