@@ -48,6 +48,14 @@ static inline long lifeline_SSL_CTX_set_dh_auto(SSL_CTX *ctx, long onoff) {
     return SSL_CTX_set_dh_auto(ctx, onoff);
 }
 
+static inline int lifeline_SSL_CTX_set1_sigalgs_list(SSL_CTX *ctx, const char *list) {
+    return (int)SSL_CTX_set1_sigalgs_list(ctx, list);
+}
+
+static inline int lifeline_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) {
+    return (int)SSL_CTX_set1_groups_list(ctx, list);
+}
+
 typedef int (*lifeline_servername_callback)(SSL *ssl, int *alert, void *arg);
 
 static inline long lifeline_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, lifeline_servername_callback cb) {
@@ -59,6 +67,15 @@ static inline long lifeline_SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void
 }
 
 // MARK: - SSL controls
+
+static inline long lifeline_SSL_get_mode(SSL *ssl) {
+    return SSL_get_mode(ssl);
+}
+
+/// The groups the peer supports (server side: from its ClientHello); NULL `groups` counts them.
+static inline int lifeline_SSL_get1_groups(SSL *ssl, int *groups) {
+    return (int)SSL_get1_groups(ssl, groups);
+}
 
 static inline int lifeline_SSL_set_tlsext_host_name(SSL *ssl, const char *name) {
     return (int)SSL_set_tlsext_host_name(ssl, name);

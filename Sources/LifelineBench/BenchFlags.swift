@@ -66,7 +66,10 @@ enum LoadFlags {
         help: "With --last-event-id: wait about this long (±50%) before reconnecting, unless the server sent `retry:`.")
     static let proto = Flag(
         "protocol", .oneOf(["http1", "h2c", "h2"]), default: "http1", section: section,
-        help: "http1: HTTP/1.1, one request per connection; h2c: HTTP/2 with prior knowledge; h2: HTTP/2 over TLS (ALPN h2, certificate not verified).")
+        help: "http1: HTTP/1.1, one request per connection, over TLS when the URL is https:// (ALPN http/1.1); "
+            + "h2c: HTTP/2 with prior knowledge, http:// only; h2: HTTP/2 over TLS (ALPN h2), https:// only. "
+            + "Over TLS the certificate is not verified, and the ClientHello offers what a current browser "
+            + "offers (12 TLS 1.2 suites, 8 signature algorithms, X25519/P-256/P-384).")
     static let shard = Flag(
         "shard", .shard, default: "0/1", valueName: "I/N", section: section,
         help: "Run only connections c with c mod N = I, to split a run over N processes (merge their JSON with `lifeline-bench merge`).")

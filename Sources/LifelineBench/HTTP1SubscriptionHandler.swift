@@ -1,9 +1,11 @@
 import NIOCore
+import TLS
 
-/// One HTTP/1.1 SSE request on a plain TCP connection: sends the GET at channelActive, reads the
-/// response in place (`HTTP1ResponseReader`) and hands the body straight to the `SSEReceiver`.
-/// The pipeline holds only this handler, so a read reaches the parser without an intermediate copy
-/// or box.
+/// One HTTP/1.1 SSE request on a TCP connection, or over TLS behind an `OpenSSLHandler`: sends the
+/// GET at channelActive (over TLS it waits in the `OpenSSLHandler` until the handshake is done),
+/// reads the response in place (`HTTP1ResponseReader`) and hands the body straight to the
+/// `SSEReceiver`. The pipeline holds only this handler (and the TLS one), so a read reaches the
+/// parser without an intermediate copy or box.
 final class HTTP1SubscriptionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -21,12 +23,17 @@ final class HTTP1SubscriptionHandler: ChannelInboundHandler {
     private var reader = HTTP1ResponseReader()
     private var receiver = SSEReceiver()
     private var state = State.readingHead
+    /// The TLS handler below, to check that ALPN did not choose another protocol; nil over TCP.
+    private let tls: OpenSSLHandler?
+    private var checkedALPN: Bool
 
-    init(loop: LoadLoop, connection: LoadConnection) {
+    init(loop: LoadLoop, connection: LoadConnection, tls: OpenSSLHandler?) {
         precondition(connection.subscriptions.count == 1, "HTTP/1.1 carries one request per connection")
         self.loop = loop
         self.connection = connection
         self.subscription = connection.subscriptions[0]
+        self.tls = tls
+        self.checkedALPN = tls == nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -42,6 +49,15 @@ final class HTTP1SubscriptionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !self.checkedALPN {
+            self.checkedALPN = true
+            // We offer only http/1.1; a server without ALPN (nil) speaks HTTP/1.1 as well.
+            let chosen = self.tls?.negotiatedProtocol
+            guard chosen == nil || chosen == "http/1.1" else {
+                self.fail("TLS ALPN chose \(chosen!), not http/1.1", context: context)
+                return
+            }
+        }
         let buffer = self.unwrapInboundIn(data)
         self.loop.firstByte(self.connection)
         // One clock read per socket read: every event in it arrived at the same time.

@@ -40,9 +40,28 @@ enum LoadCommand {
         }
         let setup: LoadLoop.PipelineSetup
         switch plan.proto {
+        case .http1 where plan.target.isTLS:
+            // HTTP/1.1 over TLS: as for h2, a throwaway certificate (no verification) and a
+            // browser's ClientHello; ALPN offers http/1.1 only, so a server that also speaks h2
+            // still answers in HTTP/1.1.
+            let tlsContext: TLSClientContext
+            do {
+                tlsContext = try TLSClientContext(verify: false, alpn: ["http/1.1"], offer: .browserLike)
+            } catch {
+                printError("lifeline-bench load: cannot set up TLS: \(error)")
+                return 1
+            }
+            let serverName = plan.target.host
+            setup = { channel, connection, loop in
+                let tls = OpenSSLHandler.client(context: tlsContext, serverName: serverName)
+                try channel.pipeline.syncOperations.addHandler(tls)
+                try channel.pipeline.syncOperations.addHandler(
+                    HTTP1SubscriptionHandler(loop: loop, connection: connection, tls: tls))
+            }
         case .http1:
             setup = { channel, connection, loop in
-                try channel.pipeline.syncOperations.addHandler(HTTP1SubscriptionHandler(loop: loop, connection: connection))
+                try channel.pipeline.syncOperations.addHandler(
+                    HTTP1SubscriptionHandler(loop: loop, connection: connection, tls: nil))
             }
         case .h2c:
             setup = { channel, connection, loop in
@@ -51,9 +70,12 @@ enum LoadCommand {
             }
         case .h2:
             // A benchmark talks to its own throwaway certificate: no verification, ALPN h2 only.
+            // The rest of the ClientHello is a browser's: the server keeps the client's cipher,
+            // signature algorithm and group lists per connection, so OpenSSL's longer client
+            // defaults would overstate what each connection costs it.
             let tlsContext: TLSClientContext
             do {
-                tlsContext = try TLSClientContext(verify: false, alpn: ["h2"])
+                tlsContext = try TLSClientContext(verify: false, alpn: ["h2"], offer: .browserLike)
             } catch {
                 printError("lifeline-bench load: cannot set up TLS: \(error)")
                 return 1
@@ -77,7 +99,7 @@ enum LoadCommand {
         if !quiet {
             printError(
                 "lifeline-bench load: \(plan.shardConnectionCount) connections (shard \(plan.shard)) × \(plan.multiplex) to \(url), "
-                    + "\(plan.proto.rawValue), \(threads) threads, ramp \(Double(plan.rampNanoseconds) / 1e9)s, "
+                    + "\(plan.protocolDescription), \(threads) threads, ramp \(Double(plan.rampNanoseconds) / 1e9)s, "
                     + "duration \(Double(plan.durationNanoseconds) / 1e9)s")
         }
         let start = NIODeadline.now() + .milliseconds(10)
@@ -143,9 +165,14 @@ enum LoadCommand {
         guard let url = flags[LoadFlags.url] else { throw UsageError("--url is required (see --help)") }
         let target = try LoadTarget.parse(url)
         guard let proto = LoadProtocol(rawValue: flags[LoadFlags.proto]) else { throw UsageError("--protocol: unknown") }
-        if target.isTLS != (proto == .h2) {
-            throw UsageError(proto == .h2
-                ? "--protocol=h2 needs an https:// URL" : "an https:// URL needs --protocol=h2 (HTTP/1.1 over TLS is not supported)")
+        // The URL's scheme says whether there is TLS; http1 runs over either.
+        switch proto {
+        case .h2 where !target.isTLS:
+            throw UsageError("--protocol=h2 is HTTP/2 over TLS and needs an https:// URL (HTTP/2 over plain TCP: --protocol=h2c)")
+        case .h2c where target.isTLS:
+            throw UsageError("--protocol=h2c is HTTP/2 over plain TCP and needs an http:// URL (HTTP/2 over TLS: --protocol=h2)")
+        default:
+            break
         }
         let multiplex = flags[LoadFlags.multiplex]
         if multiplex > 1 && proto == .http1 {

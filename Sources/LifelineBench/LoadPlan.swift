@@ -104,6 +104,14 @@ struct LoadPlan: Sendable {
     var reconnectDelayNanoseconds: Int64
     var connectTimeoutNanoseconds: Int64
 
+    /// For progress lines: the protocol and whether it runs over TLS.
+    var protocolDescription: String {
+        switch self.proto {
+        case .http1: self.target.isTLS ? "http1 over TLS" : "http1"
+        case .h2c, .h2: self.proto.rawValue
+        }
+    }
+
     /// The global numbers of the connections this process opens.
     var shardConnections: StrideTo<Int> {
         stride(from: self.shard.index, to: self.totalConnections, by: self.shard.count)

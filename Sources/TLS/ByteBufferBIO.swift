@@ -1,7 +1,8 @@
 import COpenSSL
 import NIOCore
 
-/// A BIO that moves ciphertext between OpenSSL and NIO `ByteBuffer`s.
+/// The ciphertext side of an `SSLConnection`: a BIO whose reads and writes go to NIO
+/// `ByteBuffer`s.
 ///
 /// Why not `BIO_s_mem`: a memory BIO's buffer grows to the largest burst it ever held and keeps
 /// that allocation, and it copies every byte once more. Here the inbound side holds the buffer NIO
@@ -9,8 +10,14 @@ import NIOCore
 /// side collects everything OpenSSL writes during one operation into a buffer that is handed to
 /// the channel whole and forgotten. An idle connection holds no ciphertext buffer at all.
 ///
+/// This is a value stored inside its `SSLConnection`, not an object of its own: an idle
+/// connection pays for two empty optionals here, not for one more heap object. The BIO's
+/// callbacks reach it through the connection (the BIO's data pointer, unretained; the `SSL` owns
+/// the BIO and the connection owns the `SSL`, and `SSLConnection.deinit` detaches the pointer
+/// before freeing them).
+///
 /// Confined to the channel's event loop, like the `SSL` that uses it.
-final class ByteBufferBIO {
+struct ByteBufferBIO {
     /// One BIO_METHOD per process. Created on first use and never freed.
     nonisolated(unsafe) private static let method: OpaquePointer = {
         let type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK
@@ -25,36 +32,24 @@ final class ByteBufferBIO {
         return method
     }()
 
-    /// Our reference to the BIO. The `SSL` holds another one (see `retainedBIO`).
-    let bio: OpaquePointer
-    private let allocator: ByteBufferAllocator
+    /// Outbound ciphertext comes from the default allocator, which is what NIO channels use
+    /// unless told otherwise. (Keeping the channel's allocator here would cost 32 bytes on every
+    /// connection for nothing.)
+    private static let allocator = ByteBufferAllocator()
+
     private var inbound: ByteBuffer?
     private var outbound: ByteBuffer?
 
-    init?(allocator: ByteBufferAllocator) {
-        guard let bio = BIO_new(Self.method) else { return nil }
-        self.bio = bio
-        self.allocator = allocator
-        // Unretained: this object owns the BIO reference, and `deinit` detaches the pointer, so
-        // a BIO that outlives us (held by an SSL) can never reach a dead object.
-        BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
+    /// A new BIO of this kind, not yet attached to a connection: its callbacks fail until
+    /// `SSLConnection` sets its data pointer. The caller owns the one reference.
+    static func makeBIO() -> OpaquePointer? {
+        guard let bio = BIO_new(method) else { return nil }
         BIO_set_init(bio, 1)
-    }
-
-    deinit {
-        BIO_set_data(bio, nil)
-        BIO_free(bio)
-    }
-
-    /// A reference for `SSL_set_bio`, which takes ownership of one reference even when the same
-    /// BIO is passed as both read and write BIO.
-    func retainedBIO() -> OpaquePointer {
-        BIO_up_ref(bio)
         return bio
     }
 
     /// Ciphertext from the network, for OpenSSL to read.
-    func receive(_ buffer: ByteBuffer) {
+    mutating func receive(_ buffer: ByteBuffer) {
         guard buffer.readableBytes > 0 else { return }
         if var existing = inbound {
             // Only when OpenSSL stopped mid-buffer (e.g. the handshake finished and records
@@ -70,26 +65,28 @@ final class ByteBufferBIO {
     /// Ciphertext received but not yet read by OpenSSL.
     var inboundBytes: Int { inbound?.readableBytes ?? 0 }
 
+    /// Ciphertext written by OpenSSL and not yet taken.
+    var outboundBytes: Int { outbound?.readableBytes ?? 0 }
+
+    /// Whether a ciphertext buffer is held, in either direction (even an empty one).
+    var holdsBuffers: Bool { inbound != nil || outbound != nil }
+
     /// Everything OpenSSL wrote since the last call, or nil.
-    func takeOutbound() -> ByteBuffer? {
+    mutating func takeOutbound() -> ByteBuffer? {
         defer { outbound = nil }
         return outbound
     }
 
     /// Drops unread ciphertext (after the connection is closed: nothing will read it).
-    func discardInbound() {
+    mutating func discardInbound() {
         inbound = nil
     }
 
-    fileprivate func read(into destination: UnsafeMutableRawBufferPointer) -> CInt {
-        guard var buffer = inbound, buffer.readableBytes > 0 else {
-            // No EOF here: with a memory transport OpenSSL learns of the end of the stream only
-            // if told, and the handler decides about EOF itself on channelInactive.
-            lifeline_BIO_set_retry_read(bio)
-            return -1
-        }
+    /// Copies up to `destination.count` bytes of inbound ciphertext; 0 when there is none.
+    fileprivate mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        guard var buffer = inbound, buffer.readableBytes > 0 else { return 0 }
         inbound = nil  // so that `buffer` is uniquely referenced while we move its reader index
-        let count = min(destination.count, buffer.readableBytes, Int(CInt.max))
+        let count = min(destination.count, buffer.readableBytes)
         buffer.readWithUnsafeReadableBytes { source in
             destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source.prefix(count)))
             return count
@@ -97,40 +94,46 @@ final class ByteBufferBIO {
         if buffer.readableBytes > 0 {
             inbound = buffer
         }
-        return CInt(count)
+        return count
     }
 
-    fileprivate func write(_ source: UnsafeRawBufferPointer) -> CInt {
+    fileprivate mutating func write(_ source: UnsafeRawBufferPointer) {
         if outbound == nil {
             // Sized for what is being written now; ByteBuffer doubles if more records follow.
             // A buffer sized for a full record per write would cost 16 KiB for each small SSE
             // event queued on a slow connection.
-            outbound = allocator.buffer(capacity: source.count)
+            outbound = Self.allocator.buffer(capacity: source.count)
         }
         outbound!.writeBytes(source)
-        return CInt(source.count)
     }
-
-    fileprivate var outboundBytes: Int { outbound?.readableBytes ?? 0 }
 }
 
-private func swiftBIO(_ bio: OpaquePointer?) -> ByteBufferBIO? {
+/// The connection a BIO belongs to; nil before it is attached and after it is gone.
+private func owningConnection(_ bio: OpaquePointer?) -> SSLConnection? {
     guard let bio, let data = BIO_get_data(bio) else { return nil }
-    return Unmanaged<ByteBufferBIO>.fromOpaque(data).takeUnretainedValue()
+    return Unmanaged<SSLConnection>.fromOpaque(data).takeUnretainedValue()
 }
 
 private func byteBufferBIOWrite(_ bio: OpaquePointer?, _ data: UnsafePointer<CChar>?, _ length: CInt) -> CInt {
-    guard let bio, let swiftBIO = swiftBIO(bio) else { return -1 }
+    guard let bio, let connection = owningConnection(bio) else { return -1 }
     lifeline_BIO_clear_retry_flags(bio)
     guard let data, length > 0 else { return 0 }
-    return swiftBIO.write(UnsafeRawBufferPointer(start: data, count: Int(length)))
+    connection.transport.write(UnsafeRawBufferPointer(start: data, count: Int(length)))
+    return length
 }
 
 private func byteBufferBIORead(_ bio: OpaquePointer?, _ data: UnsafeMutablePointer<CChar>?, _ length: CInt) -> CInt {
-    guard let bio, let swiftBIO = swiftBIO(bio) else { return -1 }
+    guard let bio, let connection = owningConnection(bio) else { return -1 }
     lifeline_BIO_clear_retry_flags(bio)
     guard let data, length > 0 else { return 0 }
-    return swiftBIO.read(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length)))
+    let count = connection.transport.read(into: UnsafeMutableRawBufferPointer(start: data, count: Int(length)))
+    if count == 0 {
+        // No EOF here: with a memory transport OpenSSL learns of the end of the stream only
+        // if told, and the handler decides about EOF itself on channelInactive.
+        lifeline_BIO_set_retry_read(bio)
+        return -1
+    }
+    return CInt(count)
 }
 
 private func byteBufferBIOCtrl(
@@ -140,9 +143,9 @@ private func byteBufferBIOCtrl(
     case BIO_CTRL_FLUSH:
         return 1
     case BIO_CTRL_PENDING:
-        return CLong(swiftBIO(bio)?.inboundBytes ?? 0)
+        return CLong(owningConnection(bio)?.transport.inboundBytes ?? 0)
     case BIO_CTRL_WPENDING:
-        return CLong(swiftBIO(bio)?.outboundBytes ?? 0)
+        return CLong(owningConnection(bio)?.transport.outboundBytes ?? 0)
     case BIO_CTRL_GET_CLOSE:
         return CLong(BIO_get_shutdown(bio))
     case BIO_CTRL_SET_CLOSE:

@@ -56,12 +56,12 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private static let maximumReadBufferSize = 64 * 1024
     private static let minimumReadBufferSize = 256
 
+    // Every connection has one handler for its lifetime, so the stored properties are ordered
+    // to leave no padding: the 8-byte ones first, then the 9-byte optional, then the 1-byte ones
+    // (Swift lays them out in declaration order).
     private let role: Role
     private let metrics: TLSMetrics?
-    private let handshakeTimeout: TimeAmount?
     private let shutdownTimeout: TimeAmount
-
-    private var state = State.idle
     private var connection: SSLConnection?
     /// Plaintext written but not yet encrypted; the first `flushedWriteCount` were flushed.
     private var pendingWrites: [PendingWrite] = []
@@ -70,6 +70,8 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var closePromise: EventLoopPromise<Void>?
     /// The handshake timer while handshaking, the shutdown timer while closing.
     private var timer: Scheduled<Void>?
+    private let handshakeTimeout: TimeAmount?
+    private var state = State.idle
     private var deliveredReadSinceReadComplete = false
     /// Whether the peer sent anything: tells an abandoned handshake from a TCP probe.
     private var receivedBytes = false
@@ -128,6 +130,27 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         return TLSConnectionInfo(ssl: connection.ssl)
     }
 
+    /// What the handler holds between reads and writes, beyond the `SSL` itself: ciphertext
+    /// buffers (either direction) and queued plaintext writes. An established connection that is
+    /// not in the middle of a read or a write holds none of them. For tests; call on the channel's
+    /// event loop.
+    struct HeldBuffers: Equatable {
+        var ciphertext: Bool
+        var queuedWrites: Int
+        /// The capacity of the queue's storage: an empty queue keeps none.
+        var queuedWriteCapacity: Int
+    }
+
+    var heldBuffers: HeldBuffers {
+        HeldBuffers(
+            ciphertext: connection?.transport.holdsBuffers ?? false,
+            queuedWrites: pendingWrites.count,
+            queuedWriteCapacity: pendingWrites.capacity)
+    }
+
+    /// The connection's `SSL` and its buffers; nil before the channel is active. For tests.
+    var sslConnection: SSLConnection? { connection }
+
     // MARK: - Lifecycle
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -175,7 +198,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
             }
         }
         failPendingWrites(ChannelError.ioOnClosedChannel)
-        connection?.bio.discardInbound()
+        connection?.discardInbound()
         context.fireChannelInactive()
     }
 
@@ -270,12 +293,11 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func startHandshake(context: ChannelHandlerContext) {
         guard case .idle = state else { return }
         do {
-            let allocator = context.channel.allocator
             switch role {
             case .server(let serverContext):
-                connection = try SSLConnection.server(generation: serverContext.generation, allocator: allocator)
+                connection = try SSLConnection.server(generation: serverContext.generation)
             case .client(let clientContext, let serverName):
-                connection = try SSLConnection.client(context: clientContext, serverName: serverName, allocator: allocator)
+                connection = try SSLConnection.client(context: clientContext, serverName: serverName)
             }
         } catch {
             state = .closed
@@ -541,7 +563,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         metrics?.record(event)
         flushCiphertext(context: context)
         failPendingWrites(error)
-        connection?.bio.discardInbound()
+        connection?.discardInbound()
         context.fireErrorCaught(error)
         let promise = closePromise
         closePromise = nil

@@ -35,28 +35,35 @@ final class SSLConnection {
     }
 
     let ssl: OpaquePointer
-    let bio: ByteBufferBIO
+    /// The ciphertext buffers behind this connection's BIO (the BIO's callbacks use them).
+    var transport = ByteBufferBIO()
     /// Keeps the callbacks' argument (the server generation) or the client context alive.
     private let owner: AnyObject
 
-    private init(ssl: OpaquePointer, bio: ByteBufferBIO, owner: AnyObject) {
+    /// Takes ownership of `ssl` and of the one reference to `bio`, which it gives to the `SSL`.
+    private init(ssl: OpaquePointer, bio: OpaquePointer, owner: AnyObject) {
         self.ssl = ssl
-        self.bio = bio
         self.owner = owner
-        SSL_set_bio(ssl, bio.retainedBIO(), bio.bio)
-        // SSL_set_bio took one reference for both directions; `retainedBIO` provided it.
+        // Unretained: the connection owns the SSL, the SSL owns the BIO, and `deinit` detaches
+        // the pointer first, so the BIO can never reach a dead connection.
+        BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
+        // Same BIO both ways: SSL_set_bio takes the one reference we have.
+        SSL_set_bio(ssl, bio, bio)
     }
 
     deinit {
+        if let bio = SSL_get_rbio(ssl) {
+            BIO_set_data(bio, nil)
+        }
         SSL_free(ssl)
     }
 
-    static func server(generation: ServerContextGeneration, allocator: ByteBufferAllocator) throws -> SSLConnection {
+    static func server(generation: ServerContextGeneration) throws -> SSLConnection {
         OpenSSLErrorQueue.clear()
         guard let ssl = SSL_new(generation.defaultContext) else {
             throw TLSError.setupFailed(step: "SSL_new", openSSLErrors: OpenSSLErrorQueue.drain())
         }
-        guard let bio = ByteBufferBIO(allocator: allocator) else {
+        guard let bio = ByteBufferBIO.makeBIO() else {
             SSL_free(ssl)
             throw TLSError.setupFailed(step: "BIO_new", openSSLErrors: OpenSSLErrorQueue.drain())
         }
@@ -65,12 +72,12 @@ final class SSLConnection {
         return connection
     }
 
-    static func client(context: TLSClientContext, serverName: String?, allocator: ByteBufferAllocator) throws -> SSLConnection {
+    static func client(context: TLSClientContext, serverName: String?) throws -> SSLConnection {
         OpenSSLErrorQueue.clear()
         guard let ssl = SSL_new(context.storage.ctx) else {
             throw TLSError.setupFailed(step: "SSL_new", openSSLErrors: OpenSSLErrorQueue.drain())
         }
-        guard let bio = ByteBufferBIO(allocator: allocator) else {
+        guard let bio = ByteBufferBIO.makeBIO() else {
             SSL_free(ssl)
             throw TLSError.setupFailed(step: "BIO_new", openSSLErrors: OpenSSLErrorQueue.drain())
         }
@@ -96,11 +103,16 @@ final class SSLConnection {
     }
 
     func receive(_ ciphertext: ByteBuffer) {
-        bio.receive(ciphertext)
+        transport.receive(ciphertext)
     }
 
     func takeCiphertext() -> ByteBuffer? {
-        bio.takeOutbound()
+        transport.takeOutbound()
+    }
+
+    /// Drops ciphertext not yet read (after a failure: nothing will read it).
+    func discardInbound() {
+        transport.discardInbound()
     }
 
     func doHandshake() -> HandshakeResult {
@@ -203,7 +215,23 @@ final class SSLConnection {
     /// Plaintext OpenSSL has decrypted but not yet returned, plus ciphertext not yet read: an
     /// upper bound for what the next reads can produce, used to size their buffer.
     var pendingBytesHint: Int {
-        Int(SSL_pending(ssl)) + bio.inboundBytes
+        Int(SSL_pending(ssl)) + transport.inboundBytes
+    }
+
+    /// Whether OpenSSL frees its record buffers (about 34 KiB) whenever they are empty
+    /// (`SSL_MODE_RELEASE_BUFFERS`), so that an idle connection holds none.
+    var releasesRecordBuffers: Bool {
+        lifeline_SSL_get_mode(ssl) & CLong(SSL_MODE_RELEASE_BUFFERS) != 0
+    }
+
+    /// What the peer's hello offered, as counts: cipher suites (server side only: OpenSSL keeps
+    /// the client's list), signature algorithms and groups. Every one of these lists is kept for
+    /// the life of the connection.
+    var peerOffer: (cipherSuites: Int, signatureAlgorithms: Int, groups: Int) {
+        let ciphers = SSL_get_client_ciphers(ssl).map { Int(OPENSSL_sk_num($0)) } ?? 0
+        let signatureAlgorithms = Int(SSL_get_sigalgs(ssl, -1, nil, nil, nil, nil, nil))
+        let groups = Int(lifeline_SSL_get1_groups(ssl, nil))
+        return (ciphers, signatureAlgorithms, groups)
     }
 
     var negotiatedProtocol: String? {
