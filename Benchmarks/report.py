@@ -369,6 +369,8 @@ def final(work, out):
                 gw += " (h2/TLS)"
             elif m.get("protocol") == "h2":
                 gw += " (HTTP/1.1)"
+            elif m.get("protocol") == "https" and gw != "direct":
+                gw += " (HTTP/1.1 over TLS)"
             notes = []
             if scn in saturated and m["gateway"] == "direct":
                 notes.append("**" + saturated[scn] + "**")
