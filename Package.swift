@@ -58,6 +58,10 @@ let package = Package(
         // Test-only helpers: an SSE client on real sockets and a scriptable origin.
         .target(name: "LifelineTestSupport", dependencies: [nioCore, nioPosix, nioHTTP1], path: "Tests/LifelineTestSupport"),
         .testTarget(name: "TLSTests", dependencies: ["TLS", nioCore, nioPosix, nioEmbedded, nioTLS]),
+        .testTarget(
+            name: "LifelineBenchTests",
+            dependencies: ["LifelineBench", "SSE", nioCore, .product(name: "Histogram", package: "hdrhistogram-swift")]
+        ),
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "CNghttp2", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "SSETests", dependencies: ["SSE", nioCore]),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
