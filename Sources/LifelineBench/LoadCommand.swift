@@ -41,23 +41,11 @@ enum LoadCommand {
         let setup: LoadLoop.PipelineSetup
         switch plan.proto {
         case .http1 where plan.target.isTLS:
-            // HTTP/1.1 over TLS: as for h2, a throwaway certificate (no verification) and a
-            // browser's ClientHello; ALPN offers http/1.1 only, so a server that also speaks h2
-            // still answers in HTTP/1.1.
-            let tlsContext: TLSClientContext
-            do {
-                tlsContext = try TLSClientContext(verify: false, alpn: ["http/1.1"], offer: .browserLike)
-            } catch {
-                printError("lifeline-bench load: cannot set up TLS: \(error)")
+            // ALPN offers http/1.1 only, so a server that also speaks h2 still answers in HTTP/1.1.
+            guard let tlsSetup = Self.overTLS(plan: plan, alpn: "http/1.1", then: HTTP1SubscriptionHandler.init) else {
                 return 1
             }
-            let serverName = plan.target.host
-            setup = { channel, connection, loop in
-                let tls = OpenSSLHandler.client(context: tlsContext, serverName: serverName)
-                try channel.pipeline.syncOperations.addHandler(tls)
-                try channel.pipeline.syncOperations.addHandler(
-                    HTTP1SubscriptionHandler(loop: loop, connection: connection, tls: tls))
-            }
+            setup = tlsSetup
         case .http1:
             setup = { channel, connection, loop in
                 try channel.pipeline.syncOperations.addHandler(
@@ -69,24 +57,10 @@ enum LoadCommand {
                     HTTP2SubscriptionHandler(loop: loop, connection: connection, tls: nil))
             }
         case .h2:
-            // A benchmark talks to its own throwaway certificate: no verification, ALPN h2 only.
-            // The rest of the ClientHello is a browser's: the server keeps the client's cipher,
-            // signature algorithm and group lists per connection, so OpenSSL's longer client
-            // defaults would overstate what each connection costs it.
-            let tlsContext: TLSClientContext
-            do {
-                tlsContext = try TLSClientContext(verify: false, alpn: ["h2"], offer: .browserLike)
-            } catch {
-                printError("lifeline-bench load: cannot set up TLS: \(error)")
+            guard let tlsSetup = Self.overTLS(plan: plan, alpn: "h2", then: HTTP2SubscriptionHandler.init) else {
                 return 1
             }
-            let serverName = plan.target.host
-            setup = { channel, connection, loop in
-                let tls = OpenSSLHandler.client(context: tlsContext, serverName: serverName)
-                try channel.pipeline.syncOperations.addHandler(tls)
-                try channel.pipeline.syncOperations.addHandler(
-                    HTTP2SubscriptionHandler(loop: loop, connection: connection, tls: tls))
-            }
+            setup = tlsSetup
         }
 
         let threads = flags[LoadFlags.threads] > 0 ? flags[LoadFlags.threads] : System.coreCount
@@ -238,6 +212,31 @@ enum LoadCommand {
     }
 
     /// Connections of this shard, round robin over the loops, each loop's list in opening order.
+    /// A pipeline over TLS: `OpenSSLHandler`, then the subscription handler `makeHandler` makes.
+    /// A benchmark talks to its own throwaway certificate, so nothing is verified; the rest of the
+    /// ClientHello is a browser's: a server keeps the client's cipher, signature-algorithm and
+    /// group lists per connection, so OpenSSL's longer client defaults would overstate what each
+    /// connection costs it. Nil (after saying why) when TLS cannot be set up.
+    private static func overTLS<Handler: ChannelHandler>(
+        plan: LoadPlan,
+        alpn: String,
+        then makeHandler: @escaping @Sendable (LoadLoop, LoadConnection, OpenSSLHandler?) -> Handler
+    ) -> LoadLoop.PipelineSetup? {
+        let tlsContext: TLSClientContext
+        do {
+            tlsContext = try TLSClientContext(verify: false, alpn: [alpn], offer: .browserLike)
+        } catch {
+            printError("lifeline-bench load: cannot set up TLS: \(error)")
+            return nil
+        }
+        let serverName = plan.target.host
+        return { channel, connection, loop in
+            let tls = OpenSSLHandler.client(context: tlsContext, serverName: serverName)
+            try channel.pipeline.syncOperations.addHandler(tls)
+            try channel.pipeline.syncOperations.addHandler(makeHandler(loop, connection, tls))
+        }
+    }
+
     static func assign(plan: LoadPlan, to loops: [LoadLoop]) {
         var position = 0
         for index in plan.shardConnections {

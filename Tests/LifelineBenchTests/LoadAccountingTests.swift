@@ -20,6 +20,16 @@ final class LoadAccountingTests: XCTestCase {
         return Array(bytes[(sizeEnd + 2)..<(sizeEnd + 2 + size)])
     }
 
+    /// A load plan for `http://127.0.0.1:8080/s/{k}`.
+    private func plan(proto: LoadProtocol, connections: Int, streams: Int, multiplex: Int, ramp: Int64) throws -> LoadPlan {
+        LoadPlan(
+            target: try LoadTarget.parse("http://127.0.0.1:8080/s/{k}"),
+            address: try SocketAddress(ipAddress: "127.0.0.1", port: 8080), proto: proto,
+            totalConnections: connections, streams: streams, multiplex: multiplex, shard: Shard(index: 0, count: 1),
+            durationNanoseconds: 10_000_000_000, rampNanoseconds: ramp, sourceAddresses: [], reconnect: false,
+            reconnectDelayNanoseconds: 0, connectTimeoutNanoseconds: 1_000_000_000)
+    }
+
     private func receive(
         _ chunks: [[UInt8]],
         at wall: Int64 = 0,
@@ -128,12 +138,7 @@ final class LoadAccountingTests: XCTestCase {
         two.events = 1_000
         two.duplicates = 2
         two.held = 5
-        let target = try LoadTarget.parse("http://127.0.0.1:8080/s/{k}")
-        let plan = LoadPlan(
-            target: target, address: try SocketAddress(ipAddress: "127.0.0.1", port: 8080), proto: .http1,
-            totalConnections: 15, streams: 1, multiplex: 1, shard: Shard(index: 0, count: 2),
-            durationNanoseconds: 10_000_000_000, rampNanoseconds: 0, sourceAddresses: [], reconnect: false,
-            reconnectDelayNanoseconds: 0, connectTimeoutNanoseconds: 1_000_000_000)
+        let plan = try self.plan(proto: .http1, connections: 15, streams: 1, multiplex: 1, ramp: 0)
         var merged = LoadCounters()
         for counters in [one, two] {
             let json = LoadSummary(plan: plan, url: "http://127.0.0.1:8080/s/{k}", counters: counters, elapsedSeconds: 10).json()
@@ -164,12 +169,7 @@ final class LoadAccountingTests: XCTestCase {
     }
 
     func testShardsSplitTheConnectionsAndStreamsGetEvenShares() throws {
-        let target = try LoadTarget.parse("http://127.0.0.1:8080/s/{k}")
-        var plan = LoadPlan(
-            target: target, address: try SocketAddress(ipAddress: "127.0.0.1", port: 8080), proto: .h2c,
-            totalConnections: 10, streams: 7, multiplex: 3, shard: Shard(index: 0, count: 3),
-            durationNanoseconds: 1, rampNanoseconds: 1_000, sourceAddresses: [], reconnect: false,
-            reconnectDelayNanoseconds: 0, connectTimeoutNanoseconds: 1)
+        var plan = try self.plan(proto: .h2c, connections: 10, streams: 7, multiplex: 3, ramp: 1_000)
         var seen: [Int] = []
         for index in 0..<3 {
             plan.shard = Shard(index: index, count: 3)
@@ -184,7 +184,7 @@ final class LoadAccountingTests: XCTestCase {
             }
         }
         XCTAssertLessThanOrEqual(perStream.max()! - perStream.min()!, 1, "\(perStream)")
-        XCTAssertEqual(target.path(stream: 12), "/s/12")
+        XCTAssertEqual(plan.target.path(stream: 12), "/s/12")
         XCTAssertEqual(plan.openingOffset(connection: 5), 500, "openings spread evenly over the ramp")
     }
 }
