@@ -150,10 +150,12 @@ final class OriginLoop: @unchecked Sendable {
             // Iterate over a copy: a write can fail and close a connection, which unsubscribes it.
             let handlers = subscribers.handlers
             for id in first...due {
-                // Stamped per stream, just before its first write, so that the time this loop spends
-                // writing earlier streams is not counted as delivery latency of later ones.
-                let buffer = self.encoder.encode(
-                    id: id, stream: stream, stamp: BenchClock.wallNanoseconds(), allocator: self.allocator)
+                // Stamped with the tick's time, when the events of every stream were made: latency
+                // counts from there, as a user would count it. (Stamping each stream just before
+                // its writes would leave out the origin's own fan-out, which differs by gateway:
+                // behind nginx or HAProxy the origin writes every client's copy, behind Lifeline
+                // one per stream, and that work would vanish from the ones that push it here.)
+                let buffer = self.encoder.encode(id: id, stream: stream, stamp: now, allocator: self.allocator)
                 for handler in handlers {
                     handler.deliver(buffer, id: id)
                 }
