@@ -182,3 +182,29 @@ struct IPv4Address: Sendable, Hashable, CustomStringConvertible {
         "\(self.value >> 24).\(self.value >> 16 & 0xFF).\(self.value >> 8 & 0xFF).\(self.value & 0xFF)"
     }
 }
+
+/// The command line of a `lifeline-bench` subcommand: `--help` prints the flags; a bad flag or a
+/// stray argument says why. Returns the flags to run with, or the exit status to end with.
+func parseSubcommand(
+    _ arguments: [String], flags set: FlagSet, programName: String, usage: String
+) -> Result<ParsedFlags, SubcommandExit> {
+    if arguments.contains("--help") || arguments.contains("-h") {
+        print(set.help(programName: programName, usage: usage))
+        return .failure(SubcommandExit(status: 0))
+    }
+    switch set.parse(arguments: arguments) {
+    case .success(let flags):
+        if let extra = flags.positional.first {
+            printError("\(programName): unexpected argument \"\(extra)\" (flags are written --flag=value)")
+            return .failure(SubcommandExit(status: 2))
+        }
+        return .success(flags)
+    case .failure(let errors):
+        printError("\(programName): \(errors)")
+        return .failure(SubcommandExit(status: 2))
+    }
+}
+
+struct SubcommandExit: Error {
+    var status: Int32
+}

@@ -12,23 +12,13 @@ import Glibc
 /// `lifeline-bench load`: opens the connections, prints progress, then the JSON summary.
 enum LoadCommand {
     static func run(arguments: [String]) async -> Int32 {
-        if arguments.contains("--help") || arguments.contains("-h") {
-            print(LoadFlags.set.help(
-                programName: "lifeline-bench load",
-                usage: "Usage: lifeline-bench load --url=http://127.0.0.1:PORT/s/{k} --connections=N --streams=S [--flag=value ...]"))
-            return 0
-        }
         let flags: ParsedFlags
-        switch LoadFlags.set.parse(arguments: arguments) {
-        case .success(let parsed):
-            flags = parsed
-        case .failure(let errors):
-            printError("lifeline-bench load: \(errors)")
-            return 2
-        }
-        if let extra = flags.positional.first {
-            printError("lifeline-bench load: unexpected argument \"\(extra)\" (flags are written --flag=value)")
-            return 2
+        switch parseSubcommand(
+            arguments, flags: LoadFlags.set, programName: "lifeline-bench load",
+            usage: "Usage: lifeline-bench load --url=http://127.0.0.1:PORT/s/{k} --connections=N --streams=S [--flag=value ...]")
+        {
+        case .success(let parsed): flags = parsed
+        case .failure(let exit): return exit.status
         }
         let plan: LoadPlan
         do {
@@ -217,10 +207,10 @@ enum LoadCommand {
     /// ClientHello is a browser's: a server keeps the client's cipher, signature-algorithm and
     /// group lists per connection, so OpenSSL's longer client defaults would overstate what each
     /// connection costs it. Nil (after saying why) when TLS cannot be set up.
-    private static func overTLS<Handler: ChannelHandler>(
+    private static func overTLS(
         plan: LoadPlan,
         alpn: String,
-        then makeHandler: @escaping @Sendable (LoadLoop, LoadConnection, OpenSSLHandler?) -> Handler
+        then makeHandler: @escaping @Sendable (LoadLoop, LoadConnection, OpenSSLHandler?) -> ChannelHandler
     ) -> LoadLoop.PipelineSetup? {
         let tlsContext: TLSClientContext
         do {

@@ -5,23 +5,13 @@ import NIOPosix
 /// `lifeline-bench origin`: serves the benchmark streams until killed.
 enum OriginCommand {
     static func run(arguments: [String]) async -> Int32 {
-        if arguments.contains("--help") || arguments.contains("-h") {
-            print(OriginFlags.set.help(
-                programName: "lifeline-bench origin",
-                usage: "Usage: lifeline-bench origin --listen=127.0.0.1:PORT --streams=N --rate=R [--payload=BYTES] [--flag=value ...]"))
-            return 0
-        }
         let flags: ParsedFlags
-        switch OriginFlags.set.parse(arguments: arguments) {
-        case .success(let parsed):
-            flags = parsed
-        case .failure(let errors):
-            printError("lifeline-bench origin: \(errors)")
-            return 2
-        }
-        if let extra = flags.positional.first {
-            printError("lifeline-bench origin: unexpected argument \"\(extra)\"")
-            return 2
+        switch parseSubcommand(
+            arguments, flags: OriginFlags.set, programName: "lifeline-bench origin",
+            usage: "Usage: lifeline-bench origin --listen=127.0.0.1:PORT --streams=N --rate=R [--payload=BYTES] [--flag=value ...]")
+        {
+        case .success(let parsed): flags = parsed
+        case .failure(let exit): return exit.status
         }
         let rate = flags[OriginFlags.rate]
         let schedule = OriginSchedule(

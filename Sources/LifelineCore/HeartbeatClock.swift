@@ -26,7 +26,7 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
 
     /// Starts tracking `target`, counting it as written to now.
     public func register(_ target: HeartbeatTarget) -> HeartbeatEntry {
-        let entry = HeartbeatEntry(target: target)
+        let entry = TargetEntry(target: target)
         self.register(entry)
         return entry
     }
@@ -112,7 +112,7 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
         let now = self.eventLoop.now
         // Each due entry is moved to the tail with a fresh time, so this visits each at most once.
         while let entry = self.head, entry.lastWrite + interval <= now {
-            guard let target = entry.target else {
+            guard let target = entry.heartbeatTarget else {
                 self.remove(entry)  // its subscriber is gone without removing itself
                 continue
             }
@@ -131,16 +131,28 @@ public protocol HeartbeatTarget: AnyObject {
 }
 
 /// One subscriber's place in its loop's heartbeat list. Not final: `StreamMembership` is one,
-/// since every subscriber that gets heartbeats is in a stream.
+/// since every subscriber that gets heartbeats is in a stream; it names its subscriber as the
+/// target, so the entry does not hold a second reference to it.
 public class HeartbeatEntry {
-    weak var target: HeartbeatTarget?
     // Unowned: a linked entry is kept alive by its predecessor's `next` (or the list head).
     fileprivate unowned(unsafe) var previous: HeartbeatEntry?
     fileprivate var next: HeartbeatEntry?
     fileprivate var isLinked = false
     fileprivate(set) public var lastWrite: NIODeadline = .uptimeNanoseconds(0)
 
-    init(target: HeartbeatTarget?) {
+    init() {}
+
+    /// Who gets this entry's heartbeats; nil once it is gone.
+    var heartbeatTarget: HeartbeatTarget? { nil }
+}
+
+/// An entry for a target that is nothing else (`register(_ target:)`).
+private final class TargetEntry: HeartbeatEntry {
+    weak var target: HeartbeatTarget?
+
+    init(target: HeartbeatTarget) {
         self.target = target
     }
+
+    override var heartbeatTarget: HeartbeatTarget? { self.target }
 }

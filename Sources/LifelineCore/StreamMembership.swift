@@ -14,8 +14,9 @@ public final class StreamMembership: HeartbeatEntry, @unchecked Sendable {
         self.stream = stream
         self.loopSet = loopSet
         self.subscriber = subscriber
-        super.init(target: subscriber as? HeartbeatTarget)
     }
+
+    override var heartbeatTarget: HeartbeatTarget? { self.subscriber }
 
     /// Leaves the stream. Call on the subscriber's event loop; safe to call twice.
     public func leave() {

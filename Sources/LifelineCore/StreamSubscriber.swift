@@ -3,8 +3,9 @@ import NIOCore
 /// A client of a stream, as the core sees it: something on an event loop that accepts bytes and
 /// can be ended. HTTP/1.1 and HTTP/2 front ends implement it; the core knows nothing else of them.
 ///
-/// Every method is called on the subscriber's own `eventLoop`.
-public protocol StreamSubscriber: AnyObject {
+/// Every method is called on the subscriber's own `eventLoop`. A subscriber is also its loop's
+/// heartbeat target (its `StreamMembership` is its `HeartbeatEntry`).
+public protocol StreamSubscriber: HeartbeatTarget {
     var eventLoop: EventLoop { get }
     /// The subscriber is in the stream: write the response head, the opening bytes and
     /// `attachment.replay`, in that order; live chunks follow through `streamDeliver`.

@@ -394,7 +394,7 @@ final class ClientExchange {
 
 // MARK: - Stream subscriber
 
-extension ClientExchange: StreamSubscriber, HeartbeatTarget {
+extension ClientExchange: StreamSubscriber {
     var eventLoop: EventLoop { self.responder.eventLoop }
 
     func streamAttached(_ attachment: StreamAttachment) {

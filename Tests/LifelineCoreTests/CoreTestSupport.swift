@@ -82,6 +82,7 @@ final class FakeSubscriber: StreamSubscriber, @unchecked Sendable {
     private(set) var chunks: [StreamChunk] = []
     private(set) var ended: [StreamEndReason] = []
     private(set) var refusals: [StreamRefusal] = []
+    private(set) var heartbeats = 0
     /// Called after each delivered chunk (on the subscriber's loop).
     var onDeliver: ((FakeSubscriber) -> Void)?
 
@@ -94,6 +95,10 @@ final class FakeSubscriber: StreamSubscriber, @unchecked Sendable {
         self.eventLoop.preconditionInEventLoop()
         XCTAssertNil(self.attachment, "\(self.name) attached twice")
         self.attachment = attachment
+    }
+
+    func heartbeatDue() {
+        self.heartbeats += 1
     }
 
     func streamDeliver(_ chunk: StreamChunk, now: NIODeadline) {
