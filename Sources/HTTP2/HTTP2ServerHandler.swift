@@ -375,7 +375,11 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
                 if stream.delivered && !stream.closeDelivered {
                     stream.delegate?.http2Stream(stream, didReceiveBody: bytes)
                 }
-                self.consume(streamID: stream.streamID, count: bytes.readableBytes)
+                if stream.bodyPaused && !stream.isClosed {
+                    stream.unconsumedBodyBytes += bytes.readableBytes
+                } else {
+                    self.consume(streamID: stream.streamID, count: bytes.readableBytes)
+                }
             case .end(let stream):
                 if stream.delivered && !stream.closeDelivered {
                     stream.delegate?.http2StreamDidReceiveEnd(stream)
@@ -556,6 +560,12 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         if pump {
             self.pumpNeeded = true
         }
+        self.scheduleProcess()
+    }
+
+    /// A paused stream's body was resumed: give `count` bytes of window back.
+    func streamConsumed(_ stream: HTTP2ServerStream, count: Int) {
+        self.events.append(.consume(streamID: stream.streamID, count: count))
         self.scheduleProcess()
     }
 

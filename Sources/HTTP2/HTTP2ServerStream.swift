@@ -52,7 +52,9 @@ public enum HTTP2ErrorCodeName {
 /// never from inside nghttp2: the delegate may call any `HTTP2ServerStream` method from here.
 public protocol HTTP2ServerStreamDelegate: AnyObject {
     /// A piece of the request body. Its bytes are released to the client's flow-control window
-    /// (WINDOW_UPDATE) when this call returns.
+    /// (WINDOW_UPDATE) when this call returns, unless the stream's body is paused
+    /// (`pauseBody()`): then when it is resumed, so that the window bounds what a client can send
+    /// ahead of where the body is going.
     func http2Stream(_ stream: HTTP2ServerStream, didReceiveBody body: ByteBuffer)
     /// The request is complete (END_STREAM from the client).
     func http2StreamDidReceiveEnd(_ stream: HTTP2ServerStream)
@@ -120,6 +122,9 @@ public final class HTTP2ServerStream {
     var reportedWritable = true
     /// `http2StreamDidClose` has been called.
     var closeDelivered = false
+    /// Body bytes delivered while paused, whose window is given back on `resumeBody()`.
+    var unconsumedBodyBytes = 0
+    private(set) var bodyPaused = false
     private(set) var closed = false
     let bufferLimit: Int
 
@@ -185,6 +190,22 @@ public final class HTTP2ServerStream {
         self.pendingReset = errorCode
         self.dropQueued()
         handler.streamNeedsAttention(self, pump: true)
+    }
+
+    /// Stops giving the request body's bytes back to the client's flow-control window: the client
+    /// can send at most one window more. For a body whose destination is not taking bytes.
+    public func pauseBody() {
+        self.bodyPaused = true
+    }
+
+    /// Gives back what was held since `pauseBody()`, so that the client sends more.
+    public func resumeBody() {
+        guard self.bodyPaused else { return }
+        self.bodyPaused = false
+        guard !self.closed, let handler = self.handler, self.unconsumedBodyBytes > 0 else { return }
+        let count = self.unconsumedBodyBytes
+        self.unconsumedBodyBytes = 0
+        handler.streamConsumed(self, count: count)
     }
 
     /// Bytes queued by `write` and not yet taken by nghttp2 (flushed or not).

@@ -5,14 +5,15 @@ public struct SharePolicy: Sendable, Hashable {
     /// Header names (lowercased) whose values are part of the key.
     public var headers: [String]
 
-    public init(path: Bool = true, query: Bool = true, headers: [String] = ["authorization", "cookie"]) {
+    public init(path: Bool = true, query: Bool = true, headers: [String] = ["authorization", "cookie", "origin"]) {
         self.path = path
         self.query = query
         self.headers = headers.map { $0.lowercased() }
     }
 
-    /// The default: path, query and the client's credentials, so that clients with different
-    /// credentials never share.
+    /// The default: path, query, the client's credentials, so that clients with different
+    /// credentials never share, and `Origin`, so that each site gets the CORS headers its origin
+    /// made for it.
     public static let `default` = SharePolicy()
 
     /// Parses `path,query,header:NAME,...`; returns nil with a reason for a bad item.
@@ -25,6 +26,7 @@ public struct SharePolicy: Sendable, Hashable {
             case "query": policy.query = true
             case "authorization": policy.headers.append("authorization")
             case "cookie": policy.headers.append("cookie")
+            case "origin": policy.headers.append("origin")
             default:
                 let lowered = item.lowercased()
                 let name = lowered.dropFirst("header:".count).trimmingASCIISpaces()
@@ -61,7 +63,7 @@ public struct SharePolicy: Sendable, Hashable {
 public struct ShareByError: Error, CustomStringConvertible, Sendable {
     public var item: String
     public var description: String {
-        "unknown item \"\(self.item)\" (expected path, query, authorization, cookie or header:NAME)"
+        "unknown item \"\(self.item)\" (expected path, query, authorization, cookie, origin or header:NAME)"
     }
 }
 

@@ -34,6 +34,8 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     /// Headers of the origin's first response (CORS and the like) that every subscriber's
     /// response repeats. The front end has already removed what must not be shared.
     public private(set) var originHeaders: [(String, String)]
+    /// Which clients the origin's head fits (its `Vary`); others do not join.
+    public let variant: StreamVariant
 
     public private(set) var upstreamState: UpstreamState = .connecting
     public private(set) var eventsReceived = 0
@@ -53,6 +55,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         configuration: StreamConfiguration,
         resumeID: String? = nil,
         originHeaders: [(String, String)] = [],
+        variant: StreamVariant = .any,
         isPrivate: Bool = false,
         hub: StreamHub? = nil,
         logger: Logger = Logger(label: "lifeline.stream")
@@ -62,6 +65,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         self.configuration = configuration
         self.isPrivate = isPrivate
         self.originHeaders = originHeaders
+        self.variant = variant
         self.hub = hub
         self.replay = ReplayBuffer(limits: configuration.replayLimits, baseID: resumeID)
         // Random per incarnation, so that a client holding an assigned id from an earlier
@@ -105,7 +109,8 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         isCreator: Bool = false,
         waitedForOpening: Bool = false
     ) {
-        let bound = NIOLoopBound(subscriber, eventLoop: subscriber.eventLoop)
+        // Weak: a client may leave before its attach runs, and nothing here may keep it.
+        let bound = NIOLoopBound(WeakSubscriber(subscriber), eventLoop: subscriber.eventLoop)
         let loop = subscriber.eventLoop
         // Always a new task, also on the same loop: the caller is usually inside a channel
         // handler, and the subscriber's callbacks must not re-enter it.
@@ -121,14 +126,14 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     }
 
     private func attachOnLoop(
-        _ bound: NIOLoopBound<StreamSubscriber>,
+        _ bound: NIOLoopBound<WeakSubscriber>,
         loop: EventLoop,
         lastEventID: String?,
         isCreator: Bool,
         fromStart: Bool
     ) {
         if self.lifecycle.isEnded {
-            loop.execute { bound.value.streamRefused(.ended) }
+            loop.execute { bound.value.subscriber?.streamRefused(.ended) }
             return
         }
         var status = StreamAttachment.Replay.none
@@ -144,7 +149,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                     events = missed
                 case .miss:
                     if self.configuration.replayMiss == .upstream, !self.isPrivate {
-                        loop.execute { bound.value.streamRefused(.needsPrivateStream(lastEventID: lastEventID)) }
+                        loop.execute { bound.value.subscriber?.streamRefused(.needsPrivateStream(lastEventID: lastEventID)) }
                         return
                     }
                     status = .miss
@@ -169,7 +174,12 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         }
         let gapEvent = status == .miss ? self.gapEvent(for: lastEventID ?? "") : nil
         let retry = self.originRetry
-        let attach = { (subscriber: StreamSubscriber) in
+        let attach = { (subscriber: StreamSubscriber?) in
+            guard let subscriber else {
+                // Gone before it got in: leave again, so that the stream counts right.
+                self.subscriberGoneBeforeAttach(loop: loop)
+                return
+            }
             let membership = StreamMembership(stream: self, loopSet: loopSet, subscriber: subscriber)
             loopSet.add(membership)
             subscriber.streamAttached(
@@ -185,12 +195,21 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         if loop === self.eventLoop {
             // Same loop: add now, so that no batch can slip between the replay snapshot and the
             // subscriber's first live chunk.
-            attach(bound.value)
+            attach(bound.value.subscriber)
         } else {
             // Another loop: tasks run in the order they were submitted, so this add runs before
             // any batch this stream hands that loop later.
             let sendableAttach = UncheckedSendableBox(attach)
-            loop.execute { sendableAttach.value(bound.value) }
+            loop.execute { sendableAttach.value(bound.value.subscriber) }
+        }
+    }
+
+    private func subscriberGoneBeforeAttach(loop: EventLoop) {
+        let id = ObjectIdentifier(loop)
+        if self.eventLoop.inEventLoop {
+            self.subscriberLeft(loop: id)
+        } else {
+            self.eventLoop.execute { self.subscriberLeft(loop: id) }
         }
     }
 
@@ -325,6 +344,12 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         self.hub?.streamEnded(self)
         self.logger.debug("stream ended", metadata: ["reason": "\(reason.map { "\($0)" } ?? "linger expired")"])
     }
+}
+
+/// A subscriber held without keeping it alive.
+struct WeakSubscriber {
+    weak var subscriber: StreamSubscriber?
+    init(_ subscriber: StreamSubscriber) { self.subscriber = subscriber }
 }
 
 /// Moves a value that is only used on one event loop across a loop hop.

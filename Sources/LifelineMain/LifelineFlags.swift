@@ -38,16 +38,17 @@ enum LifelineFlags {
         section: "Listening and routing", help: "Short for --route=/=URL.")
     static let shareBy = Flag(
         "share-by", .custom(valueName: "ITEMS") { text in try SharePolicy.parse(text).get() },
-        default: "path,query,authorization,cookie", section: "Listening and routing",
-        help: "What must match for clients to share one stream: path, query, authorization, cookie, header:NAME "
-            + "(comma-separated). Use path,query for public broadcast streams.")
+        default: "path,query,authorization,cookie,origin", section: "Listening and routing",
+        help: "What must match for clients to share one stream: path, query, authorization, cookie, origin, "
+            + "header:NAME (comma-separated). Use path,query,origin for public broadcast streams. A client whose "
+            + "values of the headers the origin names in Vary differ from the stream's never joins it.")
     static let lastEventIDParam = Flag(
         "last-event-id-param", .string, default: "lastEventId", valueName: "NAME", section: "Listening and routing",
         help: "Query parameter that carries Last-Event-ID for polyfills; removed before the request goes upstream.")
 
     // MARK: Heartbeats
     static let heartbeat = Flag(
-        "heartbeat", .duration, default: "15s", section: "Heartbeats",
+        "heartbeat", .duration.validate { $0 == .zero || $0 >= .milliseconds(10) ? nil : "must be 0 (off) or at least 10ms" }, default: "15s", section: "Heartbeats",
         help: "Write a heartbeat to a client that has been sent nothing for this long (0 turns heartbeats off).")
     static let heartbeatComment = Flag(
         "heartbeat-comment", .string.validate(Self.singleLine), default: "heartbeat", valueName: "TEXT",
@@ -68,10 +69,10 @@ enum LifelineFlags {
 
     // MARK: Upstream
     static let reconnectMin = Flag(
-        "reconnect-min", .duration, default: "100ms", section: "Upstream",
+        "reconnect-min", .duration.validate { $0 >= .milliseconds(1) ? nil : "must be at least 1ms" }, default: "100ms", section: "Upstream",
         help: "Shortest delay before reconnecting to the origin (the backoff's floor and base).")
     static let reconnectMax = Flag(
-        "reconnect-max", .duration, default: "10s", section: "Upstream",
+        "reconnect-max", .duration.validate { $0 >= .milliseconds(1) ? nil : "must be at least 1ms" }, default: "10s", section: "Upstream",
         help: "Longest delay between reconnect attempts (exponential backoff with full jitter).")
     static let upstreamIdleTimeout = Flag(
         "upstream-idle-timeout", .duration, default: "0", section: "Upstream",
@@ -81,14 +82,14 @@ enum LifelineFlags {
         "upstream-give-up", .duration, default: "0", section: "Upstream",
         help: "End a stream (its clients' responses end) when its origin has been unreachable this long (0: never).")
     static let upstreamConnectTimeout = Flag(
-        "upstream-connect-timeout", .duration, default: "5s", section: "Upstream",
+        "upstream-connect-timeout", .duration.validate { $0 > .zero ? nil : "must be more than 0" }, default: "5s", section: "Upstream",
         help: "Time allowed for a TCP connection to the origin.")
     static let upstreamHeadTimeout = Flag(
         "upstream-head-timeout", .duration.validate { $0 > .zero ? nil : "must be more than 0" }, default: "30s",
         section: "Upstream",
         help: "Time the origin has to send its response head; then a stream retries, a plain request gets 504.")
     static let maxEventSize = Flag(
-        "max-event-size", .byteSize, default: "1MiB", section: "Upstream",
+        "max-event-size", .byteSize.validate { $0 >= 64 ? nil : "must be at least 64 bytes" }, default: "1MiB", section: "Upstream",
         help: "Largest event accepted from the origin; a larger one ends that upstream connection and Lifeline reconnects.")
 
     // MARK: Replay
@@ -116,7 +117,7 @@ enum LifelineFlags {
 
     // MARK: Clients
     static let clientBuffer = Flag(
-        "client-buffer", .byteSize, default: "1MiB", section: "Clients",
+        "client-buffer", .byteSize.validate { $0 >= 1024 ? nil : "must be at least 1KiB" }, default: "1MiB", section: "Clients",
         help: "Most unsent bytes a client may have queued; a slower client is disconnected (it reconnects and "
             + "catches up from the replay buffer).")
     static let maxClients = Flag(

@@ -33,4 +33,11 @@ protocol ClientResponder: AnyObject {
     /// A small complete response of the gateway's own (400, 404, 502, 504); `closeConnection`
     /// after a request that cannot be trusted to leave the connection in order.
     func respond(status: HTTPResponseStatus, body: String, closeConnection: Bool)
+
+    /// Stop taking the request body from the client until `resumeRequestBody` (its destination is
+    /// not taking bytes): HTTP/1.1 stops reading the socket, HTTP/2 holds back the window.
+    func pauseRequestBody()
+    func resumeRequestBody()
+    /// The client asked `Expect: 100-continue` and its body is wanted: tell it to send.
+    func continueRequestBody()
 }

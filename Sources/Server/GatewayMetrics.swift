@@ -11,6 +11,8 @@ public final class GatewayMetrics: Sendable {
         public var replayHits = 0
         public var replayMisses = 0
         public var badRequests = 0
+        /// `Last-Event-ID`s refused at the edge (control characters, too long) and treated as absent.
+        public var lastEventIDsRejected = 0
     }
 
     private let box = NIOLockedValueBox(Snapshot())

@@ -45,4 +45,6 @@ enum HTTP1ResponseHead {
     }
 
     static let lastChunk: ByteBuffer = ByteBuffer(staticString: "0\r\n\r\n")
+    /// An interim answer to `Expect: 100-continue`.
+    static let `continue`: ByteBuffer = ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")
 }

@@ -17,8 +17,15 @@ import Upstream
 /// request to belong to; end of file and errors still arrive), and the connection closes when
 /// the stream ends. Most of a gateway's connections are such idle streams, so this is most of
 /// what an idle client costs.
-final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// Memory per connection stays bounded whatever the client sends: as SwiftNIO's
+/// `HTTPServerPipelineHandler` does, reads are withheld (`read()` is not passed on) while a
+/// pipelined request waits behind the current response, so at most what one read brought is
+/// parked; and while a proxied request's body is paused because its origin is not taking bytes.
+/// A client that leaves is still seen (end of file and resets reach the channel without reads).
+final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     enum State {
@@ -53,7 +60,8 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var state = State.awaitingHead
     private var headTimer: Scheduled<Void>?
-    /// Requests that arrived while a response was in flight (pipelining).
+    /// Request parts that arrived while a response was in flight (pipelining). Reads are
+    /// withheld while any are parked, so this holds at most what one read brought.
     private var pipelined: [HTTPServerRequestPart] = []
     private(set) var clientAddress: String?
 
@@ -79,6 +87,12 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var started = false
     /// The gateway is shutting down: no more requests on this connection.
     private var shuttingDown = false
+    /// The current proxied request's body waits for its origin: reads are withheld.
+    private var bodyPaused = false
+    /// A `read()` was withheld; it is passed on when reads may flow again.
+    private var readPending = false
+    /// The current request announced a body (Content-Length or Transfer-Encoding).
+    private var requestHasBody = false
 
     init(shared: GatewayShared, loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
         self.shared = shared
@@ -237,6 +251,28 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    // MARK: Reads
+
+    /// Reads are withheld while a pipelined request is parked or a request body is paused.
+    private var readsHeld: Bool {
+        !self.pipelined.isEmpty || self.bodyPaused
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.readsHeld {
+            self.readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// Passes on a withheld `read()` once nothing holds reads any more.
+    private func resumeReadsIfPossible(context: ChannelHandlerContext) {
+        guard self.readPending, !self.readsHeld else { return }
+        self.readPending = false
+        context.read()
+    }
+
     // MARK: Requests
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -271,6 +307,10 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.headTimer = nil
             self.requests += 1
             self.requestEnded = false
+            self.bodyPaused = false
+            self.requestHasBody =
+                head.headers["transfer-encoding"].isEmpty == false
+                || head.headers["content-length"].contains { $0 != "0" }
             let exchange = ClientExchange(shared: self.shared, loop: self.loop, responder: self)
             self.bodyChunked = false
             self.state = .exchanging(
@@ -322,7 +362,11 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func responseFinished(close: Bool) {
         guard let context = self.context, case .exchanging(let exchange, _) = self.state else { return }
         self.account(exchange)
-        if close || self.shuttingDown || self.decoderReleased {
+        self.bodyPaused = false
+        // A response that went out before its request's body was read closes the connection:
+        // reading and dropping a body that may never end is not worth a connection.
+        let unreadBody = !self.requestEnded && self.requestHasBody
+        if close || self.shuttingDown || self.decoderReleased || unreadBody {
             self.state = .closed
             context.close(promise: nil)
             return
@@ -338,6 +382,7 @@ final class HTTP1ServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                 self.handle(part, context: context)
             }
         }
+        self.resumeReadsIfPossible(context: context)
     }
 }
 
@@ -440,6 +485,26 @@ extension HTTP1ServerHandler: ClientResponder {
         self.account(exchange)
         self.state = .closed
         context.close(promise: nil)
+    }
+
+    func pauseRequestBody() {
+        self.bodyPaused = true
+    }
+
+    func resumeRequestBody() {
+        guard self.bodyPaused else { return }
+        self.bodyPaused = false
+        if let context = self.context {
+            self.resumeReadsIfPossible(context: context)
+        }
+    }
+
+    func continueRequestBody() {
+        guard let context = self.context, let response = self.response, !response.headSent,
+            response.version == .http1_1, !self.requestEnded
+        else { return }
+        self.write(HTTP1ResponseHead.continue, context: context)
+        context.flush()
     }
 
     func respond(status: HTTPResponseStatus, body: String, closeConnection: Bool) {

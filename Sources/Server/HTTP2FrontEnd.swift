@@ -248,6 +248,17 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
         self.done()
     }
 
+    func pauseRequestBody() {
+        self.stream.pauseBody()
+    }
+
+    func resumeRequestBody() {
+        self.stream.resumeBody()
+    }
+
+    /// HTTP/2 clients send the body without waiting for a 100 (curl waits a second at most).
+    func continueRequestBody() {}
+
     func respond(status: HTTPResponseStatus, body: String, closeConnection: Bool) {
         var buffer = ByteBuffer()
         buffer.writeString(body)

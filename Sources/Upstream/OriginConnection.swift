@@ -13,6 +13,37 @@ public protocol OriginConnectionDelegate: AnyObject {
     func originConnectionDidEnd(_ connection: OriginConnection)
     /// The connection failed or closed before the response ended (connect failure included).
     func originConnection(_ connection: OriginConnection, didFail error: Error)
+    /// `isWritable` changed: a request body can flow again (or must wait).
+    func originConnectionWritabilityChanged(_ connection: OriginConnection)
+}
+
+extension OriginConnectionDelegate {
+    public func originConnectionWritabilityChanged(_ connection: OriginConnection) {}
+}
+
+/// How origin connections are made: TCP sockets in the gateway, in-memory channels in tests
+/// (an `EmbeddedChannel` on an `EmbeddedEventLoop`, so that every order of events can be played).
+public struct OriginConnector: Sendable {
+    public typealias Initializer = @Sendable (Channel) -> EventLoopFuture<Void>
+    /// Connects to `target` on `eventLoop`, running `initializer` on the new channel first.
+    public var connect:
+        @Sendable (_ target: OriginTarget, _ eventLoop: EventLoop, _ connectTimeout: TimeAmount, _ initializer: @escaping Initializer)
+            -> EventLoopFuture<Channel>
+
+    public init(
+        connect: @escaping @Sendable (OriginTarget, EventLoop, TimeAmount, @escaping Initializer) -> EventLoopFuture<Channel>
+    ) {
+        self.connect = connect
+    }
+
+    public static let sockets = OriginConnector { target, eventLoop, connectTimeout, initializer in
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer(initializer)
+            .connect(host: target.host, port: target.port)
+    }
 }
 
 /// One HTTP/1.1 request to an origin and its streamed response. Exactly one of `didEnd` or
@@ -24,6 +55,8 @@ public final class OriginConnection: @unchecked Sendable {
     private var channel: Channel?
     private var state = State.connecting
     private var pending: [HTTPClientRequestPart] = []
+    /// Body bytes in `pending`: while connecting, a request body waits here up to `pendingLimit`.
+    private var pendingBytes = 0
     private var readingPaused = false
     private var headTimer: Scheduled<Void>?
 
@@ -54,6 +87,9 @@ public final class OriginConnection: @unchecked Sendable {
         self.delegate = delegate
     }
 
+    /// Body bytes that may wait for the connection to open before `isWritable` turns false.
+    public static let pendingLimit = 64 << 10
+
     /// Connects and sends `head`. Send a body with `sendBody` and finish with `endRequest`.
     /// - Parameter headTimeout: fail with `Failure.headTimeout` when the response head has not
     ///   arrived this long after the connection was opened.
@@ -64,6 +100,7 @@ public final class OriginConnection: @unchecked Sendable {
         connectTimeout: TimeAmount,
         headTimeout: TimeAmount? = nil,
         tls: TLSClientContext? = nil,
+        connector: OriginConnector = .sockets,
         delegate: OriginConnectionDelegate
     ) -> OriginConnection {
         eventLoop.preconditionInEventLoop()
@@ -87,22 +124,17 @@ public final class OriginConnection: @unchecked Sendable {
         // SNI only when it is a name (RFC 6066).
         let serverName = target.host
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(.socketOption(.so_keepalive), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tlsContext {
-                        try channel.pipeline.syncOperations.addHandler(
-                            OpenSSLHandler.client(context: tlsContext, serverName: serverName)
-                        )
-                    }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(OriginResponseHandler(connection: bound.value))
+        connector.connect(target, eventLoop, connectTimeout) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                if let tlsContext {
+                    try channel.pipeline.syncOperations.addHandler(
+                        OpenSSLHandler.client(context: tlsContext, serverName: serverName)
+                    )
                 }
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                try channel.pipeline.syncOperations.addHandler(OriginResponseHandler(connection: bound.value))
             }
-            .connect(host: target.host, port: target.port)
+        }
             .whenComplete { result in
                 let connection = bound.value
                 switch result {
@@ -125,11 +157,31 @@ public final class OriginConnection: @unchecked Sendable {
         if self.readingPaused {
             channel.setOption(.autoRead, value: false).whenFailure { _ in }
         }
+        let wasHoldingBack = self.pendingBytes >= Self.pendingLimit
         for part in self.pending {
             channel.write(part, promise: nil)
         }
         self.pending.removeAll()
+        self.pendingBytes = 0
         channel.flush()
+        if wasHoldingBack {
+            self.delegate?.originConnectionWritabilityChanged(self)
+        }
+    }
+
+    /// Whether the origin takes more request body now: false while the socket's send buffer is
+    /// over its high-water mark, or while connecting with `pendingLimit` bytes waiting. A sender
+    /// that sees false waits for `originConnectionWritabilityChanged`.
+    public var isWritable: Bool {
+        switch self.state {
+        case .connecting: return self.pendingBytes < Self.pendingLimit
+        case .open: return self.channel?.isWritable ?? false
+        case .finished: return true
+        }
+    }
+
+    func writabilityChanged() {
+        self.delegate?.originConnectionWritabilityChanged(self)
     }
 
     public func sendBody(_ body: ByteBuffer) {
@@ -143,6 +195,9 @@ public final class OriginConnection: @unchecked Sendable {
     private func send(_ part: HTTPClientRequestPart) {
         switch self.state {
         case .connecting:
+            if case .body(.byteBuffer(let buffer)) = part {
+                self.pendingBytes += buffer.readableBytes
+            }
             self.pending.append(part)
         case .open:
             self.channel?.writeAndFlush(part, promise: nil)
@@ -251,6 +306,11 @@ final class OriginResponseHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelReadComplete(context: ChannelHandlerContext) {
         self.connection.readComplete()
         context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.connection.writabilityChanged()
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

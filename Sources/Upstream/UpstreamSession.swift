@@ -19,8 +19,12 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         public var connectTimeout: TimeAmount
         /// Give up on a connection whose response head has not come this long after it opened.
         public var headTimeout: TimeAmount
+        /// Reconnection time after clean ends, `retry:` clamping, and when the backoff resets.
+        public var pacing = UpstreamPacing()
         /// For https origins: trust store and verification.
         public var tls: TLSClientContext?
+        /// How connections are made (sockets; in-memory channels in tests).
+        public var connector: OriginConnector = .sockets
 
         public init(
             reconnectMin: TimeAmount = .milliseconds(100),
@@ -77,7 +81,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         self.parser = SSEParser(maxEventSize: configuration.maxEventSize, lastEventID: resumeID ?? "")
         self.machine = UpstreamSessionStateMachine(
             backoff: ReconnectBackoff(minimum: configuration.reconnectMin, maximum: configuration.reconnectMax),
-            giveUp: configuration.giveUp
+            giveUp: configuration.giveUp,
+            pacing: configuration.pacing
         )
     }
 
@@ -155,6 +160,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
             connectTimeout: self.configuration.connectTimeout,
             headTimeout: self.configuration.headTimeout,
             tls: self.configuration.tls,
+            connector: self.configuration.connector,
             delegate: self
         )
         connection.endRequest()
@@ -184,13 +190,19 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     public func originConnection(_ connection: OriginConnection, didReceiveHead head: HTTPResponseHead) {
         guard connection === self.connection else { return }
         self.lastByteAt = self.eventLoop.now
-        let isEventStream = head.headers.first(name: "content-type").map(Self.isEventStream) ?? false
+        var isEventStream = head.headers.first(name: "content-type").map(Self.isEventStream) ?? false
+        if isEventStream, head.headers["content-encoding"].contains(where: { $0.lowercased() != "identity" }) {
+            // Asked for identity and got an encoded body: unreadable as events, so an error, not
+            // a silently empty stream.
+            self.logger.error("origin sent an encoded event stream despite Accept-Encoding: identity; retrying")
+            isEventStream = false
+        }
         if head.status == .ok && isEventStream {
             self.delegate?.upstreamResponseHeaders(SharedResponseHeaders.filter(head.headers))
         } else if head.status != .noContent {
             self.logger.info("origin answered a reconnect with \(head.status.code); retrying")
         }
-        self.apply(self.machine.responseHead(status: Int(head.status.code), isEventStream: isEventStream))
+        self.apply(self.machine.responseHead(status: Int(head.status.code), isEventStream: isEventStream, now: self.eventLoop.now))
     }
 
     public func originConnection(_ connection: OriginConnection, didReceiveBody body: ByteBuffer) {
@@ -218,14 +230,14 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     }
 
     public func originConnectionDidEnd(_ connection: OriginConnection) {
-        self.connectionEnded(connection, reason: "origin ended the response")
+        self.connectionEnded(connection, reason: "origin ended the response", cleanEnd: true)
     }
 
     public func originConnection(_ connection: OriginConnection, didFail error: Error) {
-        self.connectionEnded(connection, reason: "\(error)")
+        self.connectionEnded(connection, reason: "\(error)", cleanEnd: false)
     }
 
-    private func connectionEnded(_ connection: OriginConnection, reason: String) {
+    private func connectionEnded(_ connection: OriginConnection, reason: String, cleanEnd: Bool) {
         guard connection === self.connection, !self.stopped else { return }
         self.flushPending()
         self.connection = nil
@@ -240,7 +252,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         }
         let wasStreaming: Bool
         if case .streaming = self.machine.state { wasStreaming = true } else { wasStreaming = false }
-        let action = self.machine.connectionEnded(now: self.eventLoop.now, random: self.random())
+        let action = self.machine.connectionEnded(now: self.eventLoop.now, random: self.random(), cleanEnd: cleanEnd)
         if wasStreaming, case .scheduleReconnect = action {
             self.delegate?.upstreamDisconnected(reason: reason)
         } else {
@@ -256,7 +268,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         for output in outputs {
             switch output {
             case .event:
-                self.machine.eventReceived()
+                break
             case .retry(let milliseconds):
                 self.machine.originRetry(milliseconds: milliseconds)
             }

@@ -2,12 +2,18 @@ import LifelineCore
 import NIOCore
 
 /// When an upstream session connects, waits, or gives up: the pure part of `UpstreamSession`.
+///
+/// It paces the origin as a browser would: after the origin ends a response cleanly it waits the
+/// reconnection time (the origin's `retry:`, else `UpstreamPacing.defaultReconnectionTime`), so an origin
+/// that sends one event and exits is polled, not hammered; the backoff grows with every connection
+/// that did not stay up for `UpstreamPacing.stableAfter`, so an origin that accepts and drops at once backs
+/// off instead of being hit in a loop.
 struct UpstreamSessionStateMachine {
     enum State: Equatable {
         case idle
         case connecting
-        /// A connection answered 200 with an event stream.
-        case streaming(receivedEvent: Bool)
+        /// A connection answered 200 with an event stream, at `since`.
+        case streaming(since: NIODeadline)
         case waiting
         case stopped
     }
@@ -25,15 +31,19 @@ struct UpstreamSessionStateMachine {
     private(set) var state = State.idle
     var backoff: ReconnectBackoff
     let giveUp: TimeAmount?
-    /// Failed attempts since the last connection that delivered an event.
+    let pacing: UpstreamPacing
+    /// Connections since the last one that stayed up (`pacing.stableAfter`): the backoff's exponent.
     private(set) var attempt = 0
     /// When the origin stopped serving: the start of the give-up clock.
     private var failingSince: NIODeadline?
     private var connections = 0
+    /// The origin's last `retry:` (ms), unclamped.
+    private var originRetry: Int?
 
-    init(backoff: ReconnectBackoff, giveUp: TimeAmount?) {
+    init(backoff: ReconnectBackoff, giveUp: TimeAmount?, pacing: UpstreamPacing = UpstreamPacing()) {
         self.backoff = backoff
         self.giveUp = (giveUp.map { $0 > .zero } ?? false) ? giveUp : nil
+        self.pacing = pacing
     }
 
     /// - Parameter adopted: the first connection is already streaming (the client that opened the
@@ -42,19 +52,19 @@ struct UpstreamSessionStateMachine {
         guard self.state == .idle else { return .none }
         if adopted {
             self.connections = 1
-            self.state = .streaming(receivedEvent: false)
+            self.state = .streaming(since: now)
             return .notifyConnected(isReconnect: false)
         }
         self.state = .connecting
-        return self.connectionEnded(now: now, random: random)
+        return self.connectionEnded(now: now, random: random, cleanEnd: false)
     }
 
-    mutating func responseHead(status: Int, isEventStream: Bool) -> Action {
+    mutating func responseHead(status: Int, isEventStream: Bool, now: NIODeadline) -> Action {
         guard self.state == .connecting else { return .none }
         if status == 200 && isEventStream {
             self.connections += 1
             self.failingSince = nil
-            self.state = .streaming(receivedEvent: false)
+            self.state = .streaming(since: now)
             return .notifyConnected(isReconnect: self.connections > 1)
         }
         if status == 204 {
@@ -66,16 +76,17 @@ struct UpstreamSessionStateMachine {
         return .closeConnection
     }
 
-    mutating func eventReceived() {
-        if self.state == .streaming(receivedEvent: false) {
-            self.state = .streaming(receivedEvent: true)
-            self.attempt = 0
-        }
-    }
-
-    mutating func connectionEnded(now: NIODeadline, random: Double) -> Action {
+    /// The current connection ended. `cleanEnd`: the origin finished its response (rather than
+    /// failing, resetting, or being cut by the gateway).
+    mutating func connectionEnded(now: NIODeadline, random: Double, cleanEnd: Bool) -> Action {
+        var wasStreaming = false
         switch self.state {
-        case .connecting, .streaming:
+        case .streaming(let since):
+            wasStreaming = true
+            if now - since >= self.pacing.stableAfter {
+                self.attempt = 0
+            }
+        case .connecting:
             break
         case .idle, .waiting, .stopped:
             return .none
@@ -84,6 +95,9 @@ struct UpstreamSessionStateMachine {
         self.failingSince = since
         var delay = self.backoff.delay(attempt: self.attempt, random: random)
         self.attempt += 1
+        if wasStreaming && cleanEnd {
+            delay = max(delay, self.reconnectionTime)
+        }
         if let giveUp = self.giveUp {
             let deadline = since + giveUp
             if now >= deadline {
@@ -97,6 +111,13 @@ struct UpstreamSessionStateMachine {
         return .scheduleReconnect(delay)
     }
 
+    /// The wait after a clean end: the origin's `retry:` or the default, clamped.
+    var reconnectionTime: TimeAmount {
+        let wanted = self.originRetry.map { TimeAmount.milliseconds(Int64($0)) } ?? self.pacing.defaultReconnectionTime
+        let ceiling = max(self.backoff.maximum, self.pacing.defaultReconnectionTime)
+        return min(max(wanted, self.pacing.minimumReconnectionTime), ceiling)
+    }
+
     mutating func reconnectDue() -> Action {
         guard self.state == .waiting else { return .none }
         self.state = .connecting
@@ -104,7 +125,9 @@ struct UpstreamSessionStateMachine {
     }
 
     mutating func originRetry(milliseconds: Int) {
-        self.backoff.originRetry = .milliseconds(Int64(min(milliseconds, Int(Int32.max))))
+        let clamped = min(max(milliseconds, 0), Int(Int32.max))
+        self.originRetry = clamped
+        self.backoff.originRetry = .milliseconds(Int64(clamped))
     }
 
     mutating func stop() {

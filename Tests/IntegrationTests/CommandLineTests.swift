@@ -76,6 +76,29 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.err.contains("upstream"), "lists the choices: \(result.err)")
     }
 
+    func testValuesThatWouldFailAtRunTimeAreRefusedByCheck() throws {
+        // --max-event-size=0 used to pass --check and trap on the first stream.
+        let path = try self.file("range.flags", """
+            --upstream=http://127.0.0.1:3000
+            --max-event-size=0
+            --client-buffer=0
+            --heartbeat=1ns
+            --reconnect-min=0
+            --upstream-connect-timeout=0
+            """)
+        let result = try self.run(["--check", "--flagfile=\(path)"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.err.contains("\(path):2: --max-event-size: "), result.err)
+        XCTAssertTrue(result.err.contains("\(path):3: --client-buffer: "), result.err)
+        XCTAssertTrue(result.err.contains("\(path):4: --heartbeat: "), result.err)
+        XCTAssertTrue(result.err.contains("\(path):5: --reconnect-min: "), result.err)
+        XCTAssertTrue(result.err.contains("\(path):6: --upstream-connect-timeout: "), result.err)
+        // And at start, the same way.
+        let start = try self.run(["--flagfile=\(path)", "--listen=127.0.0.1:0"])
+        XCTAssertNotEqual(start.status, 0)
+        XCTAssertTrue(start.err.contains("\(path):2: --max-event-size: "), start.err)
+    }
+
     func testBadValueStopsStartUp() throws {
         let result = try self.run(["--route=events=http://x", "--listen=127.0.0.1:0"])
         XCTAssertEqual(result.status, 2)

@@ -86,9 +86,14 @@ final class LimitsTests: XCTestCase {
         let harness = try await GatewayHarness.start()
         let response = try await RawHTTP.exchange(port: harness.port, send: "NOT HTTP AT ALL\r\n\r\n", group: harness.group)
         XCTAssertTrue(response.hasPrefix("HTTP/1.1 400 "), response)
-        let absolute = try await RawHTTP.exchange(
-            port: harness.port, send: "GET http://elsewhere/ HTTP/1.1\r\nHost: x\r\n\r\n", group: harness.group)
-        XCTAssertTrue(absolute.hasPrefix("HTTP/1.1 400 "), absolute)
+        // Authority-form (CONNECT) and asterisk-form are not for a gateway; absolute-form is
+        // accepted (HardeningTests).
+        let authority = try await RawHTTP.exchange(
+            port: harness.port, send: "CONNECT elsewhere:443 HTTP/1.1\r\nHost: elsewhere:443\r\n\r\n", group: harness.group)
+        XCTAssertTrue(authority.hasPrefix("HTTP/1.1 400 "), authority)
+        let asterisk = try await RawHTTP.exchange(
+            port: harness.port, send: "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", group: harness.group)
+        XCTAssertTrue(asterisk.hasPrefix("HTTP/1.1 400 "), asterisk)
         await harness.shutdown()
     }
 

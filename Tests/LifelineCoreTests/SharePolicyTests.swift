@@ -18,8 +18,11 @@ final class SharePolicyTests: XCTestCase {
         return policy.key(method: "GET", origin: "http://origin:3000", path: path, query: query) { lowered[$0] }
     }
 
-    func testDefaultIncludesPathQueryAndCredentials() {
-        XCTAssertEqual(SharePolicy.default, SharePolicy(path: true, query: true, headers: ["authorization", "cookie"]))
+    func testDefaultIncludesPathQueryCredentialsAndOrigin() {
+        XCTAssertEqual(
+            SharePolicy.default,
+            SharePolicy(path: true, query: true, headers: ["authorization", "cookie", "origin"])
+        )
     }
 
     func testParse() {
@@ -44,7 +47,7 @@ final class SharePolicyTests: XCTestCase {
                 XCTAssertEqual(error.item, item, text)
                 XCTAssertEqual(
                     error.description,
-                    "unknown item \"\(item)\" (expected path, query, authorization, cookie or header:NAME)"
+                    "unknown item \"\(item)\" (expected path, query, authorization, cookie, origin or header:NAME)"
                 )
             }
         }

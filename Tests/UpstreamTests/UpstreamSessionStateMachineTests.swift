@@ -17,7 +17,7 @@ final class UpstreamSessionStateMachineTests: XCTestCase {
     func testAdoptedStartIsConnectedAndNotAReconnect() {
         var machine = self.machine()
         XCTAssertEqual(machine.start(adopted: true, now: self.t0, random: 0), .notifyConnected(isReconnect: false))
-        XCTAssertEqual(machine.state, .streaming(receivedEvent: false))
+        XCTAssertEqual(machine.state, .streaming(since: self.t0))
         XCTAssertEqual(machine.start(adopted: true, now: self.t0, random: 0), .none, "starts once")
     }
 
@@ -28,26 +28,26 @@ final class UpstreamSessionStateMachineTests: XCTestCase {
         XCTAssertEqual(machine.reconnectDue(), .connect)
         XCTAssertEqual(machine.state, .connecting)
         // Its first success is the stream's first connection, not a reconnect.
-        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true), .notifyConnected(isReconnect: false))
+        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true, now: self.t0), .notifyConnected(isReconnect: false))
     }
 
     func testReconnectAfterAStreamingConnectionIsAReconnect() {
         var machine = self.machine()
         _ = machine.start(adopted: true, now: self.t0, random: 0)
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0), .scheduleReconnect(.milliseconds(100)))
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false), .scheduleReconnect(.milliseconds(100)))
         XCTAssertEqual(machine.reconnectDue(), .connect)
-        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true), .notifyConnected(isReconnect: true))
-        XCTAssertEqual(machine.state, .streaming(receivedEvent: false))
+        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true, now: self.t0), .notifyConnected(isReconnect: true))
+        XCTAssertEqual(machine.state, .streaming(since: self.t0))
     }
 
     func testNoContentEndsTheStream() {
         var machine = self.machine()
         _ = machine.start(adopted: true, now: self.t0, random: 0)
-        _ = machine.connectionEnded(now: self.t0, random: 0)
+        _ = machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false)
         _ = machine.reconnectDue()
-        XCTAssertEqual(machine.responseHead(status: 204, isEventStream: false), .end(.originNoContent))
+        XCTAssertEqual(machine.responseHead(status: 204, isEventStream: false, now: self.t0), .end(.originNoContent))
         XCTAssertEqual(machine.state, .stopped)
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0), .none, "the closed connection's end is ignored")
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false), .none, "the closed connection's end is ignored")
         XCTAssertEqual(machine.reconnectDue(), .none)
     }
 
@@ -55,43 +55,85 @@ final class UpstreamSessionStateMachineTests: XCTestCase {
         for (status, isEventStream) in [(503, false), (500, true), (404, false), (200, false), (301, false)] {
             var machine = self.machine()
             _ = machine.start(adopted: true, now: self.t0, random: 0)
-            _ = machine.connectionEnded(now: self.t0, random: 0)
+            _ = machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false)
             _ = machine.reconnectDue()
-            XCTAssertEqual(machine.responseHead(status: status, isEventStream: isEventStream), .closeConnection, "\(status)")
+            XCTAssertEqual(machine.responseHead(status: status, isEventStream: isEventStream, now: self.t0), .closeConnection, "\(status)")
             XCTAssertEqual(machine.state, .connecting)
             // Second failure in a row: attempt 1, up to 200 ms.
-            XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 1), .scheduleReconnect(.milliseconds(200)), "\(status)")
+            XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 1, cleanEnd: false), .scheduleReconnect(.milliseconds(200)), "\(status)")
             XCTAssertEqual(machine.state, .waiting)
         }
     }
 
-    func testBackoffGrowsWithFailedAttemptsAndResetsAfterAnEvent() {
+    func testBackoffGrowsWithShortConnectionsAndResetsOnlyAfterAStableOne() {
         var machine = self.machine()
         _ = machine.start(adopted: true, now: self.t0, random: 1)
         var delays: [TimeAmount] = []
         for _ in 0..<4 {
-            guard case .scheduleReconnect(let delay) = machine.connectionEnded(now: self.t0, random: 1) else {
+            guard case .scheduleReconnect(let delay) = machine.connectionEnded(now: self.t0, random: 1, cleanEnd: false) else {
                 return XCTFail("expected a reconnect")
             }
             delays.append(delay)
             _ = machine.reconnectDue()
         }
         XCTAssertEqual(delays, [200, 200, 400, 800].map { .milliseconds($0) })
-        // Connected again but no event yet: a connection that drops at once still counts as failing.
-        _ = machine.responseHead(status: 200, isEventStream: true)
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 1), .scheduleReconnect(.milliseconds(1600)))
+        // Connected again, with events, but dropped before it was stable: still failing (an
+        // origin that answers 200 and resets at once must back off, not be hit in a loop).
+        _ = machine.responseHead(status: 200, isEventStream: true, now: self.t0)
+        XCTAssertEqual(
+            machine.connectionEnded(now: self.t0 + .seconds(9), random: 1, cleanEnd: false),
+            .scheduleReconnect(.milliseconds(1600))
+        )
         _ = machine.reconnectDue()
-        _ = machine.responseHead(status: 200, isEventStream: true)
-        machine.eventReceived()
-        XCTAssertEqual(machine.attempt, 0)
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 1), .scheduleReconnect(.milliseconds(200)))
+        // Up for 10 s: the backoff starts over.
+        _ = machine.responseHead(status: 200, isEventStream: true, now: self.t0 + .seconds(10))
+        XCTAssertEqual(
+            machine.connectionEnded(now: self.t0 + .seconds(20), random: 1, cleanEnd: false),
+            .scheduleReconnect(.milliseconds(200))
+        )
+        XCTAssertEqual(machine.attempt, 1)
+    }
+
+    func testCleanEndWaitsTheReconnectionTimeLikeABrowser() {
+        // The PHP/CGI "send one event and exit" origin: each response ends cleanly at once.
+        var machine = self.machine()
+        _ = machine.start(adopted: true, now: self.t0, random: 0)
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: true), .scheduleReconnect(.seconds(3)))
+        // Polled every ~3 s, never faster, whatever the jitter draws.
+        var now = self.t0
+        for _ in 0..<20 {
+            _ = machine.reconnectDue()
+            _ = machine.responseHead(status: 200, isEventStream: true, now: now)
+            guard case .scheduleReconnect(let delay) = machine.connectionEnded(now: now, random: 0, cleanEnd: true) else {
+                return XCTFail("expected a reconnect")
+            }
+            XCTAssertGreaterThanOrEqual(delay, .seconds(3))
+            XCTAssertLessThanOrEqual(delay, .seconds(10))
+            now = now + delay
+        }
+        // An error (reset, refused) right after is retried on the backoff, not the reconnection time.
+        var failing = self.machine()
+        _ = failing.start(adopted: true, now: self.t0, random: 0)
+        XCTAssertEqual(failing.connectionEnded(now: self.t0, random: 0, cleanEnd: false), .scheduleReconnect(.milliseconds(100)))
+    }
+
+    func testOriginRetryIsHonouredButClamped() {
+        var machine = self.machine()
+        _ = machine.start(adopted: true, now: self.t0, random: 0)
+        machine.originRetry(milliseconds: 0)
+        XCTAssertEqual(machine.reconnectionTime, .seconds(1), "retry: 0 is clamped to the minimum")
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: true), .scheduleReconnect(.seconds(1)))
+        machine.originRetry(milliseconds: 5000)
+        XCTAssertEqual(machine.reconnectionTime, .seconds(5))
+        machine.originRetry(milliseconds: Int.max)
+        XCTAssertEqual(machine.reconnectionTime, .seconds(10), "at most the backoff's cap")
     }
 
     func testOriginRetrySetsTheBase() {
         var machine = self.machine()
         _ = machine.start(adopted: true, now: self.t0, random: 1)
         machine.originRetry(milliseconds: 3000)
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 1), .scheduleReconnect(.seconds(3)))
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 1, cleanEnd: false), .scheduleReconnect(.seconds(3)))
         machine.originRetry(milliseconds: Int.max)
         XCTAssertEqual(machine.backoff.delay(attempt: 0, random: 1), .seconds(10), "clamped, no overflow")
     }
@@ -100,7 +142,7 @@ final class UpstreamSessionStateMachineTests: XCTestCase {
         var machine = self.machine(giveUp: .seconds(1))
         _ = machine.start(adopted: true, now: self.t0, random: 0)
         // The streaming connection drops at t0: the give-up clock starts.
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0), .scheduleReconnect(.milliseconds(100)))
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false), .scheduleReconnect(.milliseconds(100)))
         var now = self.t0
         var lastDelay: TimeAmount = .zero
         var attempts = 0
@@ -124,7 +166,7 @@ final class UpstreamSessionStateMachineTests: XCTestCase {
     ) -> UpstreamSessionStateMachine.Action {
         now = now + (delay == .zero ? .milliseconds(100) : delay)
         XCTAssertEqual(machine.reconnectDue(), .connect)
-        let action = machine.connectionEnded(now: now, random: 1)
+        let action = machine.connectionEnded(now: now, random: 1, cleanEnd: false)
         if case .end(let reason) = action {
             XCTAssertEqual(reason, .originGaveUp)
         }
@@ -134,37 +176,37 @@ final class UpstreamSessionStateMachineTests: XCTestCase {
     func testLastDelayIsClippedToTheDeadline() {
         var machine = self.machine(giveUp: .milliseconds(150))
         _ = machine.start(adopted: true, now: self.t0, random: 0)
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0), .scheduleReconnect(.milliseconds(100)))
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false), .scheduleReconnect(.milliseconds(100)))
         _ = machine.reconnectDue()
         // Attempt 1 would wait up to 200 ms; only 50 ms are left.
         XCTAssertEqual(
-            machine.connectionEnded(now: self.t0 + .milliseconds(100), random: 1),
+            machine.connectionEnded(now: self.t0 + .milliseconds(100), random: 1, cleanEnd: false),
             .scheduleReconnect(.milliseconds(50))
         )
         _ = machine.reconnectDue()
-        XCTAssertEqual(machine.connectionEnded(now: self.t0 + .milliseconds(150), random: 1), .end(.originGaveUp))
+        XCTAssertEqual(machine.connectionEnded(now: self.t0 + .milliseconds(150), random: 1, cleanEnd: false), .end(.originGaveUp))
     }
 
     func testGiveUpClockRestartsAfterASuccessfulConnection() {
         var machine = self.machine(giveUp: .seconds(1))
         _ = machine.start(adopted: true, now: self.t0, random: 0)
-        _ = machine.connectionEnded(now: self.t0, random: 0)
+        _ = machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false)
         _ = machine.reconnectDue()
-        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true), .notifyConnected(isReconnect: true))
+        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true, now: self.t0), .notifyConnected(isReconnect: true))
         // Streams for 10 s, then drops: a new failure, a new clock.
         let later = self.t0 + .seconds(10)
-        XCTAssertEqual(machine.connectionEnded(now: later, random: 0), .scheduleReconnect(.milliseconds(100)))
+        XCTAssertEqual(machine.connectionEnded(now: later, random: 0, cleanEnd: false), .scheduleReconnect(.milliseconds(100)))
         _ = machine.reconnectDue()
-        XCTAssertEqual(machine.connectionEnded(now: later + .milliseconds(900), random: 0), .scheduleReconnect(.milliseconds(100)))
+        XCTAssertEqual(machine.connectionEnded(now: later + .milliseconds(900), random: 0, cleanEnd: false), .scheduleReconnect(.milliseconds(100)))
     }
 
     func testFailedFirstRequestStartsTheGiveUpClock() {
         var machine = self.machine(giveUp: .milliseconds(250))
         XCTAssertEqual(machine.start(adopted: false, now: self.t0, random: 0), .scheduleReconnect(.milliseconds(100)))
         _ = machine.reconnectDue()
-        XCTAssertEqual(machine.connectionEnded(now: self.t0 + .milliseconds(100), random: 1), .scheduleReconnect(.milliseconds(150)))
+        XCTAssertEqual(machine.connectionEnded(now: self.t0 + .milliseconds(100), random: 1, cleanEnd: false), .scheduleReconnect(.milliseconds(150)))
         _ = machine.reconnectDue()
-        XCTAssertEqual(machine.connectionEnded(now: self.t0 + .milliseconds(250), random: 1), .end(.originGaveUp))
+        XCTAssertEqual(machine.connectionEnded(now: self.t0 + .milliseconds(250), random: 1, cleanEnd: false), .end(.originGaveUp))
     }
 
     func testWithoutGiveUpItRetriesForever() {
@@ -172,7 +214,7 @@ final class UpstreamSessionStateMachineTests: XCTestCase {
             var machine = self.machine(giveUp: giveUp)
             _ = machine.start(adopted: true, now: self.t0, random: 0)
             for hour in 0..<100 {
-                guard case .scheduleReconnect = machine.connectionEnded(now: self.t0 + .hours(Int64(hour)), random: 0) else {
+                guard case .scheduleReconnect = machine.connectionEnded(now: self.t0 + .hours(Int64(hour)), random: 0, cleanEnd: false) else {
                     return XCTFail("gave up with giveUp \(String(describing: giveUp))")
                 }
                 _ = machine.reconnectDue()
@@ -185,21 +227,21 @@ final class UpstreamSessionStateMachineTests: XCTestCase {
         _ = machine.start(adopted: true, now: self.t0, random: 0)
         machine.stop()
         XCTAssertEqual(machine.state, .stopped)
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0), .none)
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false), .none)
         XCTAssertEqual(machine.reconnectDue(), .none)
-        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true), .none)
+        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true, now: self.t0), .none)
         XCTAssertEqual(machine.start(adopted: true, now: self.t0, random: 0), .none)
     }
 
     func testEventsAndHeadsOutsideTheirStateAreIgnored() {
         var machine = self.machine()
-        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true), .none, "idle")
+        XCTAssertEqual(machine.responseHead(status: 200, isEventStream: true, now: self.t0), .none, "idle")
         XCTAssertEqual(machine.reconnectDue(), .none, "idle")
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0), .none, "idle")
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false), .none, "idle")
         _ = machine.start(adopted: true, now: self.t0, random: 0)
-        XCTAssertEqual(machine.responseHead(status: 204, isEventStream: false), .none, "already streaming")
+        XCTAssertEqual(machine.responseHead(status: 204, isEventStream: false, now: self.t0), .none, "already streaming")
         XCTAssertEqual(machine.reconnectDue(), .none, "not waiting")
-        _ = machine.connectionEnded(now: self.t0, random: 0)
-        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0), .none, "already waiting")
+        _ = machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false)
+        XCTAssertEqual(machine.connectionEnded(now: self.t0, random: 0, cleanEnd: false), .none, "already waiting")
     }
 }

@@ -1,0 +1,313 @@
+import LifelineCore
+import NIOHTTP1
+import Upstream
+
+/// What the front ends know of their client, copied by value into everything that serves it, so
+/// that nothing needs a reference to the connection to build an origin request.
+struct ClientFacts: Sendable {
+    /// The client's IP address, for `X-Forwarded-For` and per-address limits.
+    var address: String?
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    var scheme: String
+}
+
+/// One client request, parsed and validated at the edge: the route, the stream key and a sane
+/// `Last-Event-ID`. A pure value: what follows (opening or joining a stream, proxying) works from
+/// it and never from the raw request again.
+struct ClientRequest {
+    var head: HTTPRequestHead
+    var client: ClientFacts
+    var match: Router.Match
+    /// The query for the origin (the route's own, then the client's without the resume parameter).
+    var upstreamQuery: String?
+    /// `Last-Event-ID` from the header or the resume parameter, when it is one an origin can be sent.
+    var lastEventID: String?
+    /// The client sent a `Last-Event-ID` that was not sane (control characters, too long): it is
+    /// treated as absent.
+    var rejectedLastEventID: Bool
+    var key: StreamKey
+    /// `Accept: text/event-stream` (what EventSource sends).
+    var wantsEvents: Bool
+
+    /// The longest `Last-Event-ID` taken from a client. Origins' ids are short; a longer one is an
+    /// abuse of the header that would be repeated in every origin request of a stream.
+    static let maxLastEventIDLength = 1024
+
+    /// Why a request is answered by the gateway itself.
+    enum Refusal: Equatable, Error {
+        /// Not origin-form or absolute-form, or a path that climbs above the root.
+        case badTarget
+        /// HTTP/1.1 without `Host`, or more than one `Host`.
+        case badHost
+        case noRoute(path: String)
+
+        var status: HTTPResponseStatus {
+            switch self {
+            case .badTarget, .badHost: return .badRequest
+            case .noRoute: return .notFound
+            }
+        }
+
+        var body: String {
+            switch self {
+            case .badTarget: return "bad request target\n"
+            case .badHost: return "missing or repeated Host header\n"
+            case .noRoute(let path): return "no route for \(path)\n"
+            }
+        }
+
+        /// A request the gateway cannot make sense of may leave the connection out of step.
+        var closesConnection: Bool {
+            switch self {
+            case .badTarget, .badHost: return true
+            case .noRoute: return false
+            }
+        }
+
+        var endReason: String {
+            switch self {
+            case .badTarget: return "bad request target (400)"
+            case .badHost: return "bad Host (400)"
+            case .noRoute: return "no route (404)"
+            }
+        }
+    }
+
+    static func parse(
+        _ head: HTTPRequestHead,
+        client: ClientFacts,
+        router: Router,
+        configuration: GatewayConfiguration
+    ) -> Result<ClientRequest, Refusal> {
+        var head = head
+        let isHTTP1 = head.version.major < 2
+        if isHTTP1 {
+            let hosts = head.headers["host"]
+            if hosts.count > 1 || (hosts.isEmpty && head.version == .http1_1) {
+                return .failure(.badHost)
+            }
+        }
+        // Absolute-form (RFC 9112 §3.2.2): the target's authority replaces Host.
+        if let (authority, rest) = Self.splitAbsoluteForm(head.uri) {
+            head.uri = rest
+            head.headers.replaceOrAdd(name: "Host", value: authority)
+        }
+        guard head.uri.hasPrefix("/") else { return .failure(.badTarget) }
+        let (rawPath, query) = Self.split(uri: head.uri)
+        guard let path = RequestPath.normalize(rawPath) else { return .failure(.badTarget) }
+        guard let match = router.match(path: path) else { return .failure(.noRoute(path: path)) }
+
+        let (clientQuery, queryLastEventID) = Self.removeParameter(configuration.lastEventIDParameter, from: query)
+        let offered = head.headers.first(name: "last-event-id") ?? queryLastEventID
+        var lastEventID: String?
+        var rejected = false
+        if let offered, !offered.isEmpty {
+            if Self.isSane(lastEventID: offered) {
+                lastEventID = offered
+            } else {
+                rejected = true
+            }
+        }
+        // The route's own query belongs to its origin URL: two routes that differ only there
+        // never share, whatever --share-by says about the client's query.
+        var origin = match.route.origin.authority
+        if let routeQuery = match.route.origin.baseQuery {
+            origin += "?" + routeQuery
+        }
+        let key = configuration.sharePolicy.key(
+            method: head.method.rawValue,
+            origin: origin,
+            path: match.upstreamPath,
+            query: clientQuery,
+            header: { name in
+                // Every line of the header counts (a second Cookie line must not be ignored).
+                let values = head.headers[name]
+                return values.isEmpty ? nil : values.joined(separator: ", ")
+            }
+        )
+        let wantsEvents = head.headers["accept"].contains { $0.lowercased().contains("text/event-stream") }
+        return .success(
+            ClientRequest(
+                head: head,
+                client: client,
+                match: match,
+                upstreamQuery: Self.joinQueries(match.route.origin.baseQuery, clientQuery),
+                lastEventID: lastEventID,
+                rejectedLastEventID: rejected,
+                key: key,
+                wantsEvents: wantsEvents
+            )
+        )
+    }
+
+    /// The value of a request header, all its lines joined (as the share key reads them).
+    func headerValue(_ name: String) -> String? {
+        let values = self.head.headers[name]
+        return values.isEmpty ? nil : values.joined(separator: ", ")
+    }
+
+    /// The request to send the origin for this client.
+    func upstreamHead(forStream: Bool) -> HTTPRequestHead {
+        var head = UpstreamRequest.head(
+            from: self.head,
+            target: self.match.route.origin,
+            path: self.match.upstreamPath,
+            query: self.upstreamQuery,
+            clientAddress: self.client.address,
+            clientScheme: self.client.scheme,
+            forStream: forStream
+        )
+        if forStream {
+            head.headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
+        } else {
+            // The gateway answers 100-continue itself; the origin gets the body as it comes.
+            head.headers.remove(name: "Expect")
+        }
+        return head
+    }
+
+    /// A `Last-Event-ID` that can be repeated in origin requests and SSE fields: no control
+    /// characters (a CR, LF or NUL would break the request or the stream), bounded length.
+    static func isSane(lastEventID: String) -> Bool {
+        guard lastEventID.utf8.count <= Self.maxLastEventIDLength else { return false }
+        return lastEventID.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F }
+    }
+
+    // MARK: Target helpers
+
+    /// `http://host[:port]/path?query` → (`host[:port]`, `/path?query`).
+    static func splitAbsoluteForm(_ uri: String) -> (authority: String, rest: String)? {
+        let lowered = uri.prefix(8).lowercased()
+        let schemeLength: Int
+        if lowered.hasPrefix("http://") {
+            schemeLength = 7
+        } else if lowered.hasPrefix("https://") {
+            schemeLength = 8
+        } else {
+            return nil
+        }
+        let afterScheme = uri.dropFirst(schemeLength)
+        let end = afterScheme.firstIndex { $0 == "/" || $0 == "?" } ?? afterScheme.endIndex
+        let authority = String(afterScheme[..<end])
+        guard !authority.isEmpty, !authority.contains("@") else { return nil }
+        var rest = String(afterScheme[end...])
+        if !rest.hasPrefix("/") {
+            rest = "/" + rest
+        }
+        return (authority, rest)
+    }
+
+    static func split(uri: String) -> (path: String, query: String?) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri, nil) }
+        return (String(uri[..<mark]), String(uri[uri.index(after: mark)...]))
+    }
+
+    /// Removes every `name=value` item from a query; returns the rest and the last value.
+    static func removeParameter(_ name: String, from query: String?) -> (query: String?, value: String?) {
+        guard let query, !query.isEmpty else { return (query, nil) }
+        var kept: [Substring] = []
+        var value: String?
+        for item in query.split(separator: "&", omittingEmptySubsequences: false) {
+            let itemName = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            if itemName == name {
+                let raw = item.dropFirst(name.count + 1)
+                value = String(raw).removingPercentEncoding() ?? String(raw)
+            } else {
+                kept.append(item)
+            }
+        }
+        let rest = kept.joined(separator: "&")
+        return (rest.isEmpty ? nil : rest, value)
+    }
+
+    static func joinQueries(_ first: String?, _ second: String?) -> String? {
+        switch (first, second) {
+        case (nil, nil): return nil
+        case (let one?, nil), (nil, let one?): return one
+        case (let one?, let two?): return one + "&" + two
+        }
+    }
+}
+
+/// The request path as routes see it and origins get it: dot segments resolved (RFC 3986 §5.2.4),
+/// in their plain and percent-encoded forms, so that `/events/../admin` cannot reach past a route's
+/// base path at an origin that normalises; refused when it climbs above the root, or when an
+/// encoded slash or backslash would hide a dot segment from this check.
+enum RequestPath {
+    static func normalize(_ path: String) -> String? {
+        guard path.hasPrefix("/") else { return nil }
+        // The common case: nothing that could be a dot segment, an escape or a control character.
+        if !path.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "%") || $0 < 0x20 || $0 == 0x7F }) {
+            return path
+        }
+        var output: [Substring] = []
+        let segments = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        for (index, segment) in segments.enumerated() {
+            let isLast = index == segments.count - 1
+            guard let decoded = Self.decode(segment) else { return nil }
+            if decoded.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return nil }
+            let text = String(decoding: decoded, as: UTF8.self)
+            // An encoded `/` or `\` makes one segment several at an origin that decodes it.
+            let pieces = text.split(omittingEmptySubsequences: false) { $0 == "/" || $0 == "\\" }
+            if pieces.count > 1, pieces.contains(where: { $0 == "." || $0 == ".." }) { return nil }
+            switch text {
+            case ".":
+                if isLast { output.append("") }
+            case "..":
+                guard !output.isEmpty else { return nil }
+                output.removeLast()
+                if isLast { output.append("") }
+            default:
+                output.append(segment)
+            }
+        }
+        return "/" + output.joined(separator: "/")
+    }
+
+    /// Percent-decodes one segment's bytes; nil for a malformed escape.
+    private static func decode(_ segment: Substring) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var iterator = segment.utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%") {
+                guard let high = iterator.next().flatMap(String.hexValue), let low = iterator.next().flatMap(String.hexValue)
+                else { return nil }
+                bytes.append(high << 4 | low)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return bytes
+    }
+}
+
+extension String {
+    /// Decodes `%XX` escapes and `+`; nil when an escape is malformed.
+    func removingPercentEncoding() -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(self.utf8.count)
+        var iterator = self.utf8.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next().flatMap(Self.hexValue), let low = iterator.next().flatMap(Self.hexValue)
+                else { return nil }
+                bytes.append(high << 4 | low)
+            case UInt8(ascii: "+"):
+                bytes.append(UInt8(ascii: " "))
+            default:
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
