@@ -42,6 +42,11 @@ enum LifelineFlags {
         help: "What must match for clients to share one stream: path, query, authorization, cookie, origin, "
             + "header:NAME (comma-separated). Use path,query,origin for public broadcast streams. A client whose "
             + "values of the headers the origin names in Vary differ from the stream's never joins it.")
+    static let unsharedRoute = RepeatedFlag(
+        "unshared-route", .string.validate { $0.hasPrefix("/") ? nil : "must be a route prefix starting with /" },
+        valueName: "PREFIX", section: "Listening and routing",
+        help: "Give each client of this --route prefix its own upstream connection (still with heartbeats, "
+            + "reconnects and replay by the origin), for origins that send a snapshot of their state first.")
     static let lastEventIDParam = Flag(
         "last-event-id-param", .string, default: "lastEventId", valueName: "NAME", section: "Listening and routing",
         help: "Query parameter that carries Last-Event-ID for polyfills; removed before the request goes upstream.")
@@ -158,7 +163,7 @@ enum LifelineFlags {
     static let help = Flag<Bool>(boolean: "help", section: "Operations", help: "Show this help and exit.")
 
     static let set = FlagSet([
-        listen, route, upstream, shareBy, lastEventIDParam,
+        listen, route, upstream, shareBy, unsharedRoute, lastEventIDParam,
         tlsListen, tlsCert, tlsKey, h2MaxStreams, upstreamCA, upstreamInsecure,
         heartbeat, heartbeatComment, heartbeatEvent, openingComment, clientRetry, clientRetryJitter,
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
@@ -205,6 +210,9 @@ struct LifelineSettings {
                 location: nil, flag: "route",
                 message: "no route: give --route=PREFIX=URL or --upstream=URL (or --demo for the built-in demo origin)"))
         }
+        for prefix in flags[F.unsharedRoute] where !routes.contains(where: { $0.prefix == prefix }) {
+            errors.append(flags.error(at: F.unsharedRoute, "\(prefix) is not the prefix of any --route"))
+        }
         let certificates = flags[F.tlsCert]
         let keys = flags[F.tlsKey]
         if certificates.count != keys.count {
@@ -240,6 +248,7 @@ struct LifelineSettings {
             upstreamInsecure: flags[F.upstreamInsecure],
             routes: routes,
             sharePolicy: flags[F.shareBy],
+            unsharedRoutes: Set(flags[F.unsharedRoute]),
             heartbeat: optionalTime(flags[F.heartbeat]),
             heartbeatComment: flags[F.heartbeatComment],
             heartbeatEvent: flags[F.heartbeatEvent],

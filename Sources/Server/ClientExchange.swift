@@ -182,6 +182,11 @@ final class ClientExchange {
     // MARK: Streams
 
     private func joinStream(_ request: ClientRequest) {
+        if request.isUnshared {
+            // A stream of its own, opened with the client's id: the origin replays, as it would
+            // to a browser talking to it directly.
+            return self.openStream(request, ticket: nil, resumeID: request.lastEventID)
+        }
         let weakSelf = NIOLoopBound(WeakExchange(self), eventLoop: self.eventLoop)
         let lookup = self.shared.hub.lookup(request.key, on: self.eventLoop) { outcome in
             weakSelf.value.exchange?.openingFinished(outcome)
@@ -236,10 +241,11 @@ final class ClientExchange {
         self.state = .opening(request, opener)
     }
 
-    /// The client whose request opened `stream` joins it.
+    /// The client whose request opened `stream` joins it. On an unshared route its id went to
+    /// the origin by design, so the buffer not knowing it is no miss.
     private func attachAsCreator(_ request: ClientRequest, to stream: Stream) {
         self.state = .waitingForAttach(request, stream)
-        stream.attach(self, lastEventID: request.lastEventID, isCreator: true)
+        stream.attach(self, lastEventID: request.isUnshared ? nil : request.lastEventID, isCreator: true)
     }
 
     // MARK: Plain proxying

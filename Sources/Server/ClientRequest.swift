@@ -28,6 +28,8 @@ struct ClientRequest {
     var key: StreamKey
     /// `Accept: text/event-stream` (what EventSource sends).
     var wantsEvents: Bool
+    /// The route does not share streams (`--unshared-route`): this client gets its own.
+    var isUnshared: Bool
 
     /// The longest `Last-Event-ID` taken from a client. Origins' ids are short; a longer one is an
     /// abuse of the header that would be repeated in every origin request of a stream.
@@ -135,7 +137,8 @@ struct ClientRequest {
                 lastEventID: lastEventID,
                 rejectedLastEventID: rejected,
                 key: key,
-                wantsEvents: wantsEvents
+                wantsEvents: wantsEvents,
+                isUnshared: configuration.unsharedRoutes.contains(match.route.prefix)
             )
         )
     }

@@ -26,6 +26,9 @@ public struct GatewayConfiguration: Sendable {
     public var upstreamInsecure: Bool
     public var routes: [Route]
     public var sharePolicy: SharePolicy
+    /// Route prefixes whose clients each get their own upstream connection (origins that send a
+    /// snapshot of their state first, which a client joining a shared stream later would miss).
+    public var unsharedRoutes: Set<String>
     /// Idle time after which a client gets a heartbeat; nil turns heartbeats off.
     public var heartbeat: TimeAmount?
     public var heartbeatComment: String
@@ -56,6 +59,7 @@ public struct GatewayConfiguration: Sendable {
         upstreamInsecure: Bool = false,
         routes: [Route] = [],
         sharePolicy: SharePolicy = .default,
+        unsharedRoutes: Set<String> = [],
         heartbeat: TimeAmount? = .seconds(15),
         heartbeatComment: String = "heartbeat",
         heartbeatEvent: String? = nil,
@@ -79,6 +83,7 @@ public struct GatewayConfiguration: Sendable {
         self.upstreamInsecure = upstreamInsecure
         self.routes = routes
         self.sharePolicy = sharePolicy
+        self.unsharedRoutes = unsharedRoutes
         self.heartbeat = heartbeat
         self.heartbeatComment = heartbeatComment
         self.heartbeatEvent = heartbeatEvent

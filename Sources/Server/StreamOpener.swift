@@ -184,7 +184,7 @@ final class StreamOpener: OriginConnectionDelegate {
             logger: shared.logger
         )
         stream.start(upstream: session)
-        session.start(delegate: stream, adopting: connection)
+        session.start(delegate: stream, adopting: connection, setCookies: originHead?.headers["set-cookie"] ?? [])
         if let ticket {
             shared.hub.promote(ticket, to: stream)
         } else {

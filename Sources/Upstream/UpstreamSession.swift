@@ -60,6 +60,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     /// Outputs parsed during the current read, handed over together at the end of the read.
     private var pending: [SSEParser.Output] = []
     private var stopped = false
+    /// Cookies the origin set on this stream's responses, sent on its later requests.
+    private var cookies = StreamCookieJar()
     /// The current connection hit an oversized event; the rest of its bytes are ignored.
     private var connectionFailed = false
     /// Injected in tests for deterministic jitter.
@@ -91,10 +93,11 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     ///   - connection: the first connection, already answered 200 with an event stream (the
     ///     rest of its body is still to come). Nil when that first request failed to connect:
     ///     the session then starts by waiting out a backoff.
-    ///   - bodyReceived: body bytes that arrived with the head, before the hand-over.
-    public func start(delegate: UpstreamFeedDelegate, adopting connection: OriginConnection?) {
+    ///   - setCookies: the `Set-Cookie` lines of that first connection's response.
+    public func start(delegate: UpstreamFeedDelegate, adopting connection: OriginConnection?, setCookies: [String] = []) {
         self.eventLoop.preconditionInEventLoop()
         self.delegate = delegate
+        self.cookies.store(setCookie: setCookies)
         if let connection {
             self.connection = connection
             connection.setDelegate(self)
@@ -152,6 +155,9 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         } else {
             head.headers.replaceOrAdd(name: "Last-Event-ID", value: resumeID)
         }
+        if !self.cookies.isEmpty, let cookie = self.cookies.header(merging: head.headers["cookie"].isEmpty ? nil : head.headers["cookie"].joined(separator: "; ")) {
+            head.headers.replaceOrAdd(name: "Cookie", value: cookie)
+        }
         self.logger.debug("connecting upstream", metadata: ["last-event-id": "\(resumeID)"])
         let connection = OriginConnection.open(
             to: self.target,
@@ -190,6 +196,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     public func originConnection(_ connection: OriginConnection, didReceiveHead head: HTTPResponseHead) {
         guard connection === self.connection else { return }
         self.lastByteAt = self.eventLoop.now
+        self.cookies.store(setCookie: head.headers["set-cookie"])
         var isEventStream = head.headers.first(name: "content-type").map(Self.isEventStream) ?? false
         if isEventStream, head.headers["content-encoding"].contains(where: { $0.lowercased() != "identity" }) {
             // Asked for identity and got an encoded body: unreadable as events, so an error, not

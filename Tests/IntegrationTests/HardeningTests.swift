@@ -432,3 +432,57 @@ enum H2Bytes {
         frame(type: 3, flags: 0, streamID: streamID, payload: [0, 0, 0, 8])
     }
 }
+
+/// Upstream reconnects behave as the browser's own would; per-route sharing.
+final class UpstreamFidelityTests: XCTestCase {
+    func testCookiesTheOriginSetsAreSentOnTheStreamsReconnects() async throws {
+        let harness = try await GatewayHarness.start(origin: { request, responder in
+            let count = request.header("cookie")?.contains("resume=") == true ? "again" : "first"
+            responder.sendHead(headers: [
+                ("Content-Type", "text/event-stream"),
+                ("Set-Cookie", "resume=\(request.path.hasSuffix("a") ? "A" : "B")-\(count); Path=/"),
+            ])
+        })
+        let a = try await harness.client("/events/a")
+        _ = try await a.waitForHead()
+        XCTAssertNil(a.head?.headers.first(name: "set-cookie"), "never repeated to clients")
+        let b = try await harness.client("/events/b", headers: [("Cookie", "session=bob")])
+        _ = try await b.waitForHead()
+        try await harness.origin.waitForStreams(count: 2)
+        harness.origin.closeAllConnections()
+        try await harness.origin.waitForRequests(count: 4)
+        let reconnects = harness.origin.requests.suffix(2)
+        let cookieOf = { (suffix: String) in reconnects.first { $0.path.hasSuffix(suffix) }?.header("cookie") }
+        XCTAssertEqual(cookieOf("/a"), "resume=A-first")
+        XCTAssertEqual(cookieOf("/b"), "session=bob; resume=B-first", "one jar per stream, the client's own kept")
+        for client in [a, b] { await client.close() }
+        await harness.shutdown()
+    }
+
+    func testUnsharedRouteGivesEachClientItsOwnSnapshot() async throws {
+        let harness = try await GatewayHarness.start(
+            routes: [("/state", "/state")],
+            origin: ScriptedOrigin.sseHandler(prelude: { request in
+                "id: \(request.lastEventID ?? "0")\ndata: snapshot after \(request.lastEventID ?? "nothing")\n\n"
+            }),
+            configure: { configuration in
+                configuration.unsharedRoutes = ["/state"]
+            }
+        )
+        let first = try await harness.client("/state")
+        let value101 = try await first.waitForEvents(count: 1).map(\.data)
+        XCTAssertEqual(value101, ["snapshot after nothing"])
+        let second = try await harness.client("/state")
+        let value102 = try await second.waitForEvents(count: 1).map(\.data)
+        XCTAssertEqual(value102, ["snapshot after nothing"])
+        let resumed = try await harness.client("/state", headers: [("Last-Event-ID", "41")])
+        let head = try await resumed.waitForHead()
+        XCTAssertNil(head.headers.first(name: "lifeline-replay"), "the origin replays: no miss to report")
+        let value103 = try await resumed.waitForEvents(count: 1).map(\.data)
+        XCTAssertEqual(value103, ["snapshot after 41"])
+        XCTAssertEqual(harness.origin.requests.count, 3)
+        XCTAssertEqual(harness.origin.requests.last?.lastEventID, "41")
+        for client in [first, second, resumed] { await client.close() }
+        await harness.shutdown()
+    }
+}
