@@ -1,0 +1,251 @@
+import LifelineCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Upstream
+import XCTest
+
+@testable import Server
+
+/// The request path on one `EmbeddedEventLoop`: a client connection (`HTTP1ServerHandler` on an
+/// `EmbeddedChannel`) and origin connections (in-memory channels from an injected connector), so
+/// that every order of "client leaves", "origin head", "origin failure", "stream ends" and
+/// "shutdown" can be played deterministically.
+final class RequestPathOrderTests: XCTestCase {
+    private var loop: EmbeddedEventLoop!
+    private var origins: OriginChannels!
+    private var shared: GatewayShared!
+    private var loopContext: LoopContext!
+
+    override func setUp() {
+        self.loop = EmbeddedEventLoop()
+        self.origins = OriginChannels(loop: self.loop)
+        var configuration = GatewayConfiguration()
+        configuration.routes = [try! Route.parse("/=http://origin.test:3000/").get()]
+        configuration.heartbeat = nil
+        configuration.upstream.connector = self.origins.connector
+        configuration.upstream.reconnectMin = .milliseconds(10)
+        configuration.upstream.reconnectMax = .milliseconds(20)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), logger: logger)
+        self.loopContext = LoopContext(eventLoop: self.loop, configuration: configuration)
+    }
+
+    override func tearDown() {
+        for stream in self.shared.hub.streams {
+            stream.shutdown()
+        }
+        self.loop.run()
+        try? self.loop.syncShutdownGracefully()
+    }
+
+    // MARK: Helpers
+
+    /// A client connection with `request` sent.
+    private func client(_ request: String) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel(loop: self.loop)
+        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
+        try channel.pipeline.syncOperations.addHandler(decoder)
+        try channel.pipeline.syncOperations.addHandler(
+            HTTP1ServerHandler(shared: self.shared, loop: self.loopContext, decoder: decoder)
+        )
+        try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
+        try channel.writeInbound(ByteBuffer(string: request))
+        self.loop.run()
+        return channel
+    }
+
+    private func eventStreamRequest(_ path: String = "/events", headers: String = "") -> String {
+        "GET \(path) HTTP/1.1\r\nHost: gw\r\nAccept: text/event-stream\r\n\(headers)\r\n"
+    }
+
+    /// Everything the client has been sent so far.
+    private func received(_ channel: EmbeddedChannel) throws -> String {
+        var text = ""
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) {
+            text += String(buffer: buffer)
+        }
+        return text
+    }
+
+    private func answerEventStream(_ origin: EmbeddedChannel, extraHeaders: String = "") throws {
+        try origin.writeInbound(ByteBuffer(
+            string: "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\(extraHeaders)Transfer-Encoding: chunked\r\n\r\n"))
+        self.loop.run()
+    }
+
+    private func sendEvent(_ origin: EmbeddedChannel, _ text: String) throws {
+        try origin.writeInbound(ByteBuffer(string: String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n"))
+        self.loop.run()
+    }
+
+    /// The client leaves (connection closed).
+    private func leave(_ client: EmbeddedChannel) {
+        client.pipeline.fireChannelInactive()
+        _ = try? client.finish()
+        self.loop.run()
+    }
+
+    // MARK: Orders
+
+    func testClientLeavesThenOriginAnswersWithAStream() throws {
+        let first = try self.client(self.eventStreamRequest())
+        XCTAssertEqual(self.origins.count, 1)
+        self.leave(first)
+        try self.answerEventStream(self.origins[0])
+        // The stream was made for others even though its opener left, and nobody crashed.
+        XCTAssertEqual(self.shared.hub.streams.count, 1)
+        let second = try self.client(self.eventStreamRequest())
+        XCTAssertEqual(self.origins.count, 1, "joins the stream the first client opened")
+        try self.sendEvent(self.origins[0], "id: 1\ndata: hi\n\n")
+        let text = try self.received(second)
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 200 OK\r\n"), text)
+        XCTAssertTrue(text.contains("id: 1\ndata: hi\n\n"), text)
+    }
+
+    func testClientLeavesThenOriginFails() throws {
+        let first = try self.client(self.eventStreamRequest())
+        self.leave(first)
+        self.origins[0].pipeline.fireChannelInactive()
+        self.loop.run()
+        // An origin that could not be reached still gets a stream that reconnects, for the
+        // clients that come.
+        XCTAssertEqual(self.shared.hub.streams.count, 1)
+        self.loop.advanceTime(by: .milliseconds(50))
+        XCTAssertEqual(self.origins.count, 2, "reconnected")
+    }
+
+    func testClientLeavesThenOriginAnswersWithAPlainResponse() throws {
+        let waiting = try self.client(self.eventStreamRequest())
+        let opener = self.origins[0]
+        let second = try self.client(self.eventStreamRequest())
+        XCTAssertEqual(self.origins.count, 1, "the second client waits for the opening")
+        self.leave(waiting)
+        try opener.writeInbound(ByteBuffer(string: "HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope"))
+        self.loop.run()
+        XCTAssertFalse(opener.isActive, "nobody to hand the answer to: closed")
+        XCTAssertEqual(self.shared.hub.streams.count, 0)
+        // The waiting client makes its own request, and gets the answer.
+        XCTAssertEqual(self.origins.count, 2)
+        try self.origins[1].writeInbound(ByteBuffer(string: "HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope"))
+        self.loop.run()
+        let text = try self.received(second)
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 401 Unauthorized\r\n"), text)
+        XCTAssertTrue(text.hasSuffix("nope"), text)
+    }
+
+    func testWaitingClientLeavesBeforeTheStreamOpens() throws {
+        let opener = try self.client(self.eventStreamRequest())
+        let waiting = try self.client(self.eventStreamRequest())
+        self.leave(waiting)
+        try self.answerEventStream(self.origins[0])
+        try self.sendEvent(self.origins[0], "id: 1\ndata: a\n\n")
+        XCTAssertTrue(try self.received(opener).contains("data: a\n\n"))
+        XCTAssertEqual(self.shared.hub.streams.first?.subscriberCount, 1)
+    }
+
+    func testClientLeavesWhileItsAttachIsUnderWay() throws {
+        let first = try self.client(self.eventStreamRequest())
+        try self.answerEventStream(self.origins[0])
+        // The second client's attach is queued on the loop; it leaves before the loop runs it.
+        let channel = EmbeddedChannel(loop: self.loop)
+        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
+        try channel.pipeline.syncOperations.addHandler(decoder)
+        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: self.shared, loop: self.loopContext, decoder: decoder))
+        try channel.connect(to: SocketAddress(ipAddress: "10.1.1.2", port: 5555)).wait()
+        try channel.writeInbound(ByteBuffer(string: self.eventStreamRequest()))
+        channel.pipeline.fireChannelInactive()
+        _ = try? channel.finish()
+        self.loop.run()
+        XCTAssertEqual(self.shared.hub.streams.first?.subscriberCount, 1, "counted right: only the first client")
+        try self.sendEvent(self.origins[0], "data: still\n\n")
+        XCTAssertTrue(try self.received(first).contains("data: still"))
+    }
+
+    func testPrivateStreamForAClientThatLeftIsNotMade() throws {
+        var configuration = self.shared.configuration
+        configuration.unsharedRoutes = ["/"]
+        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), logger: self.shared.logger)
+        let client = try self.client(self.eventStreamRequest(headers: "Last-Event-ID: 7\r\n"))
+        XCTAssertEqual(self.origins.count, 1)
+        XCTAssertTrue(self.origins.requests[0].contains("Last-Event-ID: 7\r\n"), self.origins.requests[0])
+        self.leave(client)
+        XCTAssertFalse(self.origins[0].isActive, "its own origin request is dropped with it")
+        XCTAssertEqual(self.shared.hub.streams.count, 0)
+    }
+
+    func testStreamEndsWhileTheClientStreams() throws {
+        let client = try self.client(self.eventStreamRequest())
+        try self.answerEventStream(self.origins[0])
+        try self.sendEvent(self.origins[0], "id: 1\ndata: a\n\n")
+        // The origin ends; its reconnect is answered 204: the stream is over, the response ends.
+        try self.origins[0].writeInbound(ByteBuffer(string: "0\r\n\r\n"))
+        self.loop.run()
+        self.loop.advanceTime(by: .seconds(4))
+        XCTAssertEqual(self.origins.count, 2)
+        XCTAssertTrue(self.origins.requests[1].contains("Last-Event-ID: 1\r\n"), self.origins.requests[1])
+        try self.origins[1].writeInbound(ByteBuffer(string: "HTTP/1.1 204 No Content\r\n\r\n"))
+        self.loop.run()
+        let text = try self.received(client)
+        XCTAssertTrue(text.hasSuffix("0\r\n\r\n"), "the chunked response ended cleanly: \(text.debugDescription)")
+        XCTAssertEqual(self.shared.hub.streams.count, 0)
+    }
+
+    func testShutdownWhileOpeningThenTheStreamEnds() throws {
+        let client = try self.client(self.eventStreamRequest())
+        self.loopContext.beginShutdown()
+        self.loop.run()
+        try self.answerEventStream(self.origins[0])
+        XCTAssertTrue(try self.received(client).hasPrefix("HTTP/1.1 200 OK"))
+        for stream in self.shared.hub.streams { stream.shutdown() }
+        self.loop.run()
+        XCTAssertFalse(client.isActive, "closed after its stream ended at shutdown")
+    }
+}
+
+/// Origin connections as in-memory channels: the gateway's requests are read from them and the
+/// test writes the origin's answers into them.
+final class OriginChannels: @unchecked Sendable {
+    private let loop: EmbeddedEventLoop
+    private let channels = NIOLockedValueBox<[EmbeddedChannel]>([])
+
+    init(loop: EmbeddedEventLoop) {
+        self.loop = loop
+    }
+
+    var connector: OriginConnector {
+        let loop = self.loop
+        let channels = self.channels
+        return OriginConnector { _, _, _, initializer in
+            let channel = EmbeddedChannel(loop: loop)
+            channels.withLockedValue { $0.append(channel) }
+            return initializer(channel).flatMap {
+                channel.connect(to: try! SocketAddress(ipAddress: "127.0.0.1", port: 3000))
+            }.map { channel }
+        }
+    }
+
+    var count: Int { self.channels.withLockedValue { $0.count } }
+
+    subscript(index: Int) -> EmbeddedChannel {
+        self.channels.withLockedValue { $0[index] }
+    }
+
+    private let sent = NIOLockedValueBox<[Int: String]>([:])
+
+    /// What the gateway sent each origin connection so far.
+    var requests: [String] {
+        let channels = self.channels.withLockedValue { $0 }
+        return self.sent.withLockedValue { sent in
+            for (index, channel) in channels.enumerated() {
+                while let data = try? channel.readOutbound(as: IOData.self) {
+                    if case .byteBuffer(let buffer) = data { sent[index, default: ""] += String(buffer: buffer) }
+                }
+            }
+            return channels.indices.map { sent[$0] ?? "" }
+        }
+    }
+}
