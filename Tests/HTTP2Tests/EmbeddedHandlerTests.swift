@@ -333,6 +333,28 @@ final class EmbeddedHandlerTests: XCTestCase {
         XCTAssertFalse(try h2.read().contains { $0.kind == .goAway })
     }
 
+    func testPausedBodyHoldsTheWindowUntilResumed() throws {
+        var configuration = HTTP2ServerConfiguration()
+        configuration.initialWindowSize = 1000
+        let h2 = try self.make(configuration)
+        try h2.send(H2.request(1, method: "POST", path: "/upload", endStream: false))
+        try h2.read()
+        let stream = try XCTUnwrap(h2.streams.first)
+        // The body's destination is not taking bytes: no window goes back, so the client can
+        // send at most one window more (before, the window was returned at once: no bound).
+        stream.pauseBody()
+        try h2.send(H2.data(1, Array(repeating: 0x41, count: 600)))
+        try h2.send(H2.data(1, Array(repeating: 0x42, count: 400)))
+        XCTAssertEqual(h2.delegate(1)?.bodies.map(\.count), [600, 400], "delivered, but held")
+        XCTAssertTrue(try h2.read().filter { $0.kind == .windowUpdate && $0.streamID == 1 }.isEmpty)
+        stream.resumeBody()
+        let updates = try h2.read().filter { $0.kind == .windowUpdate && $0.streamID == 1 }
+        XCTAssertEqual(updates.map(\.windowIncrement).reduce(0) { $0 + ($1 ?? 0) }, 1000)
+        try h2.send(H2.data(1, Array(repeating: 0x43, count: 10), endStream: true))
+        XCTAssertEqual(h2.delegate(1)?.ended, true)
+        XCTAssertFalse(try h2.read().contains { $0.kind == .goAway })
+    }
+
     func testConnectionCloseTellsOpenStreams() throws {
         let h2 = try self.make()
         try h2.send(H2.request(1, path: "/") + H2.request(3, path: "/"))
