@@ -192,15 +192,16 @@ final class HardeningTests: XCTestCase {
     }
 
     func testAnOriginThatAcceptsAndResetsBacksOff() async throws {
-        let harness = try await GatewayHarness.start(origin: { request, responder in
-            if request.lastEventID == nil {
-                // The first request gets a stream with an id so that later ones resume.
-                responder.sendHead()
-                responder.send("id: 1\ndata: first\n\n")
-                responder.closeAbruptly()
-                return
+        // Each connection: 200, one event (the next id), then a reset. Any event used to reset
+        // the backoff, so such an origin was hit at the floor rate forever.
+        let counter = NIOLockedValueBox(0)
+        let harness = try await GatewayHarness.start(origin: { _, responder in
+            let id = counter.withLockedValue { value -> Int in
+                value += 1
+                return value
             }
             responder.sendHead()
+            responder.send("id: \(id)\ndata: event \(id)\n\n")
             responder.reset()
         }, configure: { configuration in
             configuration.upstream.reconnectMin = .milliseconds(20)
@@ -209,8 +210,11 @@ final class HardeningTests: XCTestCase {
         let client = try await harness.client("/events")
         _ = try await client.waitForEvents(count: 1)
         try await Task.sleep(nanoseconds: 2_000_000_000)
-        // Backoff from 20 ms doubling to 2 s: about 8 attempts in 2 s at most, not 10+/s forever.
+        // Backoff from 20 ms doubling to 2 s: at most ~8 attempts in 2 s, not 50+.
         XCTAssertLessThanOrEqual(harness.origin.requests.count, 10, harness.origin.report())
+        // And the client got each event once, in order.
+        let ids = client.events.compactMap { $0.id.flatMap(Int.init) }
+        XCTAssertEqual(ids, Array(1...ids.count))
         await client.close()
         await harness.shutdown()
     }
