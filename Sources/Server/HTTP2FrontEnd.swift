@@ -14,24 +14,18 @@ final class HTTP2FrontEnd {
     private let scheme: String
     private let clientAddress: String?
     private var responders: [Int32: HTTP2StreamResponder] = [:]
-    private(set) var admitted = false
-    private var refusal: ConnectionLimiter.Refusal?
+    private var record: ClientConnectionRecord
     private weak var handler: HTTP2ServerHandler?
     /// A connection with no stream open for `--request-head-timeout` is closed (GOAWAY), as an
     /// idle HTTP/1.1 connection is: otherwise a client could hold a slot with a bare preface.
     private var idleTimer: Scheduled<Void>?
-    private let connectedAt: NIODeadline
-    private var requests = 0
-    private var eventsSent = 0
-    private var lastTarget = "-"
-    private var endReason = "client closed"
 
     init(shared: GatewayShared, loop: LoopContext, scheme: String, clientAddress: String?) {
         self.shared = shared
         self.loop = loop
         self.scheme = scheme
         self.clientAddress = clientAddress
-        self.connectedAt = loop.eventLoop.now
+        self.record = ClientConnectionRecord(protocolName: "h2", connectedAt: loop.eventLoop.now)
     }
 
     /// Adds the HTTP/2 handler for this front end to `channel`'s pipeline.
@@ -58,16 +52,9 @@ final class HTTP2FrontEnd {
         frontEnd.armIdleTimer()
     }
 
+    /// A refused connection's first request is answered 503/429 (as over HTTP/1.1), then GOAWAY.
     private func admit() {
-        if let refusal = self.shared.limiter.admit(address: self.clientAddress ?? "unknown") {
-            // The first request is answered 503/429 (as over HTTP/1.1), then GOAWAY.
-            self.refusal = refusal
-            self.shared.metrics.record { $0.connectionsRefused += 1 }
-            self.endReason = refusal == .tooManyClients ? "refused (503)" : "refused (429)"
-        } else {
-            self.admitted = true
-            self.shared.metrics.record { $0.connectionsAccepted += 1 }
-        }
+        _ = self.record.admit(address: self.clientAddress, shared: self.shared)
     }
 
     private func armIdleTimer() {
@@ -79,13 +66,13 @@ final class HTTP2FrontEnd {
             let frontEnd = bound.value
             frontEnd.idleTimer = nil
             guard frontEnd.responders.isEmpty else { return }
-            frontEnd.endReason = frontEnd.requests == 0 ? "no request in time" : "idle timeout"
+            frontEnd.record.endReason = frontEnd.record.requests == 0 ? "no request in time" : "idle timeout"
             frontEnd.handler?.beginGracefulShutdown()
         }
     }
 
     private func request(_ stream: HTTP2ServerStream) {
-        self.requests += 1
+        self.record.requests += 1
         let responder = HTTP2StreamResponder(
             stream: stream,
             frontEnd: self,
@@ -93,12 +80,8 @@ final class HTTP2FrontEnd {
             scheme: self.scheme,
             clientAddress: self.clientAddress
         )
-        if let refusal = self.refusal {
-            let (status, text) =
-                refusal == .tooManyClients
-                ? (HTTPResponseStatus.serviceUnavailable, "too many clients\n")
-                : (HTTPResponseStatus.tooManyRequests, "too many connections from your address\n")
-            responder.respond(status: status, body: text, closeConnection: true)
+        if case .refused(let refusal) = self.record.admission {
+            responder.respond(status: refusal.status, body: refusal.body, closeConnection: true)
             self.handler?.beginGracefulShutdown()
             return
         }
@@ -112,8 +95,7 @@ final class HTTP2FrontEnd {
 
     func streamFinished(_ responder: HTTP2StreamResponder) {
         guard let exchange = self.responders.removeValue(forKey: responder.streamID)?.exchange else { return }
-        self.eventsSent += exchange.eventsSent
-        self.lastTarget = exchange.target
+        self.record.account(exchange)
         if self.responders.isEmpty {
             self.armIdleTimer()
         }
@@ -122,34 +104,17 @@ final class HTTP2FrontEnd {
     func connectionClosed(reason: String?) {
         self.idleTimer?.cancel()
         self.idleTimer = nil
-        if let reason {
-            self.endReason = reason
-        }
         for responder in self.responders.values {
-            responder.exchange?.clientGone()
             if let exchange = responder.exchange {
-                self.eventsSent += exchange.eventsSent
-                self.lastTarget = exchange.target
+                exchange.clientGone()
+                self.record.account(exchange)
             }
         }
         self.responders.removeAll()
-        if self.admitted {
-            self.admitted = false
-            self.shared.limiter.release(address: self.clientAddress ?? "unknown")
+        if let reason {
+            self.record.endReason = reason
         }
-        let duration = self.loop.eventLoop.now - self.connectedAt
-        self.shared.accessLogger.info(
-            "connection closed",
-            metadata: [
-                "client": "\(self.clientAddress ?? "-")",
-                "protocol": "h2",
-                "target": "\(self.lastTarget)",
-                "requests": "\(self.requests)",
-                "duration_ms": "\(duration.nanoseconds / 1_000_000)",
-                "events": "\(self.eventsSent)",
-                "end": "\(self.endReason)",
-            ]
-        )
+        self.record.close(shared: self.shared, now: self.loop.eventLoop.now)
     }
 }
 
