@@ -69,5 +69,15 @@ let package = Package(
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+
+        // Fuzz targets (Tests/Fuzz; docs/reliability.md). `scripts/fuzz` builds them with libFuzzer
+        // (-sanitize=fuzzer,address -DLIFELINE_FUZZ); an ordinary build makes input replayers.
+        .target(name: "FuzzSupport", path: "Tests/Fuzz/Support", swiftSettings: [.enableExperimentalFeature("Extern")]),
+        .executableTarget(name: "fuzz-sse-parser", dependencies: ["FuzzSupport", "SSE", nioCore],
+                          path: "Tests/Fuzz/sse-parser", exclude: ["corpus", "regressions"]),
+        .executableTarget(name: "fuzz-flag-file", dependencies: ["FuzzSupport", "Flags"],
+                          path: "Tests/Fuzz/flag-file", exclude: ["corpus", "regressions"]),
+        .executableTarget(name: "fuzz-h2-server", dependencies: ["FuzzSupport", "HTTP2", "CNghttp2", nioCore, nioHTTP1, nioEmbedded],
+                          path: "Tests/Fuzz/h2-server", exclude: ["corpus", "regressions"]),
     ]
 )
