@@ -35,8 +35,6 @@ final class ClientExchange {
     private let shared: GatewayShared
     private let loop: LoopContext
     private weak var responder: ClientResponder?
-    let eventLoop: EventLoop
-    private let client: ClientFacts
     private(set) var state = State.idle
     private var queue: SubscriberQueue
 
@@ -53,8 +51,6 @@ final class ClientExchange {
         self.shared = shared
         self.loop = loop
         self.responder = responder
-        self.eventLoop = responder.eventLoop
-        self.client = ClientFacts(address: responder.clientAddress, scheme: responder.clientScheme)
         self.queue = SubscriberQueue(limit: shared.configuration.clientBuffer)
     }
 
@@ -87,9 +83,14 @@ final class ClientExchange {
 
     // MARK: From the client side
 
+    /// The client's event loop (the responder's; kept by the loop context, which outlives it).
+    var eventLoop: EventLoop { self.loop.eventLoop }
+
     func start(_ head: HTTPRequestHead) {
+        guard let responder = self.responder else { return self.becomeFinished() }
+        let client = ClientFacts(address: responder.clientAddress, scheme: responder.clientScheme)
         let request: ClientRequest
-        switch ClientRequest.parse(head, client: self.client, router: self.shared.router, configuration: self.shared.configuration) {
+        switch ClientRequest.parse(head, client: client, router: self.shared.router, configuration: self.shared.configuration) {
         case .success(let parsed):
             request = parsed
         case .failure(let refusal):
@@ -277,7 +278,7 @@ final class ClientExchange {
             self.shared.metrics.record { $0.slowClientsDisconnected += 1 }
             self.shared.logger.info(
                 "client over --client-buffer; disconnecting",
-                metadata: ["client": "\(self.client.address ?? "-")", "stream": "\(self.target)"]
+                metadata: ["client": "\(responder.clientAddress ?? "-")", "stream": "\(self.target)"]
             )
             self.clientGone(reason: "slow client (over --client-buffer)")
             responder.abortResponse()
