@@ -385,6 +385,11 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
                     stream.delegate?.http2StreamDidReceiveEnd(stream)
                 }
             case .closed(let stream, let reason):
+                if stream.unconsumedBodyBytes > 0 {
+                    // Held by a paused body: the stream's window is gone, the connection's is not.
+                    self.consume(streamID: stream.streamID, count: stream.unconsumedBodyBytes)
+                    stream.unconsumedBodyBytes = 0
+                }
                 if stream.delivered && !stream.closeDelivered {
                     stream.closeDelivered = true
                     let delegate = stream.delegate
