@@ -222,6 +222,9 @@ H2_SEEDS = {
     "split-everything": (0x10, [1], HANDSHAKE + request(1, "/sse") + request(3, "/plain") + ping(7) + window_update(0, 1000)),
     "remove-handler": (0, [20, 40, 7], HANDSHAKE + request(1, "/sse") + request(3, "/late") + request(5, "/big") + ping(1)),
     "error-half-way": (0, [30, 30], HANDSHAKE + request(1, "/sse") + request(3, "/late")),
+    "paused-upload": (0x08, [40, 9], HANDSHAKE + request(1, "/upload", method="POST", end_stream=False) + data(1, b"a" * 10) +
+                      data(1, b"b" * 6) + window_update(1, 100) + request(3, "/upload", method="POST", end_stream=False) +
+                      data(3, b"c" * 16) + rst(3) + request(5, "/upload", method="POST", end_stream=False) + data(5, b"d", end_stream=True)),
     "end-streams": (0, [], HANDSHAKE + request(1, "/sse") + request(3, "/late") + request(5, "/sse")),
 }
 H2_FLAGS = {"remove-handler": 0x80, "error-half-way": 0x40, "end-streams": 0x20 | 0x10, "split-everything": 0x10,

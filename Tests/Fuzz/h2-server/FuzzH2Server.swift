@@ -8,7 +8,7 @@ import NIOHTTP1
 // Fuzz target `h2-server`: HTTP2ServerHandler (nghttp2) on an EmbeddedChannel, fed the client
 // connection preface and then the input's bytes, cut into chunks, with an application that
 // answers requests the ways Lifeline does (event streams that stay open, plain responses, resets,
-// large bodies that wait for the client's window, echoed uploads).
+// large bodies that wait for the client's window, echoed uploads, uploads held with pauseBody).
 //
 // Input layout (see docs/reliability.md, "Fuzzing"):
 //   byte 0   configuration: bit 0 maxConcurrentStreams 2; bit 1 streamBufferLimit 64;
@@ -30,7 +30,7 @@ import NIOHTTP1
 struct FuzzError: Error {}
 
 enum Kind {
-    case eventStream, plain, empty, reset, big, echo, late, twice, notFound
+    case eventStream, plain, empty, reset, big, echo, upload, late, twice, notFound
 
     init(path: String) {
         if path.hasPrefix("/sse") { self = .eventStream }
@@ -39,6 +39,7 @@ enum Kind {
         else if path.hasPrefix("/reset") { self = .reset }
         else if path.hasPrefix("/big") { self = .big }
         else if path.hasPrefix("/echo") { self = .echo }
+        else if path.hasPrefix("/upload") { self = .upload }
         else if path.hasPrefix("/late") { self = .late }
         else if path.hasPrefix("/twice") { self = .twice }
         else { self = .notFound }
@@ -52,6 +53,7 @@ final class App: HTTP2ServerStreamDelegate {
         var closes = 0
         var ended = false
         var events = 0
+        var bodies = 0
         init(stream: HTTP2ServerStream, kind: Kind) {
             self.stream = stream
             self.kind = kind
@@ -99,6 +101,10 @@ final class App: HTTP2ServerStreamDelegate {
         case .echo:
             stream.sendHead(status: .ok, headers: [("content-type", "application/octet-stream"), ("x-echo", stream.head.uri)])
             stream.flush()
+        case .upload:
+            // A destination that does not take the body yet: the window is held.
+            stream.sendHead(status: .ok, headers: [])
+            stream.pauseBody()
         case .late:
             break
         case .twice:
@@ -117,9 +123,14 @@ final class App: HTTP2ServerStreamDelegate {
         let entry = self.entry(stream)
         fuzzCheck(!entry.ended, "stream \(stream.streamID): body after the request's end")
         fuzzCheck(body.readableBytes > 0, "stream \(stream.streamID): empty body delivered")
+        entry.bodies += 1
         if entry.kind == .echo {
             stream.write(body)
             stream.flush()
+        }
+        if entry.kind == .upload && entry.bodies % 2 == 0 {
+            stream.resumeBody()
+            stream.pauseBody()
         }
     }
 
@@ -142,6 +153,8 @@ final class App: HTTP2ServerStreamDelegate {
         stream.flush()
         stream.end()
         stream.reset()
+        stream.pauseBody()
+        stream.resumeBody()
         fuzzCheck(stream.bufferedBytes == 0, "stream \(stream.streamID): \(stream.bufferedBytes) bytes queued after its close")
     }
 
@@ -162,6 +175,9 @@ final class App: HTTP2ServerStreamDelegate {
                 entry.stream.write(ByteBuffer(string: "id: \(entry.events)\ndata: tick\n\n"))
                 entry.stream.flush()
                 if endEventStreams { entry.stream.end() }
+            case .upload:
+                entry.stream.resumeBody()
+                entry.stream.end()
             case .late:
                 entry.stream.sendHead(status: .ok, headers: [("content-type", "text/plain")])
                 entry.stream.write(ByteBuffer(string: "late answer"))
