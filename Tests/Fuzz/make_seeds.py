@@ -127,6 +127,13 @@ FLAG_SEEDS = {
     "unicode": "--heartbeat-comment=h\u00e9llo \u2028 w\u00f6rld\n--upstream=\u0661\u0662\n--listen=\u0661:80\n--route=/\u00e9=\u2026\n--log-level=\u0131nfo\n--log-level==\u0301\n".encode(),
     "invalid-utf8": b"--heartbeat-comment=\xff\xfe\n--route=/\xc3=\xc3\n--\xff=1\n\xef\xbb\xbf--check\n",
     "empty": b"",
+    "listen-addresses": (b"--listen=127.0.0.1:0\n--listen=[fe80::1%eth0]:443\n--listen=localhost:65535\n--listen=:65536\n"
+                         b"--listen=http://x:1\n--listen=[::1]\n--listen=[::1]x\n--listen=[zz]:1\n--listen=a b:1\n--listen=h:\n--listen=h:+1\n"),
+    "booleans-and-choices": b"--check=true\n--check=false\n--check=TRUE\n--verbose\n--verbose=\n--log-format=text\n--log-level=\n--log-level=info \n",
+    "repeated": b"--delay=1s\n--delay=2s\n--delay=bad\n--size=1KiB\n--size=1KiB\n--route=/=u\n--route=/a=\n--route=a=b\n--route=/x\n",
+    "no-value-forms": b"--heartbeat\n--heartbeat=\n--=1\n--\n---heartbeat=1s\n-- heartbeat=1s\n--heart beat=1s\n--heartbeat =1s\n--flagfile\n",
+    "long-name": b"--" + b"heartbeat" * 300 + b"=1s\n--" + b"h" * 2000 + b"\n--no-verbose\n--heartbea=1s\n--hearbteat=1s\n",
+    "integers": b"--offset=+7\n--offset=-0\n--offset=9223372036854775807\n--offset=-9223372036854775808\n--offset=--1\n--replay-events=1_000\n--h2-max-streams=100001\n--offset=\xd9\xa3\n",
 }
 for name, data in FLAG_SEEDS.items():
     write("flag-file", name, data)
