@@ -77,6 +77,8 @@ let package = Package(
                           path: "Tests/Fuzz/sse-parser", exclude: ["corpus", "regressions"]),
         .executableTarget(name: "fuzz-flag-file", dependencies: ["FuzzSupport", "Flags"],
                           path: "Tests/Fuzz/flag-file", exclude: ["corpus", "regressions"]),
+        .executableTarget(name: "fuzz-http1-server", dependencies: ["FuzzSupport", "Server", "Upstream", "LifelineCore", nioCore, nioHTTP1, nioEmbedded, logging],
+                          path: "Tests/Fuzz/http1-server", exclude: ["corpus", "regressions"]),
         .executableTarget(name: "fuzz-h2-server", dependencies: ["FuzzSupport", "HTTP2", "CNghttp2", nioCore, nioHTTP1, nioEmbedded],
                           path: "Tests/Fuzz/h2-server", exclude: ["corpus", "regressions"]),
     ]

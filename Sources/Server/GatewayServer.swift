@@ -92,10 +92,7 @@ public final class GatewayServer: Sendable {
             contexts[ObjectIdentifier(loop)] = LoopContext(eventLoop: loop, configuration: configuration)
         }
         let loopContexts = contexts
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderListSize = configuration.maxRequestHeadSize
-        limits.maxHeaderFieldSize = configuration.maxRequestHeadSize
-        let decoderLimits = limits
+        let decoderLimits = FrontEnds.decoderLimits(for: configuration)
         // The kernel buffers what a slow client has not taken; past this the channel is
         // unwritable and bytes wait in the subscriber's own queue, bounded by --client-buffer.
         let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 << 10, high: 64 << 10)
@@ -188,6 +185,14 @@ final class FrontEnds: Sendable {
     init(shared: GatewayShared, decoderLimits: NIOHTTPDecoderLimitConfiguration) {
         self.shared = shared
         self.decoderLimits = decoderLimits
+    }
+
+    /// `--max-request-head` bounds both the header list and one header field.
+    static func decoderLimits(for configuration: GatewayConfiguration) -> NIOHTTPDecoderLimitConfiguration {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = configuration.maxRequestHeadSize
+        limits.maxHeaderFieldSize = configuration.maxRequestHeadSize
+        return limits
     }
 
     /// Plaintext: HTTP/2 with prior knowledge is told from HTTP/1.1 by its preface.

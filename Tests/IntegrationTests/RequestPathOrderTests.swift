@@ -82,10 +82,10 @@ final class RequestPathOrderTests: XCTestCase {
         self.loop.run()
     }
 
-    /// The client leaves (connection closed).
+    /// The client leaves (connection closed). Not `finish()`: on a loop shared with other
+    /// channels it would run or fail every scheduled task (the streams' timers too).
     private func leave(_ client: EmbeddedChannel) {
-        client.pipeline.fireChannelInactive()
-        _ = try? client.finish()
+        client.close(promise: nil)
         self.loop.run()
     }
 
@@ -106,10 +106,24 @@ final class RequestPathOrderTests: XCTestCase {
         XCTAssertTrue(text.contains("id: 1\ndata: hi\n\n"), text)
     }
 
+    func testStreamOpenedForALeftClientEndsAfterItsLastClientLeaves() throws {
+        let first = try self.client(self.eventStreamRequest())
+        self.leave(first)
+        try self.answerEventStream(self.origins[0])
+        try self.sendEvent(self.origins[0], "id: 1\ndata: a\n\n")
+        let second = try self.client(self.eventStreamRequest())
+        try self.sendEvent(self.origins[0], "id: 2\ndata: b\n\n")
+        XCTAssertEqual(self.shared.hub.streams.first?.subscriberCount, 1)
+        self.leave(second)
+        XCTAssertEqual(self.shared.hub.streams.first?.subscriberCount, 0)
+        self.loop.advanceTime(by: .seconds(31))
+        XCTAssertEqual(self.shared.hub.streams.count, 0, "lingered out: \(self.shared.hub.streams.map { "\($0.isPrivate) \($0.isEnded) \($0.subscriberCount) \($0.upstreamState)" })")
+    }
+
     func testClientLeavesThenOriginFails() throws {
         let first = try self.client(self.eventStreamRequest())
         self.leave(first)
-        self.origins[0].pipeline.fireChannelInactive()
+        self.origins[0].close(promise: nil)
         self.loop.run()
         // An origin that could not be reached still gets a stream that reconnects, for the
         // clients that come.
@@ -157,8 +171,7 @@ final class RequestPathOrderTests: XCTestCase {
         try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: self.shared, loop: self.loopContext, decoder: decoder))
         try channel.connect(to: SocketAddress(ipAddress: "10.1.1.2", port: 5555)).wait()
         try channel.writeInbound(ByteBuffer(string: self.eventStreamRequest()))
-        channel.pipeline.fireChannelInactive()
-        _ = try? channel.finish()
+        channel.close(promise: nil)
         self.loop.run()
         XCTAssertEqual(self.shared.hub.streams.first?.subscriberCount, 1, "counted right: only the first client")
         try self.sendEvent(self.origins[0], "data: still\n\n")
