@@ -5,7 +5,11 @@
 func nearestName(to typed: String, among names: [String]) -> String? {
     let limit = max(2, typed.count / 3)
     var best: (name: String, distance: Int)?
+    let typedCount = typed.count
     for name in names {
+        // The distance is at least the difference in length: skip names that cannot be close,
+        // so that a long garbage "name" (a flag file that is not one) costs no n×m table each.
+        guard abs(typedCount - name.count) <= limit else { continue }
         let distance = editDistance(typed, name)
         if distance <= limit, distance < (best?.distance ?? .max) {
             best = (name, distance)
