@@ -41,7 +41,9 @@ let package = Package(
         // The origin client: HTTP/1.1 requests, SSE sessions that reconnect with backoff.
         .target(name: "Upstream", dependencies: ["SSE", "LifelineCore", "TLS", nioCore, nioPosix, nioHTTP1, logging]),
         // Listeners and the HTTP/1.1 front end, routing, plain proxying.
-        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", "TLS", "HTTP2", nioCore, nioPosix, nioHTTP1, nioTLS, nioConcurrency, logging]),
+        // The browser client it serves is lifeline-client.js, embedded by scripts/embed-client-script.
+        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", "TLS", "HTTP2", nioCore, nioPosix, nioHTTP1, nioTLS, nioConcurrency, logging],
+                exclude: ["ClientScript/lifeline-client.js"]),
         // The built-in demo origin (`lifeline --demo`, `lifeline demo-origin`).
         .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.

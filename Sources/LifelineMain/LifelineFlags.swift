@@ -47,6 +47,11 @@ enum LifelineFlags {
         valueName: "PREFIX", section: "Listening and routing",
         help: "Give each client of this --route prefix its own upstream connection (still with heartbeats, "
             + "reconnects and replay by the origin), for origins that send a snapshot of their state first.")
+    static let clientScriptPath = Flag(
+        "client-script-path", .string.validate { $0.isEmpty || ($0.hasPrefix("/") && !$0.contains("?")) ? nil : "must be empty or a path starting with /" },
+        default: "/_lifeline/client.js", valueName: "PATH", section: "Listening and routing",
+        help: "Where every listener serves the browser client LifelineEventSource (docs/client.md), before any "
+            + "route; empty: not served.")
     static let lastEventIDParam = Flag(
         "last-event-id-param", .string, default: "lastEventId", valueName: "NAME", section: "Listening and routing",
         help: "Query parameter that carries Last-Event-ID for polyfills; removed before the request goes upstream.")
@@ -163,7 +168,7 @@ enum LifelineFlags {
     static let help = Flag<Bool>(boolean: "help", section: "Operations", help: "Show this help and exit.")
 
     static let set = FlagSet([
-        listen, route, upstream, shareBy, unsharedRoute, lastEventIDParam,
+        listen, route, upstream, shareBy, unsharedRoute, clientScriptPath, lastEventIDParam,
         tlsListen, tlsCert, tlsKey, h2MaxStreams, upstreamCA, upstreamInsecure,
         heartbeat, heartbeatComment, heartbeatEvent, openingComment, clientRetry, clientRetryJitter,
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
@@ -257,6 +262,7 @@ struct LifelineSettings {
             clientRetryJitter: time(flags[F.clientRetryJitter]),
             clientBuffer: flags[F.clientBuffer],
             lastEventIDParameter: flags[F.lastEventIDParam],
+            clientScriptPath: flags[F.clientScriptPath].isEmpty ? nil : flags[F.clientScriptPath],
             stream: StreamConfiguration(
                 replayLimits: .init(
                     events: flags[F.replayEvents],

@@ -88,6 +88,11 @@ final class ClientExchange {
 
     func start(_ head: HTTPRequestHead) {
         guard let responder = self.responder else { return self.becomeFinished() }
+        if let scriptPath = self.shared.configuration.clientScriptPath,
+            ClientRequest.split(uri: head.uri).path == scriptPath
+        {
+            return self.serveClientScript(head, to: responder)
+        }
         let client = ClientFacts(address: responder.clientAddress, scheme: responder.clientScheme)
         let request: ClientRequest
         switch ClientRequest.parse(head, client: client, router: self.shared.router, configuration: self.shared.configuration) {
@@ -249,6 +254,18 @@ final class ClientExchange {
         stream.attach(self, lastEventID: request.isUnshared ? nil : request.lastEventID, isCreator: true)
     }
 
+    /// The gateway's own browser client, whatever the routes say.
+    private func serveClientScript(_ head: HTTPRequestHead, to responder: ClientResponder) {
+        let (status, headers, body) = ClientScript.embedded.response(to: head)
+        self.finishedTarget = "client script"
+        self.finish(reason: "response complete")
+        responder.writeHead(status: status, headers: headers, isEventStream: false)
+        if let body {
+            responder.writeBody(body)
+        }
+        responder.endResponse(closeConnection: false)
+    }
+
     // MARK: Plain proxying
 
     private func proxy(_ request: ClientRequest) {
@@ -312,8 +329,22 @@ extension ClientExchange: StreamSubscriber {
             headers.add(name: "Lifeline-Replay", value: "miss")
             self.shared.metrics.record { $0.replayMisses += 1 }
         }
+        if let heartbeat = configuration.heartbeat {
+            // The client helper's watchdog: a connection silent for about twice this is dead.
+            headers.add(name: "Lifeline-Heartbeat", value: String(heartbeat.nanoseconds / 1_000_000))
+        }
+        var exposed = false
         for (name, value) in stream.originHeaders {
-            headers.add(name: name, value: value)
+            if name.lowercased() == "access-control-expose-headers" {
+                headers.add(name: name, value: value + ", Lifeline-Replay, Lifeline-Heartbeat")
+                exposed = true
+            } else {
+                headers.add(name: name, value: value)
+            }
+        }
+        if !exposed {
+            // So that a cross-site fetch-based client can read them (CORS hides other headers).
+            headers.add(name: "Access-Control-Expose-Headers", value: "Lifeline-Replay, Lifeline-Heartbeat")
         }
         responder.writeHead(status: .ok, headers: headers, isEventStream: true)
 

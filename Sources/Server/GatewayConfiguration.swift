@@ -43,6 +43,8 @@ public struct GatewayConfiguration: Sendable {
     public var clientBuffer: Int
     /// Query parameter that carries `Last-Event-ID` for polyfills.
     public var lastEventIDParameter: String
+    /// Where the browser client `LifelineEventSource` is served (nil: not served).
+    public var clientScriptPath: String?
     public var stream: StreamConfiguration
     public var upstream: UpstreamSession.Configuration
     public var maxClients: Int?
@@ -68,6 +70,7 @@ public struct GatewayConfiguration: Sendable {
         clientRetryJitter: TimeAmount = .zero,
         clientBuffer: Int = 1 << 20,
         lastEventIDParameter: String = "lastEventId",
+        clientScriptPath: String? = "/_lifeline/client.js",
         stream: StreamConfiguration = StreamConfiguration(),
         upstream: UpstreamSession.Configuration = UpstreamSession.Configuration(),
         maxClients: Int? = nil,
@@ -92,6 +95,7 @@ public struct GatewayConfiguration: Sendable {
         self.clientRetryJitter = clientRetryJitter
         self.clientBuffer = clientBuffer
         self.lastEventIDParameter = lastEventIDParameter
+        self.clientScriptPath = clientScriptPath
         self.stream = stream
         self.upstream = upstream
         self.maxClients = maxClients
