@@ -32,6 +32,8 @@ let package = Package(
         // The system's OpenSSL 3 and libnghttp2, with shims for what Swift cannot import.
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        // glibc's malloc_trim, for giving freed memory back after streams end (HeapTrimmer).
+        .systemLibrary(name: "CMalloc"),
         // OpenSSL as a SwiftNIO handler (server and client), with ALPN and SNI.
         .target(name: "TLS", dependencies: ["COpenSSL", nioCore, nioTLS, nioConcurrency]),
         // An nghttp2 server session as a SwiftNIO handler.
@@ -42,7 +44,7 @@ let package = Package(
         .target(name: "Upstream", dependencies: ["SSE", "LifelineCore", "TLS", nioCore, nioPosix, nioHTTP1, logging]),
         // Listeners and the HTTP/1.1 front end, routing, plain proxying.
         // The browser client it serves is lifeline-client.js, embedded by scripts/embed-client-script.
-        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", "TLS", "HTTP2", nioCore, nioPosix, nioHTTP1, nioTLS, nioConcurrency, logging],
+        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", "TLS", "HTTP2", "CMalloc", nioCore, nioPosix, nioHTTP1, nioTLS, nioConcurrency, logging],
                 exclude: ["ClientScript/lifeline-client.js"]),
         // The built-in demo origin (`lifeline --demo`, `lifeline demo-origin`).
         .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1, nioEmbedded]),

@@ -40,6 +40,8 @@ public final class StreamHub: Sendable {
     private let entries = NIOLockedValueBox<[StreamKey: Entry]>([:])
     /// Private streams (one client each): not found by key, but counted and shut down.
     private let privateStreams = NIOLockedValueBox<[ObjectIdentifier: Stream]>([:])
+    /// Streams that have ended, for those who act when memory has been freed.
+    private let ended = NIOLockedValueBox(0)
 
     public init() {}
 
@@ -100,7 +102,11 @@ public final class StreamHub: Sendable {
         self.privateStreams.withLockedValue { $0[ObjectIdentifier(stream)] = stream }
     }
 
+    /// How many streams have ended since the hub was made.
+    public var endedStreamCount: Int { self.ended.withLockedValue { $0 } }
+
     func streamEnded(_ stream: Stream) {
+        self.ended.withLockedValue { $0 += 1 }
         if stream.isPrivate {
             self.privateStreams.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(stream)) }
             return

@@ -16,6 +16,7 @@ public final class GatewayServer: Sendable {
     private let listeners: [Channel]
     /// One per event loop; each knows its loop's connections, for shutdown.
     private let loops: [LoopContext]
+    private let heapTrimmer: HeapTrimmer
     private let tls: TLSServerContext?
 
     private init(
@@ -33,6 +34,9 @@ public final class GatewayServer: Sendable {
         self.shared = shared
         self.listeners = listeners
         self.loops = loops
+        self.heapTrimmer = HeapTrimmer(hub: hub, eventLoop: loops[0].eventLoop)
+        let trimmer = self.heapTrimmer
+        trimmer.eventLoop.execute { trimmer.start() }
     }
 
     /// The addresses actually bound (a port 0 in the configuration becomes the kernel's choice).
@@ -146,6 +150,8 @@ public final class GatewayServer: Sendable {
     /// connections close); waits up to `grace` for that and for plain responses in flight,
     /// then closes what is left.
     public func shutdown(grace: TimeAmount = .seconds(2)) async {
+        let trimmer = self.heapTrimmer
+        try? await trimmer.eventLoop.submit { trimmer.stop() }.get()
         for listener in self.listeners {
             try? await listener.close()
         }

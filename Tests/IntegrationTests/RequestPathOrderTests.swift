@@ -262,3 +262,30 @@ final class OriginChannels: @unchecked Sendable {
         }
     }
 }
+
+/// The heap is trimmed only after streams have ended, once per interval.
+final class HeapTrimmerTests: XCTestCase {
+    func testTrimsOnlyWhenStreamsEndedSinceTheLastCheck() throws {
+        let loop = EmbeddedEventLoop()
+        let hub = StreamHub()
+        let trimmer = HeapTrimmer(hub: hub, eventLoop: loop, interval: .seconds(10))
+        trimmer.start()
+        loop.advanceTime(by: .seconds(30))
+        XCTAssertEqual(trimmer.trims, 0, "nothing ended: no trim")
+        let stream = LifelineCore.Stream(
+            key: StreamKey(method: "GET", origin: "o", path: "/", query: nil, headerValues: []),
+            eventLoop: loop,
+            configuration: StreamConfiguration(),
+            hub: hub
+        )
+        stream.shutdown()
+        loop.run()
+        XCTAssertEqual(hub.endedStreamCount, 1)
+        loop.advanceTime(by: .seconds(10))
+        XCTAssertEqual(trimmer.trims, 1)
+        loop.advanceTime(by: .seconds(30))
+        XCTAssertEqual(trimmer.trims, 1, "once per batch of ends")
+        trimmer.stop()
+        try loop.syncShutdownGracefully()
+    }
+}

@@ -1,0 +1,13 @@
+#ifndef LIFELINE_CMALLOC_SHIM_H
+#define LIFELINE_CMALLOC_SHIM_H
+
+// glibc's allocator controls, which Swift's Glibc module does not export. Elsewhere (musl,
+// Darwin) they do nothing.
+#if defined(__GLIBC__)
+#include <malloc.h>
+static inline int lifeline_malloc_trim(void) { return malloc_trim(0); }
+#else
+static inline int lifeline_malloc_trim(void) { return 0; }
+#endif
+
+#endif
