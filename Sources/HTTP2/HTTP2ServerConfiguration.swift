@@ -7,7 +7,9 @@ import NIOCore
 /// gateway: many long-lived, mostly idle streams whose data flows server → client.
 public struct HTTP2ServerConfiguration: Sendable, Hashable {
     /// SETTINGS_MAX_CONCURRENT_STREAMS (`--h2-max-streams`). A client that opens more streams
-    /// than this gets those streams refused (RST_STREAM REFUSED_STREAM); the others are unaffected.
+    /// than this before it has acknowledged the server's SETTINGS gets those streams refused
+    /// (RST_STREAM REFUSED_STREAM), the others unaffected; one that does so after acknowledging
+    /// them loses the connection (nghttp2: GOAWAY PROTOCOL_ERROR). Browsers queue instead.
     public var maxConcurrentStreams: Int = 128
 
     /// The largest request header list accepted, counted as RFC 9113 §6.5.2 does (name + value +
