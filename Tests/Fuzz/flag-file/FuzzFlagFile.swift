@@ -158,16 +158,17 @@ func readThroughRealReader(_ bytes: [UInt8]) -> String {
 }
 
 /// Checks that `location` is `FILE:LINE` for a file that was read and a line it has.
-func checkLocation(_ location: String?, read: [String: String], what: String) {
+/// `read` maps each path as asked for to its number of lines.
+func checkLocation(_ location: String?, read: [String: Int], what: String) {
     guard let location else { fuzzFail("\(what) has no location") }
     guard let colon = location.lastIndex(of: ":"), let line = Int(location[location.index(after: colon)...]) else {
         fuzzFail("\(what): location \(location.debugDescription) is not FILE:LINE")
     }
     let file = String(location[..<colon])
-    guard let contents = read[file] else {
+    guard let lines = read[file] else {
         fuzzFail("\(what): location \(location.debugDescription) names a file that was not read (read: \(read.keys.sorted()))")
     }
-    fuzzCheck(line >= 1 && line <= lineCount(contents), "\(what): \(location.debugDescription) is past the file's \(lineCount(contents)) lines")
+    fuzzCheck(line >= 1 && line <= lines, "\(what): \(location.debugDescription) is past the file's \(lines) lines")
 }
 
 @main
@@ -182,8 +183,11 @@ struct FuzzFlagFile {
             let real = readThroughRealReader(contents[0])
             fuzzCheck(real == table[filePaths[0]], "FlagFileReader.readFile differs from the bytes decoded as UTF-8")
 
-            // Files as read, by the path the parser asked for (which is what locations show).
-            var read: [String: String] = [:]
+            // Files as read, by the path the parser asked for (which is what locations show),
+            // with their number of lines.
+            var lines: [String: Int] = [:]
+            for (path, text) in table { lines[path] = lineCount(text) }
+            var read: [String: Int] = [:]
             var reads = 0
             let readFile: (String) throws -> String = { path in
                 reads += 1
@@ -191,7 +195,7 @@ struct FuzzFlagFile {
                 // third twice, ...); that is the operator's own doing, not a parser fault.
                 guard reads <= 200 else { throw TooManyReads() }
                 guard let text = table[canonical(path)] else { throw NoSuchFile() }
-                read[path] = text
+                read[path] = lines[canonical(path)]
                 return text
             }
 
