@@ -3,228 +3,211 @@
 
 /// The browser client `LifelineEventSource`, served at `--client-script-path`.
 let clientScriptSource = ####"""
-// LifelineEventSource: a drop-in EventSource on fetch streaming that backs off, resumes with
-// Last-Event-ID, notices dead connections and reports gaps. See docs/client.md in Lifeline.
-// A classic script: defines globalThis.LifelineEventSource (and module.exports under CommonJS).
+// LifelineEventSource: a drop-in EventSource for Lifeline gateways (docs/client.md). Classic script.
 (function (G) {
-  "use strict";
-  const CONNECTING = 0, OPEN = 1, CLOSED = 2;
+"use strict";
+const CONNECTING = 0, OPEN = 1, CLOSED = 2;
 
-  // The WHATWG "event stream interpretation" of decoded text, one connection per instance.
-  // onEvent(lastEventId, event or null) runs at each blank line; onRetry(ms) at a valid retry.
-  class Parser {
-    constructor(id, onEvent, onRetry) {
-      Object.assign(this, { id, onEvent, onRetry, buf: "", data: "", type: "", cr: false, bom: true });
+// The WHATWG event stream interpretation of one response's decoded text: at each blank line,
+// onEvent(lastEventId, event or null); at each valid retry, onRetry(ms).
+class Parser {
+  constructor(id, onEvent, onRetry) {
+    Object.assign(this, { id, onEvent, onRetry, buf: "", data: "", type: "", cr: false, bom: true });
+  }
+  feed(t) {
+    if (!t) return;
+    if (this.bom) { this.bom = false; if (t[0] === "\uFEFF") t = t.slice(1); }
+    if (this.cr && t[0] === "\n") t = t.slice(1); // the LF of a CRLF split across chunks
+    this.cr = false;
+    const s = this.buf + t, re = /\r\n?|\n/g;
+    let i = 0, m;
+    while ((m = re.exec(s))) {
+      this.line(s.slice(i, m.index));
+      i = re.lastIndex;
+      this.cr = m[0] === "\r" && i === s.length;
     }
-    feed(t) {
-      if (!t) return;
-      if (this.bom) { this.bom = false; if (t[0] === "\uFEFF") t = t.slice(1); }
-      if (this.cr && t[0] === "\n") t = t.slice(1); // CRLF split across chunks
-      this.cr = false;
-      const s = this.buf + t, re = /\r\n?|\n/g;
-      let i = 0, m;
-      while ((m = re.exec(s))) {
-        this.line(s.slice(i, m.index));
-        i = re.lastIndex;
-        this.cr = m[0] === "\r" && i === s.length;
-      }
-      this.buf = s.slice(i);
-    }
-    line(l) {
-      if (!l) {
-        const d = this.data, t = this.type;
-        this.data = this.type = "";
-        return this.onEvent(this.id, d ? { type: t || "message", data: d.slice(0, -1), lastEventId: this.id } : null);
-      }
-      const c = l.indexOf(":");
-      if (c === 0) return; // a comment
-      const f = c < 0 ? l : l.slice(0, c);
-      let v = c < 0 ? "" : l.slice(c + 1);
-      if (v[0] === " ") v = v.slice(1);
-      if (f === "data") this.data += v + "\n";
-      else if (f === "event") this.type = v;
-      else if (f === "id") { if (v.indexOf("\0") < 0) this.id = v; }
-      else if (f === "retry" && /^[0-9]+$/.test(v)) this.onRetry(+v);
-    }
+    this.buf = s.slice(i);
+  }
+  line(l) {
+    const c = l.indexOf(":"), f = c < 0 ? l : l.slice(0, c); // a comment has field ""
+    let v = c < 0 ? "" : l.slice(c + 1);
+    if (v[0] === " ") v = v.slice(1);
+    if (!l) {
+      const d = this.data, type = this.type || "message";
+      this.data = this.type = "";
+      this.onEvent(this.id, d ? { type, data: d.slice(0, -1), lastEventId: this.id } : null);
+    } else if (f === "data") this.data += v + "\n";
+    else if (f === "event") this.type = v;
+    else if (f === "id") { if (!v.includes("\0")) this.id = v; }
+    else if (f === "retry" && /^[0-9]+$/.test(v)) this.onRetry(+v);
+  }
+}
+
+// For tests: one response's chunks (strings or Uint8Arrays) -> [{type, data, lastEventId} or
+// {retry}]; .lastEventId is what a reconnection would send.
+function parse(chunks, lastEventId) {
+  const out = [], dec = new TextDecoder("utf-8", { ignoreBOM: true });
+  out.lastEventId = lastEventId || "";
+  const p = new Parser(out.lastEventId, (id, e) => { out.lastEventId = id; if (e) out.push(e); }, (retry) => out.push({ retry }));
+  for (const c of chunks) p.feed(typeof c === "string" ? c : dec.decode(c, { stream: true }));
+  return out;
+}
+
+function store(method, key, value) {
+  try { return G.sessionStorage[method](key, value); } catch (e) { return null; }
+}
+
+class LifelineEventSource extends EventTarget {
+  constructor(url, options) {
+    super();
+    const o = this._o = { minDelay: 1000, maxDelay: 30000, persist: true };
+    for (const k in options) if (options[k] != null) o[k] = options[k];
+    this.url = new URL(url, G.location && G.location.href).href;
+    this.withCredentials = !!o.withCredentials;
+    this.readyState = CONNECTING;
+    this._key = "lifeline:" + this.url;
+    this.lastEventId = (o.persist && store("getItem", this._key)) || "";
+    Object.assign(this, { _h: {}, _gen: 0, _attempt: 0, _retry: -1, _hb: 0, _paused: true, _on: () => this._online(), _v: () => this._visible() });
+    if (G.addEventListener) G.addEventListener("online", this._on);
+    if (o.pauseWhenHidden && G.document) G.document.addEventListener("visibilitychange", this._v);
+    this._timer = setTimeout(this._v, 0); // connects once the caller has added its listeners
   }
 
-  // For tests: chunks (strings, or Uint8Arrays of one stream) → [{type, data, lastEventId} | {retry}],
-  // with .lastEventId the id a reconnection would send.
-  function parse(chunks, lastEventId) {
-    const out = [], dec = new TextDecoder("utf-8", { ignoreBOM: true });
-    out.lastEventId = lastEventId || "";
-    const p = new Parser(out.lastEventId, (id, e) => { out.lastEventId = id; if (e) out.push(e); }, (r) => out.push({ retry: r }));
-    for (const c of chunks) p.feed(typeof c === "string" ? c : dec.decode(c, { stream: true }));
-    return out;
+  close() {
+    this.readyState = CLOSED;
+    this._clear();
+    if (G.removeEventListener) G.removeEventListener("online", this._on);
+    if (G.document) G.document.removeEventListener("visibilitychange", this._v);
   }
 
-  function store(method, key, value) {
-    try { return G.sessionStorage[method](key, value); } catch (e) { return null; }
+  // Ends the current attempt at any stage: every await checks _gen.
+  _clear() {
+    this._gen++;
+    clearTimeout(this._timer);
+    clearTimeout(this._dog);
+    this._timer = this._dog = 0;
+    if (this._ctl) this._ctl.abort();
+    this._ctl = null;
   }
 
-  // Retry-After: delay-seconds or an HTTP date → ms, else undefined.
-  function retryAfter(h) {
-    const ms = !h ? NaN : /^[0-9]+$/.test(h) ? h * 1000 : Date.parse(h) - Date.now();
-    return ms === ms ? Math.max(ms, 0) : undefined;
-  }
-
-  class LifelineEventSource extends EventTarget {
-    constructor(url, options) {
-      super();
-      const o = this._o = { minDelay: 1000, maxDelay: 30000, persist: true, watchdog: null, pauseWhenHidden: false, lastEventIdParam: null, headers: null };
-      for (const k in options) if (options[k] != null) o[k] = options[k];
-      this.url = new URL(url, G.location && G.location.href).href;
-      this.withCredentials = !!o.withCredentials;
-      this.readyState = CONNECTING;
-      this._key = "lifeline:" + this.url; // sessionStorage key of the last event id
-      this.lastEventId = (o.persist && store("getItem", this._key)) || "";
-      Object.assign(this, { _h: {}, _gen: 0, _attempt: 0, _retry: -1, _hb: 0, _paused: true, _ctl: null, _dog: 0 });
-      this._on = () => this._online();
-      this._v = () => this._visible();
-      if (G.addEventListener) G.addEventListener("online", this._on);
-      if (o.pauseWhenHidden && G.document) G.document.addEventListener("visibilitychange", this._v);
-      this._timer = setTimeout(this._v, 0); // like EventSource: connect after the caller's listeners are on
-    }
-
-    close() {
-      this.readyState = CLOSED;
-      this._gen++;
-      this._clear();
-      if (G.removeEventListener) G.removeEventListener("online", this._on);
-      if (G.document) G.document.removeEventListener("visibilitychange", this._v);
-    }
-
-    _clear() {
-      clearTimeout(this._timer);
-      clearTimeout(this._dog);
-      this._timer = this._dog = 0;
-      if (this._ctl) { this._ctl.abort(); this._ctl = null; }
-    }
-
-    async _connect() {
-      const gen = ++this._gen, o = this._o, id = this.lastEventId;
-      this._clear();
-      const ctl = this._ctl = new AbortController();
-      this._watch(gen); // also guards a request that never gets a response
-      let status = 0;
-      try {
-        const u = new URL(this.url);
-        const h = new Headers((typeof o.headers === "function" ? await o.headers() : o.headers) || {});
-        if (gen !== this._gen) return;
-        if (!h.has("accept")) h.set("Accept", "text/event-stream");
-        if (id && o.lastEventIdParam) u.searchParams.set(o.lastEventIdParam, id);
-        else if (id) h.set("Last-Event-ID", id);
-        const res = await fetch(u, { headers: h, credentials: this.withCredentials ? "include" : "same-origin", cache: "no-store", signal: ctl.signal });
-        if (gen !== this._gen) return;
-        const get = (n) => res.headers.get(n) || "";
-        status = res.status;
-        if (status === 204 || (status >= 400 && status < 500 && status !== 408 && status !== 429)) return this._stop(status);
-        if (status !== 200) return this._fail("http", status, retryAfter(get("retry-after")));
-        if (!/^text\/event-stream[ \t]*(;|$)/i.test(get("content-type"))) return this._fail("content-type", status);
-        const origin = new URL(res.url || u).origin, reader = res.body.getReader();
-        const dec = new TextDecoder("utf-8", { ignoreBOM: true });
-        const p = new Parser(id, (i, e) => {
-          if (gen !== this._gen) return;
-          if (i !== this.lastEventId) { this.lastEventId = i; if (o.persist) store("setItem", this._key, i); }
-          if (e) this.dispatchEvent(new MessageEvent(e.type, { data: e.data, lastEventId: i, origin }));
-        }, (r) => { this._retry = r; });
-        this._hb = +get("lifeline-heartbeat") || 0;
-        this.readyState = OPEN;
-        this._opened = Date.now();
-        this.dispatchEvent(new Event("open"));
-        if (gen === this._gen && id && get("lifeline-replay") === "miss") {
-          this.dispatchEvent(new CustomEvent("lifeline:gap", { detail: { lastEventId: id } }));
-        }
-        if (gen !== this._gen) return;
-        this._watch(gen);
-        for (;;) {
-          const r = await reader.read();
-          if (gen !== this._gen) return;
-          if (r.done) break;
-          this._seen = Date.now();
-          p.feed(dec.decode(r.value, { stream: true }));
-          if (gen !== this._gen) return;
-        }
-        this._fail("end", status);
-      } catch (e) {
-        if (gen === this._gen) this._fail("network", status);
-      }
-    }
-
-    // Silence longer than 2.5 heartbeats (the server's Lifeline-Heartbeat, or the watchdog option) = dead.
-    _watch(gen) {
-      const w = this._o.watchdog, ms = (w != null ? +w : this._hb) * 2.5;
-      clearTimeout(this._dog);
-      this._seen = Date.now();
-      const tick = () => {
-        if (gen !== this._gen) return;
-        const left = this._seen + ms - Date.now();
-        if (left > 0) this._dog = setTimeout(tick, left);
-        else this._fail("watchdog");
-      };
-      if (ms > 0) this._dog = setTimeout(tick, ms);
-    }
-
-    _stop(status) {
-      this.close();
-      this.dispatchEvent(Object.assign(new Event("error"), { status }));
-    }
-
-    // Lost or failed: error, lifeline:reconnecting, then a backoff wait (full jitter) and a new request.
-    _fail(reason, status, wait) {
-      this._gen++;
-      this._clear();
-      if (this.readyState === CLOSED) return;
-      if (this.readyState === OPEN && Date.now() - this._opened >= 30000) this._attempt = 0;
-      this.readyState = CONNECTING;
-      const gen = this._gen, o = this._o, n = ++this._attempt;
-      if (wait == null) {
-        const lo = this._retry >= 0 ? this._retry : +o.minDelay;
-        const hi = Math.max(lo, Math.min(+o.maxDelay, Math.max(lo, +o.minDelay) * 2 ** n));
-        wait = lo + Math.random() * (hi - lo);
-      }
-      wait = Math.min(Math.round(wait), 2147483647);
-      this.dispatchEvent(Object.assign(new Event("error"), status ? { status } : {}));
+  async _connect() {
+    this._clear();
+    const gen = this._gen, o = this._o, id = this.lastEventId, ctl = this._ctl = new AbortController();
+    this._watch(gen); // also covers a request that gets no response
+    try {
+      const u = new URL(this.url);
+      const h = new Headers((typeof o.headers === "function" ? await o.headers() : o.headers) || {});
       if (gen !== this._gen) return;
-      this.dispatchEvent(new CustomEvent("lifeline:reconnecting", { detail: { attempt: n, delay: wait, reason, status } }));
-      if (gen === this._gen) this._timer = setTimeout(() => this._connect(), wait);
-    }
-
-    // Back online: a new connection now, on a fresh network path.
-    _online() {
-      if (this.readyState === CLOSED || this._paused) return;
-      this._attempt = 0;
-      if (this._timer) this._connect();
-      else this._fail("online", 0, 0);
-    }
-
-    _visible() {
-      const hide = !!(this._o.pauseWhenHidden && G.document && G.document.hidden);
-      if (this.readyState === CLOSED || hide === this._paused) return;
-      this._gen++;
-      this._clear();
-      this._paused = hide;
-      this.readyState = CONNECTING;
-      if (!hide) { this._attempt = 0; this._connect(); }
+      if (!h.has("accept")) h.set("Accept", "text/event-stream");
+      if (id && o.lastEventIdParam) u.searchParams.set(o.lastEventIdParam, id);
+      else if (id) h.set("Last-Event-ID", id);
+      const res = await fetch(u, { headers: h, credentials: this.withCredentials ? "include" : "same-origin", cache: "no-store", signal: ctl.signal });
+      if (gen !== this._gen) return;
+      const get = (n) => res.headers.get(n) || "", status = res.status;
+      if (status === 204 || (status >= 400 && status < 500 && status !== 408 && status !== 429)) {
+        this.close();
+        return this.dispatchEvent(Object.assign(new Event("error"), { status }));
+      }
+      if (status !== 200) {
+        const ra = get("retry-after"), ms = /^[0-9]+$/.test(ra) ? ra * 1000 : Date.parse(ra) - Date.now();
+        return this._fail("http", status, ms >= 0 ? ms : ms < 0 ? 0 : null);
+      }
+      if (!/^text\/event-stream[ \t]*(;|$)/i.test(get("content-type"))) return this._fail("content-type", status);
+      const origin = new URL(res.url || u).origin, reader = res.body.getReader();
+      const dec = new TextDecoder("utf-8", { ignoreBOM: true });
+      const p = new Parser(id, (i, e) => {
+        if (gen !== this._gen) return;
+        if (i !== this.lastEventId && o.persist) store("setItem", this._key, i);
+        this.lastEventId = i;
+        if (e) this.dispatchEvent(new MessageEvent(e.type, { data: e.data, lastEventId: i, origin }));
+      }, (r) => { this._retry = r; });
+      this._hb = +get("lifeline-heartbeat") || 0;
+      this.readyState = OPEN;
+      this._opened = Date.now();
+      this.dispatchEvent(new Event("open"));
+      if (gen === this._gen && id && get("lifeline-replay") === "miss") {
+        this.dispatchEvent(new CustomEvent("lifeline:gap", { detail: { lastEventId: id } }));
+      }
+      if (gen !== this._gen) return;
+      this._watch(gen);
+      for (;;) {
+        const r = await reader.read();
+        if (gen !== this._gen) return;
+        if (r.done) return this._fail("end");
+        this._seen = Date.now();
+        p.feed(dec.decode(r.value, { stream: true }));
+        if (gen !== this._gen) return;
+      }
+    } catch (e) {
+      if (gen === this._gen) this._fail("network");
     }
   }
 
-  const P = LifelineEventSource.prototype, C = { CONNECTING, OPEN, CLOSED };
-  Object.assign(LifelineEventSource, C, { LifelineEventSource, _Parser: Parser, _parse: parse });
-  Object.assign(P, C);
-  for (const t of ["open", "message", "error"]) {
-    Object.defineProperty(P, "on" + t, {
-      configurable: true,
-      enumerable: true,
-      get() { return this._h[t] || null; },
-      set(f) {
-        if (!(t in this._h)) this.addEventListener(t, (e) => { const h = this._h[t]; if (h) h.call(this, e); });
-        this._h[t] = typeof f === "function" ? f : null;
-      },
-    });
+  // No byte for 2.5 heartbeats (Lifeline-Heartbeat or the watchdog option): a dead path.
+  _watch(gen) {
+    const w = this._o.watchdog, ms = (w != null ? +w : this._hb) * 2.5;
+    const tick = () => {
+      const left = this._seen + ms - Date.now();
+      if (gen !== this._gen) return;
+      if (left > 0) this._dog = setTimeout(tick, left);
+      else this._fail("watchdog");
+    };
+    this._seen = Date.now();
+    clearTimeout(this._dog);
+    if (ms > 0) this._dog = setTimeout(tick, ms);
   }
-  G.LifelineEventSource = LifelineEventSource;
-  if (typeof module === "object" && module && module.exports) module.exports = LifelineEventSource;
+
+  // error, lifeline:reconnecting, a wait (given, or backoff with full jitter), a new request.
+  _fail(reason, status, wait) {
+    const o = this._o, wasOpen = this.readyState === OPEN;
+    this._clear();
+    if (this.readyState === CLOSED) return;
+    if (wasOpen && Date.now() - this._opened >= 30000) this._attempt = 0;
+    this.readyState = CONNECTING;
+    const gen = this._gen, n = ++this._attempt;
+    if (wait == null) {
+      const lo = this._retry >= 0 ? this._retry : +o.minDelay;
+      wait = lo + Math.random() * Math.max(0, Math.min(+o.maxDelay, Math.max(lo, +o.minDelay, 50) * 2 ** n) - lo);
+    }
+    wait = Math.min(Math.round(wait), 2147483647);
+    this.dispatchEvent(Object.assign(new Event("error"), status ? { status } : {}));
+    if (gen !== this._gen) return;
+    this.dispatchEvent(new CustomEvent("lifeline:reconnecting", { detail: { attempt: n, delay: wait, reason, status } }));
+    if (gen === this._gen) this._timer = setTimeout(() => this._connect(), wait);
+  }
+
+  // Back online: a new request now, on a fresh network path.
+  _online() {
+    if (this.readyState === CLOSED || this._paused) return;
+    this._attempt = 0;
+    if (this._timer) this._connect();
+    else this._fail("online", undefined, 0);
+  }
+
+  _visible() {
+    const hide = !!(this._o.pauseWhenHidden && G.document && G.document.hidden);
+    if (this.readyState === CLOSED || hide === this._paused) return;
+    this._clear();
+    this._paused = hide;
+    this.readyState = CONNECTING;
+    if (!hide) { this._attempt = 0; this._connect(); }
+  }
+}
+
+const C = { CONNECTING, OPEN, CLOSED }, P = LifelineEventSource.prototype;
+Object.assign(LifelineEventSource, C, { LifelineEventSource, _parse: parse });
+Object.assign(P, C);
+for (const t of ["open", "message", "error"]) {
+  Object.defineProperty(P, "on" + t, {
+    get() { return this._h[t] || null; },
+    set(f) {
+      if (!(t in this._h)) this.addEventListener(t, (e) => { if (this._h[t]) this._h[t].call(this, e); });
+      this._h[t] = typeof f === "function" ? f : null;
+    },
+  });
+}
+G.LifelineEventSource = LifelineEventSource;
+if (typeof module === "object" && module && module.exports) module.exports = LifelineEventSource;
 })(typeof globalThis !== "undefined" ? globalThis : self);
 
 """####
