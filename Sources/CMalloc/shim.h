@@ -2,7 +2,11 @@
 #define LIFELINE_CMALLOC_SHIM_H
 
 // glibc's allocator controls, which Swift's Glibc module does not export. Elsewhere (musl,
-// Darwin) they do nothing.
+// Darwin) they do nothing. <features.h> first: it is what defines __GLIBC__.
+#if defined(__linux__)
+#include <features.h>
+#endif
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 static inline int lifeline_malloc_trim(void) { return malloc_trim(0); }

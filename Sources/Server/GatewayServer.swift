@@ -34,7 +34,7 @@ public final class GatewayServer: Sendable {
         self.shared = shared
         self.listeners = listeners
         self.loops = loops
-        self.heapTrimmer = HeapTrimmer(hub: hub, eventLoop: loops[0].eventLoop)
+        self.heapTrimmer = HeapTrimmer(hub: hub, eventLoop: loops[0].eventLoop, logger: shared.logger)
         let trimmer = self.heapTrimmer
         trimmer.eventLoop.execute { trimmer.start() }
     }

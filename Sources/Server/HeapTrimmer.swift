@@ -1,5 +1,6 @@
 import CMalloc
 import LifelineCore
+import Logging
 import NIOCore
 
 /// Gives memory back to the system after streams end. glibc keeps freed memory in its per-thread
@@ -15,8 +16,11 @@ final class HeapTrimmer: @unchecked Sendable {  // confined to `eventLoop`
     private var task: RepeatedTask?
     private(set) var trims = 0
 
-    init(hub: StreamHub, eventLoop: EventLoop, interval: TimeAmount = .seconds(5)) {
+    private let logger: Logger?
+
+    init(hub: StreamHub, eventLoop: EventLoop, interval: TimeAmount = .seconds(5), logger: Logger? = nil) {
         self.hub = hub
+        self.logger = logger
         self.eventLoop = eventLoop
         self.interval = interval
     }
@@ -39,7 +43,8 @@ final class HeapTrimmer: @unchecked Sendable {  // confined to `eventLoop`
         guard ended != self.lastEndedCount else { return false }
         self.lastEndedCount = ended
         self.trims += 1
-        _ = lifeline_malloc_trim()
+        let released = lifeline_malloc_trim()
+        self.logger?.debug("streams ended; freed memory given back to the system", metadata: ["released": "\(released != 0)"])
         return true
     }
 }
