@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
-        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "CMalloc", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
 
         // Fuzz targets (Tests/Fuzz; docs/reliability.md). `scripts/fuzz` builds them with libFuzzer
         // (-sanitize=fuzzer,address -DLIFELINE_FUZZ); an ordinary build makes input replayers.

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import CMalloc
 import Upstream
 import XCTest
 
@@ -265,6 +266,23 @@ final class OriginChannels: @unchecked Sendable {
 
 /// The heap is trimmed only after streams have ended, once per interval.
 final class HeapTrimmerTests: XCTestCase {
+    func testTrimReallyGivesMemoryBack() throws {
+        #if os(Linux)
+        // Free a few MiB of small blocks (a replay buffer's worth) but keep the last one, so the
+        // space is in the allocator's free lists, not at the top of the heap. The shim once
+        // tested __GLIBC__ before any header had defined it and was a no-op returning 0.
+        var blocks: [UnsafeMutableRawPointer] = []
+        for _ in 0..<2000 {
+            let block = UnsafeMutableRawPointer.allocate(byteCount: 4000, alignment: 16)
+            block.storeBytes(of: 1, as: UInt8.self)
+            blocks.append(block)
+        }
+        for block in blocks.dropLast() { block.deallocate() }
+        XCTAssertEqual(lifeline_malloc_trim(), 1, "malloc_trim released nothing: is the CMalloc shim the stub?")
+        blocks.last?.deallocate()
+        #endif
+    }
+
     func testTrimsOnlyWhenStreamsEndedSinceTheLastCheck() throws {
         let loop = EmbeddedEventLoop()
         let hub = StreamHub()
