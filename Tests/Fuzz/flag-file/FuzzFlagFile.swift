@@ -131,24 +131,21 @@ func files(_ input: UnsafeRawBufferPointer) -> [[UInt8]] {
     return result
 }
 
-/// A scratch file for the real reader, one per process.
-let scratchPath: String = {
+/// A scratch file for the real reader, one per process: unlinked at once and reached through
+/// /proc/self/fd, so that nothing is left in /tmp however the process ends (libFuzzer's
+/// interrupt and crash paths skip atexit).
+let scratchFD: CInt = {
     var template = Array("/tmp/lifeline-fuzz-flags-XXXXXX".utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
     guard fd >= 0 else { fuzzFail("mkstemp failed") }
-    close(fd)
-    let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    atexit { unlink(scratchPathForExit) }
-    scratchPathForExit = path
-    return path
+    template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+    return fd
 }()
-nonisolated(unsafe) var scratchPathForExit = ""
+let scratchPath = "/proc/self/fd/\(scratchFD)"
 
 func readThroughRealReader(_ bytes: [UInt8]) -> String {
-    let fd = open(scratchPath, O_WRONLY | O_TRUNC)
-    guard fd >= 0 else { fuzzFail("cannot open \(scratchPath)") }
-    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    close(fd)
+    guard ftruncate(scratchFD, 0) == 0 else { fuzzFail("cannot truncate \(scratchPath)") }
+    let written = bytes.withUnsafeBytes { pwrite(scratchFD, $0.baseAddress, $0.count, 0) }
     fuzzCheck(written == bytes.count, "short write to \(scratchPath)")
     do {
         return try FlagFileReader.readFile(scratchPath)
