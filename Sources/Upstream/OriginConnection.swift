@@ -112,13 +112,15 @@ public final class OriginConnection: @unchecked Sendable {
                 bound.value.fail(Failure.headTimeout)
             }
         }
-        var tlsContext: TLSClientContext?
+        let tlsContext: TLSClientContext?
         if target.scheme == .https {
             guard let tls else {
                 eventLoop.execute { connection.fail(Failure.tlsNotSupported) }
                 return connection
             }
             tlsContext = tls
+        } else {
+            tlsContext = nil
         }
         // The handler verifies the certificate against this name or IP address, and sends it as
         // SNI only when it is a name (RFC 6066).

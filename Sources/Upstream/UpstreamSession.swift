@@ -214,6 +214,10 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
 
     public func originConnection(_ connection: OriginConnection, didReceiveBody body: ByteBuffer) {
         guard connection === self.connection, !self.stopped, !self.connectionFailed else { return }
+        // Only an accepted event stream is parsed: the body of an answer that was refused (a 503
+        // page, a 200 that is not text/event-stream) may come in the same read as its head,
+        // before the close takes effect, and must not become events or a `retry:`.
+        guard case .streaming = self.machine.state else { return }
         self.lastByteAt = self.eventLoop.now
         do {
             try self.parser.parse(body) { output in

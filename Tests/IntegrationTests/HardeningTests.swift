@@ -490,3 +490,68 @@ final class UpstreamFidelityTests: XCTestCase {
         await harness.shutdown()
     }
 }
+
+/// The body of a refused reconnect answer must not become events. (Found by reading the code:
+/// body bytes were parsed whatever the answer; over plaintext the close takes effect at once and
+/// hides it, over TLS the close waits for close_notify and the page's events got through. This
+/// test pins the behaviour; it does not fail on plaintext without the guard.)
+final class RefusedAnswerBodyTests: XCTestCase {
+    /// Answers the n-th connection's request with `answers[n]` (the last one again after that),
+    /// written at once so that head and body arrive in one read; closes after it unless told not to.
+    final class RawOrigin: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let answers: [(String, Bool)]
+        let count: NIOLockedValueBox<Int>
+        var answered = false
+        init(answers: [(String, Bool)], count: NIOLockedValueBox<Int>) {
+            self.answers = answers
+            self.count = count
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard !self.answered else { return }
+            self.answered = true
+            let n = self.count.withLockedValue { value -> Int in
+                value += 1
+                return value
+            }
+            let (text, close) = self.answers[min(n, self.answers.count) - 1]
+            let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: text))).whenComplete { _ in
+                if close { loopContext.value.close(promise: nil) }
+            }
+        }
+    }
+
+    func testTheBodyOfARefusedReconnectAnswerIsNotParsedAsEvents() async throws {
+        let sse = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        func chunk(_ text: String) -> String { String(text.utf8.count, radix: 16) + "\r\n" + text + "\r\n" }
+        let page = "id: 666\ndata: error page\nretry: 1\n\n"
+        let answers: [(String, Bool)] = [
+            (sse + chunk("id: 1\ndata: first\n\n"), true),
+            ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/event-stream\r\nContent-Length: \(page.utf8.count)\r\n\r\n" + page, false),
+            (sse + chunk("id: 2\ndata: second\n\n"), false),
+        ]
+        let count = NIOLockedValueBox(0)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let origin = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RawOrigin(answers: answers, count: count))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try XCTUnwrap(origin.localAddress?.port)
+        let harness = try await GatewayHarness.start(routes: [], configure: { configuration in
+            configuration.routes = [try! Route.parse("/=http://127.0.0.1:\(port)/").get()]
+        })
+        let client = try await harness.client("/events")
+        let events = try await client.waitForEvents(count: 2)
+        XCTAssertEqual(events.map(\.data), ["first", "second"], "nothing of the 503 page")
+        XCTAssertEqual(events.map(\.id), ["1", "2"])
+        await client.close()
+        await harness.shutdown()
+        try await origin.close()
+        try await group.shutdownGracefully()
+    }
+}
