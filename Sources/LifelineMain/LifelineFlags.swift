@@ -51,7 +51,7 @@ enum LifelineFlags {
         "client-script-path", .string.validate { $0.isEmpty || ($0.hasPrefix("/") && !$0.contains("?")) ? nil : "must be empty or a path starting with /" },
         default: "/_lifeline/client.js", valueName: "PATH", section: "Listening and routing",
         help: "Where every listener serves the browser client LifelineEventSource (docs/client.md), before any "
-            + "route; empty: not served.")
+            + "route, and its ES module form at the same path with .mjs; empty: not served.")
     static let lastEventIDParam = Flag(
         "last-event-id-param", .string, default: "lastEventId", valueName: "NAME", section: "Listening and routing",
         help: "Query parameter that carries Last-Event-ID for polyfills; removed before the request goes upstream.")

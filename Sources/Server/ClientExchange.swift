@@ -88,10 +88,14 @@ final class ClientExchange {
 
     func start(_ head: HTTPRequestHead) {
         guard let responder = self.responder else { return self.becomeFinished() }
-        if let scriptPath = self.shared.configuration.clientScriptPath,
-            ClientRequest.split(uri: head.uri).path == scriptPath
-        {
-            return self.serveClientScript(head, to: responder)
+        if let scriptPath = self.shared.configuration.clientScriptPath {
+            let path = ClientRequest.split(uri: head.uri).path
+            if path == scriptPath {
+                return self.serveClientScript(.embedded, head, to: responder)
+            }
+            if path.hasSuffix(".mjs"), path == ClientScript.modulePath(forScriptPath: scriptPath) {
+                return self.serveClientScript(.embeddedModule, head, to: responder)
+            }
         }
         let client = ClientFacts(address: responder.clientAddress, scheme: responder.clientScheme)
         let request: ClientRequest
@@ -255,8 +259,8 @@ final class ClientExchange {
     }
 
     /// The gateway's own browser client, whatever the routes say.
-    private func serveClientScript(_ head: HTTPRequestHead, to responder: ClientResponder) {
-        let (status, headers, body) = ClientScript.embedded.response(to: head)
+    private func serveClientScript(_ script: ClientScript, _ head: HTTPRequestHead, to responder: ClientResponder) {
+        let (status, headers, body) = script.response(to: head)
         self.finishedTarget = "client script"
         self.finish(reason: "response complete")
         responder.writeHead(status: status, headers: headers, isEventStream: false)

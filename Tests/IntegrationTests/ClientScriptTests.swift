@@ -55,6 +55,45 @@ final class ClientScriptTests: XCTestCase {
         await harness.shutdown()
     }
 
+    func testModuleFormIsServedNextToTheClassicScript() async throws {
+        XCTAssertEqual(ClientScript.modulePath(forScriptPath: "/_lifeline/client.js"), "/_lifeline/client.mjs")
+        XCTAssertEqual(ClientScript.modulePath(forScriptPath: "/sse-helper"), "/sse-helper.mjs")
+        let harness = try await GatewayHarness.start()
+        let answer = try await RawHTTP.exchange(
+            port: harness.port,
+            send: "GET /_lifeline/client.mjs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            group: harness.group
+        )
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), answer)
+        XCTAssertTrue(answer.contains("Content-Type: text/javascript; charset=utf-8\r\n"), answer)
+        XCTAssertTrue(answer.contains("ETag: \(ClientScript.embeddedModule.etag)\r\n"), answer)
+        XCTAssertNotEqual(ClientScript.embeddedModule.etag, ClientScript.embedded.etag)
+        XCTAssertTrue(answer.hasSuffix("\r\n\r\n" + clientScriptSource + ClientScript.moduleExports), "the script, then its exports")
+        XCTAssertTrue(answer.contains("export default LifelineEventSource;"), answer)
+        XCTAssertTrue(harness.origin.requests.isEmpty, "never proxied")
+        await harness.shutdown()
+
+        // With another script path, the module follows it and the default path is the origin's.
+        let moved = try await GatewayHarness.start(origin: { _, responder in
+            responder.sendHead(status: 200, headers: [("Content-Type", "text/plain"), ("Content-Length", "6")])
+            responder.send("origin")
+            responder.end()
+        }, configure: { $0.clientScriptPath = "/assets/sse.js" })
+        let module = try await RawHTTP.exchange(
+            port: moved.port,
+            send: "GET /assets/sse.mjs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            group: moved.group
+        )
+        XCTAssertTrue(module.contains("export default LifelineEventSource;"), module)
+        let old = try await RawHTTP.exchange(
+            port: moved.port,
+            send: "GET /_lifeline/client.mjs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            group: moved.group
+        )
+        XCTAssertTrue(old.hasSuffix("origin"), old)
+        await moved.shutdown()
+    }
+
     func testEmptyPathTurnsItOffAndTheRouteGetsThePath() async throws {
         let harness = try await GatewayHarness.start(origin: { _, responder in
             responder.sendHead(status: 200, headers: [("Content-Type", "text/plain"), ("Content-Length", "6")])

@@ -4,12 +4,31 @@ import NIOHTTP1
 /// The browser client `LifelineEventSource` as the gateway serves it at `--client-script-path`
 /// (default `/_lifeline/client.js`) on every listener: encoded once, with a strong ETag from its
 /// content, so browsers revalidate it cheaply and pick up a new version after an upgrade.
+///
+/// The file is a classic script (it sets the global and `module.exports`); an ES module cannot be
+/// one file with a classic script, since `export` is a syntax error there. So the module form, at
+/// the same path with `.mjs`, is the same text followed by its exports.
 struct ClientScript: Sendable {
     let body: ByteBuffer
     /// `"` + 16 hex digits of an FNV-1a hash of the content + `"`.
     let etag: String
 
     static let embedded = ClientScript(source: clientScriptSource)
+    static let embeddedModule = ClientScript(source: clientScriptSource + moduleExports)
+
+    static let moduleExports = """
+
+        const LifelineEventSource = globalThis.LifelineEventSource;
+        export { LifelineEventSource };
+        export default LifelineEventSource;
+
+        """
+
+    /// Where the module form is served, next to the classic script at `path`:
+    /// `/_lifeline/client.js` → `/_lifeline/client.mjs`, any other path → path + `.mjs`.
+    static func modulePath(forScriptPath path: String) -> String {
+        (path.hasSuffix(".js") ? String(path.dropLast(3)) : path) + ".mjs"
+    }
 
     init(source: String) {
         self.body = ByteBuffer(string: source)
