@@ -11,6 +11,7 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
 
     private let configuration: DemoOriginConfiguration
     private let broadcaster: DemoTickBroadcaster
+    private let controls: DemoControls
     private var requestHead: HTTPRequestHead?
 
     /// Set while this connection streams ticks; the broadcaster writes through it.
@@ -18,9 +19,10 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
     private var lastSentTick: Int64 = 0
     private(set) var dropDeadline: NIODeadline?
 
-    init(configuration: DemoOriginConfiguration, broadcaster: DemoTickBroadcaster) {
+    init(configuration: DemoOriginConfiguration, broadcaster: DemoTickBroadcaster, controls: DemoControls) {
         self.configuration = configuration
         self.broadcaster = broadcaster
+        self.controls = controls
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -53,6 +55,25 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
     // MARK: Routing
 
     private func respond(context: ChannelHandlerContext, to head: HTTPRequestHead) {
+        let (path, query) = Self.splitURI(head.uri)
+        if head.method == .OPTIONS {
+            // A preflight: a page on another site may read the stream, resuming with Last-Event-ID.
+            return self.sendPlain(context: context, head: head, status: .noContent, body: "", extraHeaders: [
+                ("Access-Control-Allow-Origin", "*"),
+                ("Access-Control-Allow-Methods", "GET"),
+                ("Access-Control-Allow-Headers", "Last-Event-ID, Authorization, Cache-Control"),
+                ("Access-Control-Max-Age", "600"),
+            ])
+        }
+        if head.method == .POST, path == "/demo/cut" {
+            guard let paths = self.controls.paths.withLockedValue({ $0 }) else {
+                return self.sendPlain(context: context, head: head, status: .notFound, body: "no network paths to cut\n")
+            }
+            let cut = paths.direct.cut() + paths.lifeline.cut()
+            return self.sendPlain(
+                context: context, head: head, status: .ok, contentType: "application/json", body: "{\"cut\":\(cut)}"
+            )
+        }
         guard head.method == .GET else {
             self.sendPlain(
                 context: context,
@@ -63,7 +84,6 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
             )
             return
         }
-        let (path, query) = Self.splitURI(head.uri)
         if path == "/events" || path.hasPrefix("/events/") {
             self.startStream(context: context, head: head, query: query)
             return
@@ -75,13 +95,23 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
                 head: head,
                 status: .ok,
                 contentType: "text/html; charset=utf-8",
-                body: DemoPage.html
+                body: DemoPage.html(self.pageSettings)
             )
         case "/healthz":
             self.sendPlain(context: context, head: head, status: .ok, body: "ok")
         default:
             self.sendPlain(context: context, head: head, status: .notFound, body: "not found: \(path)\n")
         }
+    }
+
+    private var pageSettings: DemoPage.Settings {
+        let paths = self.controls.paths.withLockedValue { $0 }
+        return DemoPage.Settings(
+            tickMillis: self.configuration.tickMillis,
+            dropEverySeconds: self.configuration.effectiveDropEvery.map { Int($0.nanoseconds / 1_000_000_000) },
+            directPort: paths?.direct.port,
+            lifelinePort: paths?.lifeline.port
+        )
     }
 
     private func sendPlain(
@@ -94,7 +124,9 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
     ) {
         var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
         buffer.writeString(body)
-        var headers = HTTPHeaders([("Content-Type", contentType), ("Content-Length", String(buffer.readableBytes))])
+        var headers = HTTPHeaders(
+            status == .noContent ? [] : [("Content-Type", contentType), ("Content-Length", String(buffer.readableBytes))]
+        )
         headers.add(contentsOf: extraHeaders)
         let keepAlive = head.isKeepAlive
         if !keepAlive {
@@ -115,7 +147,9 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
     // MARK: The tick stream
 
     private func startStream(context: ChannelHandlerContext, head: HTTPRequestHead, query: Substring?) {
-        let headers = HTTPHeaders([("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+        let headers = HTTPHeaders([
+            ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Access-Control-Allow-Origin", "*"),
+        ])
         context.write(
             self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
             promise: nil

@@ -9,8 +9,9 @@ import NIOPosix
 /// It exists so that `lifeline --demo` shows the gateway at work without any other software, and
 /// so that tests have a well-behaved origin that can be killed and restarted on the same port.
 ///
-/// Routes: `GET /` (an HTML page that subscribes to `/events`), `GET /events` and `/events/...`
-/// (the stream), `GET /healthz` (`ok`); other paths get `404`, other methods `405`.
+/// Routes: `GET /` (the demo page, `DemoPage`), `GET /events` and `/events/...` (the stream, open
+/// to pages of any site: CORS `*`), `GET /healthz` (`ok`), `POST /demo/cut` (cuts the attached
+/// `DemoNetworkPaths`), `OPTIONS` (CORS preflight); other paths get `404`, other methods `405`.
 public final class DemoOriginServer: Sendable {
     private struct Connections {
         var channels: [ObjectIdentifier: Channel] = [:]
@@ -19,6 +20,7 @@ public final class DemoOriginServer: Sendable {
 
     private let serverChannel: Channel
     private let connections: NIOLockedValueBox<Connections>
+    private let controls: DemoControls
 
     /// The address the listener is bound to (with the real port when started with port 0).
     public let localAddress: SocketAddress
@@ -33,10 +35,21 @@ public final class DemoOriginServer: Sendable {
         self.connections.withLockedValue { $0.channels.count }
     }
 
-    private init(serverChannel: Channel, connections: NIOLockedValueBox<Connections>, localAddress: SocketAddress) {
+    private init(
+        serverChannel: Channel,
+        connections: NIOLockedValueBox<Connections>,
+        controls: DemoControls,
+        localAddress: SocketAddress
+    ) {
         self.serverChannel = serverChannel
         self.connections = connections
+        self.controls = controls
         self.localAddress = localAddress
+    }
+
+    /// Gives the page the paths it can cut (`lifeline --demo` starts them after the gateway).
+    public func attach(_ paths: DemoNetworkPaths) {
+        self.controls.paths.withLockedValue { $0 = paths }
     }
 
     /// Binds `host:port` (port 0 picks a free port) and starts serving on `group`.
@@ -50,6 +63,7 @@ public final class DemoOriginServer: Sendable {
         group: EventLoopGroup
     ) async throws -> DemoOriginServer {
         let connections = NIOLockedValueBox(Connections())
+        let controls = DemoControls()
         // One broadcaster per event loop, created when the loop gets its first connection.
         let broadcasters = NIOLockedValueBox<[ObjectIdentifier: DemoTickBroadcaster]>([:])
         let tickMillis = configuration.tickMillis
@@ -83,7 +97,7 @@ public final class DemoOriginServer: Sendable {
                 return loop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        DemoOriginHandler(configuration: configuration, broadcaster: broadcaster)
+                        DemoOriginHandler(configuration: configuration, broadcaster: broadcaster, controls: controls)
                     )
                 }
             }
@@ -93,7 +107,12 @@ public final class DemoOriginServer: Sendable {
             try? await serverChannel.close()
             throw ChannelError.unknownLocalAddress
         }
-        return DemoOriginServer(serverChannel: serverChannel, connections: connections, localAddress: localAddress)
+        return DemoOriginServer(
+            serverChannel: serverChannel,
+            connections: connections,
+            controls: controls,
+            localAddress: localAddress
+        )
     }
 
     /// Closes the listener and every open connection (streams are cut, not ended). Idempotent.
@@ -111,4 +130,20 @@ public final class DemoOriginServer: Sendable {
             try? await channel.close()
         }
     }
+}
+
+/// The two cuttable stretches of network of `lifeline --demo`: page → origin and page → gateway.
+public struct DemoNetworkPaths: Sendable {
+    public var direct: DemoNetworkPath
+    public var lifeline: DemoNetworkPath
+
+    public init(direct: DemoNetworkPath, lifeline: DemoNetworkPath) {
+        self.direct = direct
+        self.lifeline = lifeline
+    }
+}
+
+/// What the page's buttons reach, shared by every connection of one demo origin.
+final class DemoControls: Sendable {
+    let paths = NIOLockedValueBox<DemoNetworkPaths?>(nil)
 }

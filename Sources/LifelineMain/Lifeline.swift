@@ -124,6 +124,7 @@ public enum Lifeline {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.threads)
         var configuration = settings.gateway
         var demoServer: DemoOriginServer?
+        var demoPaths: DemoNetworkPaths?
         // SIGHUP is handled from the start, so that an early one does not end the process.
         let reloadTarget = NIOLockedValueBox<GatewayServer?>(nil)
         let reload = Self.onSignal(SIGHUP) {
@@ -166,10 +167,17 @@ public enum Lifeline {
             for route in configuration.routes {
                 logger.info("route", metadata: ["prefix": "\(route.prefix)", "origin": "\(route.origin)"])
             }
+            if let demoServer, let gatewayAddress = server.plaintextAddresses.first {
+                demoPaths = try await Self.startDemoNetworkPaths(
+                    demo: demoServer, gateway: gatewayAddress, group: group, logger: logger
+                )
+            }
             reloadTarget.withLockedValue { $0 = server }
             let signal = await Self.waitForTerminationSignal()
             logger.notice("shutting down", metadata: ["signal": "\(signal)"])
             await server.shutdown()
+            await demoPaths?.direct.stop()
+            await demoPaths?.lifeline.stop()
             try? await demoServer?.stop()
             return 0
         } catch {
@@ -177,6 +185,32 @@ public enum Lifeline {
             try? await demoServer?.stop()
             return 1
         }
+    }
+
+    /// The demo page's two cuttable paths (`DemoNetworkPath`), to the origin and to the gateway,
+    /// listening on the gateway's first plaintext address with ports of their own.
+    static func startDemoNetworkPaths(
+        demo: DemoOriginServer,
+        gateway: SocketAddress,
+        group: EventLoopGroup,
+        logger: Logger
+    ) async throws -> DemoNetworkPaths {
+        let host = gateway.ipAddress ?? "127.0.0.1"
+        // Where the relays connect: the gateway's own address, or loopback when it listens on all.
+        let target: SocketAddress
+        switch host {
+        case "0.0.0.0": target = try SocketAddress(ipAddress: "127.0.0.1", port: gateway.port ?? 0)
+        case "::": target = try SocketAddress(ipAddress: "::1", port: gateway.port ?? 0)
+        default: target = gateway
+        }
+        let direct = try await DemoNetworkPath.start(host: host, port: 0, target: demo.localAddress, group: group)
+        let lifeline = try await DemoNetworkPath.start(host: host, port: 0, target: target, group: group)
+        let paths = DemoNetworkPaths(direct: direct, lifeline: lifeline)
+        demo.attach(paths)
+        logger.info("demo network paths", metadata: [
+            "to origin": "\(Self.display(direct.localAddress))", "to gateway": "\(Self.display(lifeline.localAddress))",
+        ])
+        return paths
     }
 
     static func demoOrigin(arguments: [String]) async -> Int32 {

@@ -158,7 +158,8 @@ enum LifelineFlags {
         help: "Validate the flags and flag files, print the effective configuration and exit (0 valid, 1 not).")
     static let demo = Flag<Bool>(
         boolean: "demo", section: "Operations",
-        help: "Start the built-in demo origin (ticks every second, drops its connection every ~20s) and route / to it.")
+        help: "Start the built-in demo origin (ticks every second, drops its connection every ~20s), route / to it "
+            + "and open two cuttable network paths for its page (docs/client.md); --heartbeat defaults to 2s.")
     static let demoTick = Flag(
         "demo-tick", .duration.validate { $0 > .zero ? nil : "must be more than 0" }, default: "1s",
         section: "Operations", help: "With --demo: time between the demo origin's events.")
@@ -254,7 +255,8 @@ struct LifelineSettings {
             routes: routes,
             sharePolicy: flags[F.shareBy],
             unsharedRoutes: Set(flags[F.unsharedRoute]),
-            heartbeat: optionalTime(flags[F.heartbeat]),
+            // The demo page's watchdog notices a cut within 2.5 heartbeats: seconds, not a minute.
+            heartbeat: demo && !flags.isSet(F.heartbeat.name) ? .seconds(2) : optionalTime(flags[F.heartbeat]),
             heartbeatComment: flags[F.heartbeatComment],
             heartbeatEvent: flags[F.heartbeatEvent],
             openingComment: flags[F.openingComment],

@@ -80,7 +80,13 @@ final class DemoOriginServerTests: XCTestCase {
         let page = try await self.get("/", from: origin)
         XCTAssertEqual(page.head?.status, .ok)
         XCTAssertEqual(page.head?.headers.first(name: "Content-Type"), "text/html; charset=utf-8")
-        XCTAssertTrue(page.body.contains("new EventSource(\"/events\")"), page.body)
+        XCTAssertTrue(page.body.contains("new EventSource(via(DEMO.directPort))"), page.body)
+        XCTAssertTrue(page.body.contains("new LifelineEventSource(via(DEMO.lifelinePort))"), page.body)
+        // Standing alone, the origin has no network paths: the page uses its own /events.
+        XCTAssertTrue(
+            page.body.contains(#"const DEMO = {"tickMs":50,"dropEvery":null,"directPort":null,"lifelinePort":null};"#),
+            page.body
+        )
         XCTAssertTrue(page.endedCleanly)
 
         let health = try await self.get("/healthz", from: origin)
@@ -95,6 +101,18 @@ final class DemoOriginServerTests: XCTestCase {
         let posted = try await self.get("/events", from: origin, method: .POST)
         XCTAssertEqual(posted.head?.status, .methodNotAllowed)
         XCTAssertEqual(posted.head?.headers.first(name: "Allow"), "GET")
+
+        let cut = try await self.get("/demo/cut", from: origin, method: .POST)
+        XCTAssertEqual(cut.head?.status, .notFound, "nothing to cut without network paths")
+
+        // A page of another site may read the stream and resume it with Last-Event-ID.
+        let preflight = try await self.get("/events", from: origin, method: .OPTIONS)
+        XCTAssertEqual(preflight.head?.status, .noContent)
+        XCTAssertEqual(preflight.head?.headers.first(name: "Access-Control-Allow-Origin"), "*")
+        XCTAssertEqual(
+            preflight.head?.headers.first(name: "Access-Control-Allow-Headers"),
+            "Last-Event-ID, Authorization, Cache-Control"
+        )
 
         try await origin.stop()
     }
@@ -129,6 +147,7 @@ final class DemoOriginServerTests: XCTestCase {
         XCTAssertEqual(head.headers.first(name: "Content-Type"), "text/event-stream")
         XCTAssertEqual(head.headers.first(name: "Cache-Control"), "no-cache")
         XCTAssertEqual(head.headers.first(name: "Transfer-Encoding"), "chunked")
+        XCTAssertEqual(head.headers.first(name: "Access-Control-Allow-Origin"), "*", "readable from any page")
 
         let events = try await client.waitForEvents(count: 5)
         let ids = Self.ids(events)
