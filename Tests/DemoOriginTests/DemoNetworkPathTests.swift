@@ -63,6 +63,12 @@ final class DemoNetworkPathTests: XCTestCase {
         return (channel, peers)
     }
 
+    /// The server has `count` connections, all active.
+    private static func connected(_ peers: NIOLockedValueBox<[Peer]>, _ count: Int) -> Bool {
+        let all = peers.withLockedValue { $0 }
+        return all.count == count && all.allSatisfy { $0.channel.withLockedValue { $0 } != nil }
+    }
+
     private func connect(to port: Int) async throws -> Peer {
         let peer = Peer()
         _ = try await ClientBootstrap(group: self.group)
@@ -88,7 +94,7 @@ final class DemoNetworkPathTests: XCTestCase {
         let (server, peers) = try await self.startServer()
         let path = try await DemoNetworkPath.start(host: "127.0.0.1", port: 0, target: server.localAddress!, group: self.group)
         let browser = try await self.connect(to: path.port)
-        try await self.eventually("the relay's connection to the server") { peers.withLockedValue { $0.count } == 1 }
+        try await self.eventually("the relay's connection to the server") { Self.connected(peers, 1) }
         let far = peers.withLockedValue { $0[0] }
         browser.send("GET / HTTP/1.1\r\n\r\n")
         try await self.eventually("the request at the server") { far.received.withLockedValue { $0 } == "GET / HTTP/1.1\r\n\r\n" }
@@ -107,7 +113,7 @@ final class DemoNetworkPathTests: XCTestCase {
         let (server, peers) = try await self.startServer()
         let path = try await DemoNetworkPath.start(host: "127.0.0.1", port: 0, target: server.localAddress!, group: self.group)
         let browser = try await self.connect(to: path.port)
-        try await self.eventually("the relay's connection to the server") { peers.withLockedValue { $0.count } == 1 }
+        try await self.eventually("the relay's connection to the server") { Self.connected(peers, 1) }
         let far = peers.withLockedValue { $0[0] }
         far.send("a")
         try await self.eventually("a byte before the cut") { browser.received.withLockedValue { $0 } == "a" }
@@ -126,7 +132,7 @@ final class DemoNetworkPathTests: XCTestCase {
 
         // A new connection passes, as on a new network.
         let fresh = try await self.connect(to: path.port)
-        try await self.eventually("the second connection at the server") { peers.withLockedValue { $0.count } == 2 }
+        try await self.eventually("the second connection at the server") { Self.connected(peers, 2) }
         let secondFar = peers.withLockedValue { $0[1] }
         secondFar.send("d")
         try await self.eventually("a byte over the new connection") { fresh.received.withLockedValue { $0 } == "d" }
@@ -143,7 +149,7 @@ final class DemoNetworkPathTests: XCTestCase {
         let (server, peers) = try await self.startServer()
         let path = try await DemoNetworkPath.start(host: "127.0.0.1", port: 0, target: server.localAddress!, group: self.group)
         let browser = try await self.connect(to: path.port)
-        try await self.eventually("the relay's connection to the server") { peers.withLockedValue { $0.count } == 1 }
+        try await self.eventually("the relay's connection to the server") { Self.connected(peers, 1) }
         let far = peers.withLockedValue { $0[0] }
         path.cut()
         browser.close()
