@@ -114,6 +114,9 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     ///   - configuration: settings and limits.
     ///   - onRequest: called on the event loop when a request's HEADERS are complete; set the
     ///     stream's delegate here. Never called from inside nghttp2.
+    /// Called for each request answered 431 (over `maxHeaderListSize`), for counting.
+    public var onHeadersRejected: (() -> Void)?
+
     public init(configuration: HTTP2ServerConfiguration, onRequest: @escaping (HTTP2ServerStream) -> Void) {
         let configuration = configuration.sanitized
         self.configuration = configuration
@@ -448,6 +451,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
             let rejected = self.pendingRejections
             self.pendingRejections.removeAll()
             for streamID in rejected {
+                self.onHeadersRejected?()
                 let status = HTTPResponseStatus.requestHeaderFieldsTooLarge
                 let rv = NGHTTP2Session.submitResponse(
                     session, streamID: streamID, status: status, headers: [("content-length", "0")], dataProvider: false

@@ -89,6 +89,9 @@ public struct ReplayBuffer: Sendable {
     /// Every buffered event, oldest first: what a client that joined as the stream began is owed.
     public var all: [EncodedEvent] { Array(self.entries) }
 
+    /// When the oldest buffered event arrived (for the status page's buffer age).
+    public var oldestReceivedAt: NIODeadline? { self.entries.first?.receivedAt }
+
     private mutating func removeFirst() {
         let first = self.entries.removeFirst()
         self.byteCount -= first.bytes.readableBytes

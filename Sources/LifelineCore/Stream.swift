@@ -38,9 +38,19 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     public let variant: StreamVariant
 
     public private(set) var upstreamState: UpstreamState = .connecting
+    /// When `upstreamState` last changed.
+    public private(set) var upstreamStateSince: NIODeadline
     public private(set) var eventsReceived = 0
+    /// Event deliveries to this stream's subscribers (live events times subscribers, plus replays).
+    public private(set) var eventsSent = 0
     public private(set) var lastUpstreamError: String?
     public private(set) var reconnects = 0
+    /// For the status page: a name that stays the same for this stream's life and differs from
+    /// every earlier stream of the same key.
+    public let id: String
+    public let createdAt: NIODeadline
+    /// The counters of this stream's loop, if the gateway keeps any.
+    private let counters: LoopCounters?
 
     private struct LoopSet {
         let set: LoopSubscribers
@@ -58,9 +68,14 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         variant: StreamVariant = .any,
         isPrivate: Bool = false,
         hub: StreamHub? = nil,
+        counters: LoopCounters? = nil,
         logger: Logger = Logger(label: "lifeline.stream")
     ) {
+        precondition(counters.map { $0.eventLoop === eventLoop } ?? true, "a stream counts on its own loop")
         self.key = key
+        self.counters = counters
+        self.createdAt = eventLoop.now
+        self.upstreamStateSince = self.createdAt
         self.eventLoop = eventLoop
         self.configuration = configuration
         self.isPrivate = isPrivate
@@ -71,6 +86,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         // Random per incarnation, so that a client holding an assigned id from an earlier
         // incarnation of this stream misses instead of matching a different event.
         let incarnation = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
+        self.id = incarnation
         self.ingest = EventIngest(assignIDs: configuration.assignIDs, incarnation: incarnation)
         self.lifecycle = StreamLifecycle(linger: isPrivate ? .zero : configuration.linger)
         var logger = logger
@@ -161,6 +177,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         } else if fromStart {
             events = self.replay.all
         }
+        self.eventsSent += events.count
         self.apply(self.lifecycle.subscriberJoined())
 
         let loopID = ObjectIdentifier(loop)
@@ -232,7 +249,10 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
 
     public func upstreamConnected(isReconnect: Bool) {
         self.eventLoop.preconditionInEventLoop()
-        self.upstreamState = .connected
+        if self.upstreamState == .reconnecting, self.lastUpstreamError != nil {
+            self.counters?.note(.originUp, "origin answered again", stream: self.key.displayPath)
+        }
+        self.setUpstreamState(.connected)
         if isReconnect {
             self.reconnects += 1
             self.ingest.upstreamReconnected()
@@ -260,11 +280,13 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                 else { continue }
                 self.replay.append(encoded, now: now)
                 self.eventsReceived += 1
+                self.counters?.values.eventsReceived += 1
                 eventCount += 1
                 blocks.append(encoded.bytes)
             }
         }
         guard !blocks.isEmpty, self.lifecycle.subscribers > 0 else { return }
+        self.eventsSent += eventCount * self.lifecycle.subscribers
         self.fanOut(StreamChunk(joining: blocks, eventCount: eventCount, allocator: self.allocator))
     }
 
@@ -273,10 +295,14 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         self.originHeaders = headers
     }
 
-    public func upstreamDisconnected(reason: String) {
+    public func upstreamDisconnected(reason: String, kind: UpstreamDisconnect) {
         self.eventLoop.preconditionInEventLoop()
-        self.upstreamState = .reconnecting
+        self.setUpstreamState(.reconnecting)
         self.lastUpstreamError = reason
+        if let counters = self.counters {
+            counters.values.upstreamReconnects[kind] += 1
+            counters.note(kind == .ended ? .originEnded : .originDown, reason, stream: self.key.displayPath)
+        }
         self.logger.info("upstream disconnected; reconnecting", metadata: ["reason": "\(reason)"])
     }
 
@@ -285,6 +311,40 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         self.logger.info("upstream ended", metadata: ["reason": "\(reason)"])
         self.upstream = nil
         self.end(reason)
+    }
+
+    private func setUpstreamState(_ state: UpstreamState) {
+        guard state != self.upstreamState else { return }
+        self.upstreamState = state
+        self.upstreamStateSince = self.eventLoop.now
+    }
+
+    /// What the status page shows of this stream, taken on its loop.
+    public func status() -> StreamStatus {
+        self.eventLoop.preconditionInEventLoop()
+        let now = self.eventLoop.now
+        func seconds(_ amount: TimeAmount) -> Double { Double(amount.nanoseconds) / 1e9 }
+        let limits = self.replay.limits
+        return StreamStatus(
+            id: self.id,
+            path: self.key.displayPath,
+            origin: self.key.origin,
+            isPrivate: self.isPrivate,
+            subscribers: self.lifecycle.subscribers,
+            upstreamState: self.upstreamState.rawValue,
+            upstreamStateSeconds: seconds(now - self.upstreamStateSince),
+            reconnects: self.reconnects,
+            lastError: self.lastUpstreamError,
+            eventsReceived: self.eventsReceived,
+            eventsSent: self.eventsSent,
+            replayEvents: self.replay.count,
+            replayBytes: self.replay.byteCount,
+            replayAgeSeconds: self.replay.oldestReceivedAt.map { seconds(now - $0) } ?? 0,
+            replayEventLimit: limits.events,
+            replayByteLimit: limits.bytes,
+            replayAgeLimitSeconds: seconds(limits.age),
+            ageSeconds: seconds(now - self.createdAt)
+        )
     }
 
     private func fanOut(_ chunk: StreamChunk) {
@@ -325,7 +385,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
 
     private func end(_ reason: StreamEndReason?) {
         guard self.lifecycle.end() else { return }
-        self.upstreamState = .ended
+        self.setUpstreamState(.ended)
         self.lingerTimer?.cancel()
         self.lingerTimer = nil
         self.upstream?.stop()

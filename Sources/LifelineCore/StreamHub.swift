@@ -128,4 +128,21 @@ public final class StreamHub: Sendable {
         }
         return shared + self.privateStreams.withLockedValue { Array($0.values) }
     }
+
+    /// What the status page shows of every live stream, each taken on its own loop.
+    public func statuses() async -> [StreamStatus] {
+        var byLoop: [ObjectIdentifier: (EventLoop, [Stream])] = [:]
+        for stream in self.streams {
+            byLoop[ObjectIdentifier(stream.eventLoop), default: (stream.eventLoop, [])].1.append(stream)
+        }
+        var all: [StreamStatus] = []
+        for (loop, streams) in byLoop.values {
+            let boxed = UncheckedSendableBox(streams)
+            let statuses = try? await loop.submit {
+                boxed.value.lazy.filter { !$0.isEnded }.map { $0.status() }
+            }.get()
+            all += statuses ?? []
+        }
+        return all
+    }
 }

@@ -21,13 +21,26 @@ public struct StreamKey: Hashable, Sendable, CustomStringConvertible {
         self.headerDigests = headerValues.map { $0.map(HeaderDigest.init) }
     }
 
+    /// The path and the query's names, its values masked: query strings often carry tokens
+    /// (EventSource cannot send headers). For the status page and the access log.
+    public var displayPath: String {
+        var text = self.path ?? "/"
+        if let query = self.query, !query.isEmpty {
+            text += "?" + Self.maskedQuery(query)
+        }
+        return text
+    }
+
+    private static func maskedQuery(_ query: String) -> String {
+        let names = query.split(separator: "&").map { $0.split(separator: "=", maxSplits: 1).first ?? "" }
+        return names.map { "\($0)=…" }.joined(separator: "&")
+    }
+
     /// For logs and the status page: credentials appear only as a short hash.
     public var description: String {
         var text = "\(self.method) \(self.origin)\(self.path ?? "")"
         if let query = self.query, !query.isEmpty {
-            // Names only: query strings often carry tokens (EventSource cannot send headers).
-            let names = query.split(separator: "&").map { $0.split(separator: "=", maxSplits: 1).first ?? "" }
-            text += "?" + names.map { "\($0)=…" }.joined(separator: "&")
+            text += "?" + Self.maskedQuery(query)
         }
         if let digest = self.headerDigests.lazy.compactMap({ $0 }).first {
             // A short tag so that log lines of one client's stream can be told apart.

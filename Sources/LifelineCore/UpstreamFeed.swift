@@ -18,8 +18,9 @@ public protocol UpstreamFeedDelegate: AnyObject {
     /// repeats (CORS and the like), already without what must not be shared. Comes before
     /// `upstreamConnected`.
     func upstreamResponseHeaders(_ headers: [(String, String)])
-    /// The connection ended; the feed reconnects by itself.
-    func upstreamDisconnected(reason: String)
+    /// The connection ended; the feed reconnects by itself. `reason` is for people, `kind` for
+    /// counting.
+    func upstreamDisconnected(reason: String, kind: UpstreamDisconnect)
     /// The feed stopped for good.
     func upstreamEnded(_ reason: StreamEndReason)
 }

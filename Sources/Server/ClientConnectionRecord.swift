@@ -1,3 +1,4 @@
+import LifelineCore
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -29,17 +30,19 @@ struct ClientConnectionRecord {
 
     /// Admits the connection under `--max-clients` and `--max-clients-per-ip`; returns the refusal,
     /// if any (the connection is then answered `refusal.status` and closed). Once per connection.
-    mutating func admit(address: String?, shared: GatewayShared) -> ConnectionLimiter.Refusal? {
+    mutating func admit(address: String?, shared: GatewayShared, counters: LoopCounters) -> ConnectionLimiter.Refusal? {
         guard case .pending = self.admission else { return nil }
         self.client = address
         if let refusal = shared.limiter.admit(address: address ?? "unknown") {
-            shared.metrics.record { $0.connectionsRefused += 1 }
+            let reason: RefusalReason = refusal == .tooManyClients ? .tooManyClients : .tooManyFromAddress
+            counters.values.refused[reason] += 1
+            counters.note(.refused, "\(reason.status) \(reason.rawValue) from \(address ?? "unknown")")
             self.admission = .refused(refusal)
             self.endReason = refusal.endReason
             return refusal
         }
         self.admission = .admitted
-        shared.metrics.record { $0.connectionsAccepted += 1 }
+        counters.values.connectionsAccepted += 1
         return nil
     }
 

@@ -69,6 +69,17 @@ final class ClientExchange {
         }
     }
 
+    /// The stream's path as the status page shows it (query values masked).
+    private var streamPath: String? {
+        switch self.state {
+        case .streaming(let membership): return membership.stream.key.displayPath
+        case .waitingForOpening(let request), .opening(let request, _), .waitingForAttach(let request, _),
+            .proxying(_, let request):
+            return request.key.displayPath
+        case .idle, .finished: return nil
+        }
+    }
+
     /// Ends the exchange's state; the target is described now, as the request or stream goes.
     private func becomeFinished() {
         if case .finished = self.state { return }
@@ -103,9 +114,7 @@ final class ClientExchange {
         case .success(let parsed):
             request = parsed
         case .failure(let refusal):
-            if refusal.status == .badRequest {
-                self.shared.metrics.record { $0.badRequests += 1 }
-            }
+            self.loop.counters.values.refused[refusal.status == .badRequest ? .badRequest : .noRoute] += 1
             if case .noRoute(let path) = refusal {
                 self.finishedTarget = path
             }
@@ -114,13 +123,13 @@ final class ClientExchange {
             return
         }
         if request.rejectedLastEventID {
-            self.shared.metrics.record { $0.lastEventIDsRejected += 1 }
+            self.loop.counters.values.lastEventIDsRejected += 1
         }
         if head.method == .GET, request.wantsEvents || self.shared.hub.stream(for: request.key) != nil {
-            self.shared.metrics.record { $0.streamRequests += 1 }
+            self.loop.counters.values.streamRequests += 1
             self.joinStream(request)
         } else {
-            self.shared.metrics.record { $0.proxiedRequests += 1 }
+            self.loop.counters.values.proxiedRequests += 1
             self.proxy(request)
         }
     }
@@ -185,6 +194,7 @@ final class ClientExchange {
         if case .streaming(let membership) = self.state {
             // The membership is the subscriber's heartbeat entry too.
             self.loop.heartbeatClock.remove(membership)
+            self.loop.counters.values.subscribers -= 1
         }
         self.queue.removeAll()
     }
@@ -296,7 +306,8 @@ final class ClientExchange {
             return true
         }
         if self.queue.enqueue(buffer, counted: counted) == .overflow {
-            self.shared.metrics.record { $0.slowClientsDisconnected += 1 }
+            self.loop.counters.values.slowClientDisconnects += 1
+            self.loop.counters.note(.slowClient, "client over --client-buffer; disconnected", stream: self.streamPath)
             self.shared.logger.info(
                 "client over --client-buffer; disconnecting",
                 metadata: ["client": "\(responder.clientAddress ?? "-")", "stream": "\(self.target)"]
@@ -328,10 +339,10 @@ extension ClientExchange: StreamSubscriber {
             break
         case .hit:
             headers.add(name: "Lifeline-Replay", value: "hit")
-            self.shared.metrics.record { $0.replayHits += 1 }
+            self.loop.counters.values.replayHits += 1
         case .miss:
             headers.add(name: "Lifeline-Replay", value: "miss")
-            self.shared.metrics.record { $0.replayMisses += 1 }
+            self.loop.counters.values.replayMisses += 1
         }
         if let heartbeat = configuration.heartbeat {
             // The client helper's watchdog: a connection silent for about twice this is dead.
@@ -370,6 +381,8 @@ extension ClientExchange: StreamSubscriber {
             intro.writeImmutableBuffer(gap)
         }
         self.eventsSent += attachment.replay.count
+        self.loop.counters.values.eventsSent += attachment.replay.count
+        self.loop.counters.values.subscribers += 1
         self.state = .streaming(attachment.membership)
         let introChunk = StreamChunk(bytes: intro, eventCount: 0, allocator: responder.allocator)
         self.send(introChunk.bytes, counted: false, chunk: introChunk)
@@ -394,6 +407,7 @@ extension ClientExchange: StreamSubscriber {
         guard case .streaming(let membership) = self.state else { return }
         guard self.send(chunk.bytes, counted: true, chunk: chunk) else { return }
         self.eventsSent += chunk.eventCount
+        self.loop.counters.values.eventsSent += chunk.eventCount
         self.loop.heartbeatClock.touch(membership, now: now)
         self.responder?.flush()
     }
@@ -402,7 +416,8 @@ extension ClientExchange: StreamSubscriber {
         guard case .streaming = self.state else { return }
         // Only when nothing is waiting: a client with queued bytes is not idle.
         guard self.queue.isEmpty else { return }
-        self.send(self.loop.heartbeat.bytes, counted: true, chunk: self.loop.heartbeat)
+        guard self.send(self.loop.heartbeat.bytes, counted: true, chunk: self.loop.heartbeat) else { return }
+        self.loop.counters.values.heartbeatsSent += 1
         self.responder?.flush()
     }
 

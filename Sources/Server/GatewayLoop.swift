@@ -13,8 +13,12 @@ public final class GatewayLoop: @unchecked Sendable {  // confined to `eventLoop
     private let frontEnds: FrontEnds
 
     public init(configuration: GatewayConfiguration, eventLoop: EventLoop, hub: StreamHub = StreamHub(), logger: Logger) {
-        self.shared = GatewayShared(configuration: configuration, hub: hub, logger: logger)
-        self.context = LoopContext(eventLoop: eventLoop, configuration: configuration)
+        self.shared = GatewayShared(configuration: configuration, hub: hub, eventLoops: [eventLoop], logger: logger)
+        self.context = LoopContext(
+            eventLoop: eventLoop,
+            configuration: configuration,
+            counters: self.shared.metrics.counters(for: eventLoop)
+        )
         self.frontEnds = FrontEnds(shared: self.shared, decoderLimits: FrontEnds.decoderLimits(for: configuration))
     }
 

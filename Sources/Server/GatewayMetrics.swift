@@ -1,25 +1,50 @@
-import NIOConcurrencyHelpers
+import LifelineCore
+import NIOCore
 
-/// Counters of what the front end did, for logs and the status page.
+/// The gateway's counters: one `LoopCounters` per event loop, changed only on its loop, summed
+/// when someone reads them. A request or an event costs a plain increment, never a lock: a
+/// reconnect storm on one loop does not contend with the others.
 public final class GatewayMetrics: Sendable {
-    public struct Snapshot: Sendable {
-        public var connectionsAccepted = 0
-        public var connectionsRefused = 0
-        public var slowClientsDisconnected = 0
-        public var streamRequests = 0
-        public var proxiedRequests = 0
-        public var replayHits = 0
-        public var replayMisses = 0
-        public var badRequests = 0
-        /// `Last-Event-ID`s refused at the edge (control characters, too long) and treated as absent.
-        public var lastEventIDsRejected = 0
+    private let loops: [ObjectIdentifier: LoopCounters]
+    private let order: [LoopCounters]
+
+    init(eventLoops: [EventLoop]) {
+        var loops: [ObjectIdentifier: LoopCounters] = [:]
+        var order: [LoopCounters] = []
+        for loop in eventLoops where loops[ObjectIdentifier(loop)] == nil {
+            let counters = LoopCounters(eventLoop: loop)
+            loops[ObjectIdentifier(loop)] = counters
+            order.append(counters)
+        }
+        self.loops = loops
+        self.order = order
     }
 
-    private let box = NIOLockedValueBox(Snapshot())
+    /// The counters of `eventLoop`, for code running on it.
+    func counters(for eventLoop: EventLoop) -> LoopCounters {
+        guard let counters = self.loops[ObjectIdentifier(eventLoop)] else {
+            preconditionFailure("no counters for event loop \(eventLoop): not one of the gateway's loops")
+        }
+        return counters
+    }
 
-    public var snapshot: Snapshot { self.box.withLockedValue { $0 } }
+    /// The sum over every loop, each copied on its own loop.
+    public func snapshot() async -> GatewayCounters {
+        var sum = GatewayCounters()
+        for counters in self.order {
+            if let values = try? await counters.eventLoop.submit({ counters.values }).get() {
+                sum = sum + values
+            }
+        }
+        return sum
+    }
 
-    func record(_ update: (inout Snapshot) -> Void) {
-        self.box.withLockedValue { update(&$0) }
+    /// Every loop's recent notable events, oldest first.
+    public func recentEvents() async -> [RecentEvent] {
+        var all: [RecentEvent] = []
+        for counters in self.order {
+            all += (try? await counters.eventLoop.submit({ counters.recent.events }).get()) ?? []
+        }
+        return all.sorted { $0.at < $1.at }
     }
 }

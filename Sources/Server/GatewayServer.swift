@@ -85,7 +85,12 @@ public final class GatewayServer: Sendable {
             )
         }
         let hub = StreamHub()
-        let shared = GatewayShared(configuration: configuration, hub: hub, logger: logger)
+        let shared = GatewayShared(
+            configuration: configuration,
+            hub: hub,
+            eventLoops: Array(group.makeIterator()),
+            logger: logger
+        )
         let tls = try configuration.tlsListen.isEmpty ? nil : TLSServerContext(
             certificates: configuration.tlsCertificates.map {
                 TLSServerContext.CertificatePair(certificatePath: $0.certificate, keyPath: $0.key)
@@ -93,7 +98,11 @@ public final class GatewayServer: Sendable {
         )
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.makeIterator() {
-            contexts[ObjectIdentifier(loop)] = LoopContext(eventLoop: loop, configuration: configuration)
+            contexts[ObjectIdentifier(loop)] = LoopContext(
+                eventLoop: loop,
+                configuration: configuration,
+                counters: shared.metrics.counters(for: loop)
+            )
         }
         let loopContexts = contexts
         let decoderLimits = FrontEnds.decoderLimits(for: configuration)

@@ -16,7 +16,7 @@ final class GatewayShared: Sendable {
     let metrics: GatewayMetrics
     let tlsMetrics: TLSMetrics
 
-    init(configuration: GatewayConfiguration, hub: StreamHub, logger: Logger) {
+    init(configuration: GatewayConfiguration, hub: StreamHub, eventLoops: [EventLoop], logger: Logger) {
         self.configuration = configuration
         self.router = Router(routes: configuration.routes)
         self.hub = hub
@@ -28,7 +28,7 @@ final class GatewayShared: Sendable {
         var accessLogger = logger
         accessLogger[metadataKey: "log"] = "access"
         self.accessLogger = accessLogger
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(eventLoops: eventLoops)
         self.tlsMetrics = TLSMetrics()
     }
 }

@@ -56,7 +56,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.loop.addConnection(context)
+        self.loop.addConnection(context, protocol: .http1, tls: self.isTLS)
         if context.channel.isActive {
             self.start(context: context)
         }
@@ -72,7 +72,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func start(context: ChannelHandlerContext) {
         guard case .pending = self.record.admission else { return }
         self.clientAddress = context.channel.remoteAddress?.ipAddress
-        if let refusal = self.record.admit(address: self.clientAddress, shared: self.shared) {
+        if let refusal = self.record.admit(address: self.clientAddress, shared: self.shared, counters: self.loop.counters) {
             self.respondAndClose(context: context, status: refusal.status, body: refusal.body, extraHeaders: [("Retry-After", "5")])
             return
         }
@@ -117,7 +117,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let parserError = error as? HTTPParserError {
-            self.shared.metrics.record { $0.badRequests += 1 }
+            self.loop.counters.values.refused[parserError == .headerOverflow ? .headTooLarge : .badRequest] += 1
             guard self.machine.isAwaitingHead else {
                 self.tearDown()
                 context.close(promise: nil)
@@ -158,6 +158,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard self.machine.isAwaitingHead, let context = self.context else { return }
         if self.machine.requests == 0 {
             self.record.endReason = "request head timeout (408)"
+            self.loop.counters.values.refused[.requestTimeout] += 1
             self.respondAndClose(context: context, status: .requestTimeout, body: "request head timeout\n")
         } else {
             self.record.endReason = "idle keep-alive timeout"
@@ -211,6 +212,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         self.record.bytesSent += buffer.readableBytes
+        self.loop.counters.values.bytesSent += buffer.readableBytes
         context.write(self.wrapOutboundOut(buffer), promise: nil)
     }
 
@@ -223,6 +225,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.tearDown()
         let buffer = HTTP1ResponseHead.simple(status: status, body: body, close: true, extraHeaders: extraHeaders)
         self.record.bytesSent += buffer.readableBytes
+        self.loop.counters.values.bytesSent += buffer.readableBytes
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(self.wrapOutboundOut(buffer)).whenComplete { _ in
             boundContext.value.close(promise: nil)

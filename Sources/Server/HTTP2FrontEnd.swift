@@ -44,9 +44,10 @@ final class HTTP2FrontEnd {
             frontEnd.request(stream)
         }
         frontEnd.handler = handler
+        handler.onHeadersRejected = { loop.counters.values.refused[.headTooLarge] += 1 }
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.pipeline.syncOperations.addHandler(
-            HTTP2ConnectionWatcher(frontEnd: frontEnd, handler: handler, loop: loop)
+            HTTP2ConnectionWatcher(frontEnd: frontEnd, handler: handler, loop: loop, isTLS: scheme == "https")
         )
         frontEnd.admit()
         frontEnd.armIdleTimer()
@@ -54,7 +55,7 @@ final class HTTP2FrontEnd {
 
     /// A refused connection's first request is answered 503/429 (as over HTTP/1.1), then GOAWAY.
     private func admit() {
-        _ = self.record.admit(address: self.clientAddress, shared: self.shared)
+        _ = self.record.admit(address: self.clientAddress, shared: self.shared, counters: self.loop.counters)
     }
 
     private func armIdleTimer() {
@@ -93,6 +94,12 @@ final class HTTP2FrontEnd {
         exchange.start(stream.head)
     }
 
+    /// Response bytes handed to the connection (DATA payloads), for the access log and metrics.
+    func countSent(_ bytes: Int) {
+        self.record.bytesSent += bytes
+        self.loop.counters.values.bytesSent += bytes
+    }
+
     func streamFinished(_ responder: HTTP2StreamResponder) {
         guard let exchange = self.responders.removeValue(forKey: responder.streamID)?.exchange else { return }
         self.record.account(exchange)
@@ -126,14 +133,17 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandl
     private let handler: HTTP2ServerHandler
     private let loop: LoopContext
 
-    init(frontEnd: HTTP2FrontEnd, handler: HTTP2ServerHandler, loop: LoopContext) {
+    private let isTLS: Bool
+
+    init(frontEnd: HTTP2FrontEnd, handler: HTTP2ServerHandler, loop: LoopContext, isTLS: Bool) {
+        self.isTLS = isTLS
         self.frontEnd = frontEnd
         self.handler = handler
         self.loop = loop
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.loop.addConnection(context)
+        self.loop.addConnection(context, protocol: .h2, tls: self.isTLS)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -191,10 +201,12 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
     }
 
     func writeChunk(_ chunk: StreamChunk) {
+        self.frontEnd.countSent(chunk.bytes.readableBytes)
         self.stream.write(chunk.bytes)
     }
 
     func writeBody(_ bytes: ByteBuffer) {
+        self.frontEnd.countSent(bytes.readableBytes)
         self.stream.write(bytes)
     }
 
@@ -231,6 +243,7 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
             status: status,
             headers: [("content-type", "text/plain; charset=utf-8"), ("content-length", String(buffer.readableBytes))]
         )
+        self.frontEnd.countSent(buffer.readableBytes)
         self.stream.write(buffer)
         self.stream.end()
         self.stream.flush()

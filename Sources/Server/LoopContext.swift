@@ -8,10 +8,12 @@ import SSE
 final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     let eventLoop: EventLoop
     let heartbeatClock: HeartbeatClock
+    /// This loop's counters (`GatewayMetrics`): changed here without a lock.
+    let counters: LoopCounters
     /// The connection handlers of this loop's clients (HTTP/1.1 and HTTP/2), by their context.
     /// Confined to the loop, so tracking a connection costs one table entry: no lock, no
     /// close-future callback.
-    private var connections: [ObjectIdentifier: ChannelHandlerContext] = [:]
+    private var connections: [ObjectIdentifier: (context: ChannelHandlerContext, protocol: ClientProtocol, tls: Bool)] = [:]
     /// Shutdown has begun: a connection that gets its front end from now on winds down at once.
     private(set) var isShuttingDown = false
     /// The heartbeat as a chunk: written as is to every idle client on this loop.
@@ -19,8 +21,10 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     /// The comment written right after an event-stream response head.
     let opening: ByteBuffer
 
-    init(eventLoop: EventLoop, configuration: GatewayConfiguration) {
+    init(eventLoop: EventLoop, configuration: GatewayConfiguration, counters: LoopCounters) {
+        precondition(counters.eventLoop === eventLoop, "a loop's counters belong to that loop")
         self.eventLoop = eventLoop
+        self.counters = counters
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
         var heartbeat = ByteBuffer()
         if let name = configuration.heartbeatEvent {
@@ -38,8 +42,9 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
 
     /// Tracks a connection's front-end handler until `removeConnection`. If shutdown has begun,
     /// the connection is told at once.
-    func addConnection(_ context: ChannelHandlerContext) {
-        self.connections[ObjectIdentifier(context)] = context
+    func addConnection(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
+        guard self.connections.updateValue((context, clientProtocol, tls), forKey: ObjectIdentifier(context)) == nil else { return }
+        self.counters.values.connectionsOpen[clientProtocol, tls: tls] += 1
         if self.isShuttingDown {
             // Through the loop: the handler is still being added.
             let bound = NIOLoopBound(context, eventLoop: self.eventLoop)
@@ -50,7 +55,8 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     }
 
     func removeConnection(_ context: ChannelHandlerContext) {
-        self.connections.removeValue(forKey: ObjectIdentifier(context))
+        guard let entry = self.connections.removeValue(forKey: ObjectIdentifier(context)) else { return }
+        self.counters.values.connectionsOpen[entry.protocol, tls: entry.tls] -= 1
     }
 
     var connectionCount: Int { self.connections.count }
@@ -59,15 +65,15 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     /// close, busy ones after their response.
     func beginShutdown() {
         self.isShuttingDown = true
-        for context in self.connections.values {
-            context.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
+        for entry in self.connections.values {
+            entry.context.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
         }
     }
 
     /// Closes every connection still open.
     func closeAllConnections() {
-        for context in Array(self.connections.values) {
-            context.close(promise: nil)
+        for entry in Array(self.connections.values) {
+            entry.context.close(promise: nil)
         }
     }
 }

@@ -168,10 +168,13 @@ final class PlainProxy: OriginConnectionDelegate {
             self.owner?.proxyFinished(reason: "origin failed mid-response")
             self.responder?.abortResponse()
         case .awaitingHead:
+            let counters = self.shared.metrics.counters(for: self.connection.eventLoop)
             if case OriginConnection.Failure.headTimeout = error {
+                counters.values.refused[.originTimeout] += 1
                 self.owner?.proxyFinished(reason: "origin timeout (504)")
                 self.responder?.respond(status: .gatewayTimeout, body: "origin did not answer in time\n", closeConnection: close)
             } else {
+                counters.values.refused[.originUnreachable] += 1
                 self.shared.logger.info("origin unreachable", metadata: ["error": "\(error)"])
                 self.owner?.proxyFinished(reason: "origin unreachable (502)")
                 self.responder?.respond(status: .badGateway, body: "origin unreachable\n", closeConnection: close)

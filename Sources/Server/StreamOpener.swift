@@ -173,6 +173,7 @@ final class StreamOpener: OriginConnectionDelegate {
             variant: originHead.map { StreamVariant(vary: $0.headers["vary"], value: request.headerValue) } ?? .any,
             isPrivate: ticket == nil,
             hub: shared.hub,
+            counters: shared.metrics.counters(for: eventLoop),
             logger: shared.logger
         )
         let session = UpstreamSession(

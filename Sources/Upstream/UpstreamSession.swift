@@ -56,6 +56,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     private var connection: OriginConnection?
     private var reconnectTimer: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
+    /// The idle timer closed the connection: its end is counted as an idle timeout.
+    private var closingForIdleness = false
     private var lastByteAt: NIODeadline = .uptimeNanoseconds(0)
     /// Outputs parsed during the current read, handed over together at the end of the read.
     private var pending: [SSEParser.Output] = []
@@ -184,6 +186,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
             guard let connection = self.connection else { return }
             if self.eventLoop.now - self.lastByteAt >= timeout {
                 self.logger.info("upstream idle timeout; reconnecting", metadata: ["timeout": "\(timeout)"])
+                self.closingForIdleness = true
                 connection.close()
             } else {
                 self.armIdleTimer()
@@ -264,8 +267,10 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         let wasStreaming: Bool
         if case .streaming = self.machine.state { wasStreaming = true } else { wasStreaming = false }
         let action = self.machine.connectionEnded(now: self.eventLoop.now, random: self.random(), cleanEnd: cleanEnd)
+        let kind: UpstreamDisconnect = cleanEnd ? .ended : self.closingForIdleness ? .idleTimeout : .dropped
+        self.closingForIdleness = false
         if wasStreaming, case .scheduleReconnect = action {
-            self.delegate?.upstreamDisconnected(reason: reason)
+            self.delegate?.upstreamDisconnected(reason: kind == .idleTimeout ? "no byte within --upstream-idle-timeout" : reason, kind: kind)
         } else {
             self.logger.debug("upstream attempt failed", metadata: ["reason": "\(reason)"])
         }

@@ -114,7 +114,8 @@ final class HardeningTests: XCTestCase {
             await poisoner.close()
             await later.close()
         }
-        XCTAssertEqual(harness.gateway.metrics.snapshot.lastEventIDsRejected, 5)
+        let rejected = await harness.gateway.metrics.snapshot().lastEventIDsRejected
+        XCTAssertEqual(rejected, 5)
         await harness.shutdown()
     }
 

@@ -46,7 +46,8 @@ final class LimitsTests: XCTestCase {
         try await slow.waitForClose(timeout: .seconds(10))
         XCTAssertFalse(slow.endedCleanly, "a slow client's connection is closed, not ended")
         XCTAssertLessThan(slow.events.count, sent)
-        XCTAssertEqual(harness.gateway.metrics.snapshot.slowClientsDisconnected, 1)
+        let cut = await harness.gateway.metrics.snapshot().slowClientDisconnects
+        XCTAssertEqual(cut, 1)
         await fast.close()
         await harness.shutdown()
     }
@@ -63,7 +64,8 @@ final class LimitsTests: XCTestCase {
         try await slow.waitUntil(timeout: .seconds(20)) { $0.events.count == sent }
         XCTAssertEqual(slow.events.map(\.id), (1...sent).map { String($0) })
         XCTAssertFalse(slow.isClosed)
-        XCTAssertEqual(harness.gateway.metrics.snapshot.slowClientsDisconnected, 0)
+        let cut = await harness.gateway.metrics.snapshot().slowClientDisconnects
+        XCTAssertEqual(cut, 0)
         await slow.close()
         await fast.close()
         await harness.shutdown()

@@ -31,8 +31,12 @@ final class RequestPathOrderTests: XCTestCase {
         configuration.upstream.reconnectMax = .milliseconds(20)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), logger: logger)
-        self.loopContext = LoopContext(eventLoop: self.loop, configuration: configuration)
+        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
+        self.loopContext = LoopContext(
+            eventLoop: self.loop,
+            configuration: configuration,
+            counters: self.shared.metrics.counters(for: self.loop)
+        )
     }
 
     override func tearDown() {
@@ -182,7 +186,7 @@ final class RequestPathOrderTests: XCTestCase {
     func testPrivateStreamForAClientThatLeftIsNotMade() throws {
         var configuration = self.shared.configuration
         configuration.unsharedRoutes = ["/"]
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), logger: self.shared.logger)
+        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: self.shared.logger)
         let client = try self.client(self.eventStreamRequest(headers: "Last-Event-ID: 7\r\n"))
         XCTAssertEqual(self.origins.count, 1)
         XCTAssertTrue(self.origins.requests[0].contains("Last-Event-ID: 7\r\n"), self.origins.requests[0])

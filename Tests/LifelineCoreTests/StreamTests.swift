@@ -260,7 +260,7 @@ final class StreamTests: XCTestCase {
         let stream = self.makeStream()
         let subscriber = self.attach(stream)
         stream.upstreamReceived(outputs([1, 2, 3]))
-        stream.upstreamDisconnected(reason: "test")
+        stream.upstreamDisconnected(reason: "test", kind: .dropped)
         XCTAssertEqual(stream.upstreamState, .reconnecting)
         stream.upstreamConnected(isReconnect: true)
         XCTAssertEqual(stream.upstreamState, .connected)

@@ -53,7 +53,7 @@ final class RecordingFeedDelegate: UpstreamFeedDelegate, @unchecked Sendable {
         self.calls.append(.received(outputs))
     }
 
-    func upstreamDisconnected(reason: String) {
+    func upstreamDisconnected(reason: String, kind: UpstreamDisconnect) {
         self.eventLoop.preconditionInEventLoop()
         self.calls.append(.disconnected)
     }

@@ -1,0 +1,211 @@
+/// What a gateway has done, as counts: the figures behind `/metrics` and the status page.
+///
+/// Each event loop keeps its own (`LoopCounters`) and only code on that loop changes it, so an
+/// event or a request costs a plain increment: no lock, no atomic, no shared cache line. A
+/// reader sums the loops' copies (`+`). Fields marked "gauge" go up and down; the others only up.
+public struct GatewayCounters: Sendable, Equatable {
+    // MARK: Clients
+
+    /// Client connections open now, by protocol and TLS (gauge).
+    public var connectionsOpen = ConnectionCounts()
+    /// Clients receiving a stream now (gauge).
+    public var subscribers = 0
+    public var connectionsAccepted = 0
+    public var streamRequests = 0
+    public var proxiedRequests = 0
+    /// Event deliveries to clients: one per client per event, replayed ones included.
+    public var eventsSent = 0
+    public var heartbeatsSent = 0
+    /// Response body bytes handed to client connections (framing and heads not counted).
+    public var bytesSent = 0
+    public var replayHits = 0
+    public var replayMisses = 0
+    /// Clients disconnected for going over `--client-buffer`.
+    public var slowClientDisconnects = 0
+    /// `Last-Event-ID`s refused at the edge (control characters, too long) and treated as absent.
+    public var lastEventIDsRejected = 0
+    /// Requests and connections the gateway answered itself instead of serving them.
+    public var refused = RefusalCounts()
+
+    // MARK: Streams
+
+    /// Events from origins (after duplicates were dropped).
+    public var eventsReceived = 0
+    /// Origin connections that ended and were reconnected, by why they ended.
+    public var upstreamReconnects = ReconnectCounts()
+
+    public init() {}
+
+    public static func + (a: GatewayCounters, b: GatewayCounters) -> GatewayCounters {
+        var sum = GatewayCounters()
+        sum.connectionsOpen = a.connectionsOpen + b.connectionsOpen
+        sum.subscribers = a.subscribers + b.subscribers
+        sum.connectionsAccepted = a.connectionsAccepted + b.connectionsAccepted
+        sum.streamRequests = a.streamRequests + b.streamRequests
+        sum.proxiedRequests = a.proxiedRequests + b.proxiedRequests
+        sum.eventsSent = a.eventsSent + b.eventsSent
+        sum.heartbeatsSent = a.heartbeatsSent + b.heartbeatsSent
+        sum.bytesSent = a.bytesSent + b.bytesSent
+        sum.replayHits = a.replayHits + b.replayHits
+        sum.replayMisses = a.replayMisses + b.replayMisses
+        sum.slowClientDisconnects = a.slowClientDisconnects + b.slowClientDisconnects
+        sum.lastEventIDsRejected = a.lastEventIDsRejected + b.lastEventIDsRejected
+        sum.refused = a.refused + b.refused
+        sum.eventsReceived = a.eventsReceived + b.eventsReceived
+        sum.upstreamReconnects = a.upstreamReconnects + b.upstreamReconnects
+        return sum
+    }
+}
+
+/// The client protocols a connection can speak, for `lifeline_connections{protocol}`.
+public enum ClientProtocol: String, Sendable, CaseIterable {
+    case http1
+    case h2
+}
+
+/// Open client connections by protocol and TLS.
+public struct ConnectionCounts: Sendable, Equatable {
+    public var http1 = 0
+    public var http1TLS = 0
+    public var h2 = 0
+    public var h2TLS = 0
+
+    public init() {}
+
+    public subscript(_ clientProtocol: ClientProtocol, tls tls: Bool) -> Int {
+        get {
+            switch (clientProtocol, tls) {
+            case (.http1, false): return self.http1
+            case (.http1, true): return self.http1TLS
+            case (.h2, false): return self.h2
+            case (.h2, true): return self.h2TLS
+            }
+        }
+        set {
+            switch (clientProtocol, tls) {
+            case (.http1, false): self.http1 = newValue
+            case (.http1, true): self.http1TLS = newValue
+            case (.h2, false): self.h2 = newValue
+            case (.h2, true): self.h2TLS = newValue
+            }
+        }
+    }
+
+    public var total: Int { self.http1 + self.http1TLS + self.h2 + self.h2TLS }
+
+    public static func + (a: ConnectionCounts, b: ConnectionCounts) -> ConnectionCounts {
+        var sum = ConnectionCounts()
+        sum.http1 = a.http1 + b.http1
+        sum.http1TLS = a.http1TLS + b.http1TLS
+        sum.h2 = a.h2 + b.h2
+        sum.h2TLS = a.h2TLS + b.h2TLS
+        return sum
+    }
+}
+
+/// Why the gateway answered a request (or a connection) itself; the `reason` label of
+/// `lifeline_requests_refused_total`. A fixed set, so the label cannot grow without bound.
+public enum RefusalReason: String, Sendable, CaseIterable {
+    /// 400: a request that does not parse, a bad target or `Host`.
+    case badRequest = "bad_request"
+    /// 404: no `--route` matches.
+    case noRoute = "no_route"
+    /// 408: no complete request head within `--request-head-timeout`.
+    case requestTimeout = "request_timeout"
+    /// 429: over `--max-clients-per-ip`.
+    case tooManyFromAddress = "too_many_from_address"
+    /// 431: a request head over `--max-request-head`.
+    case headTooLarge = "head_too_large"
+    /// 503: over `--max-clients`.
+    case tooManyClients = "too_many_clients"
+    /// 502: the origin could not be reached for a plain request.
+    case originUnreachable = "origin_unreachable"
+    /// 504: the origin sent no response head in time for a plain request.
+    case originTimeout = "origin_timeout"
+
+    public var status: Int {
+        switch self {
+        case .badRequest: return 400
+        case .noRoute: return 404
+        case .requestTimeout: return 408
+        case .tooManyFromAddress: return 429
+        case .headTooLarge: return 431
+        case .tooManyClients: return 503
+        case .originUnreachable: return 502
+        case .originTimeout: return 504
+        }
+    }
+}
+
+/// Counts by `RefusalReason`.
+public struct RefusalCounts: Sendable, Equatable {
+    private var counts = [Int](repeating: 0, count: RefusalReason.allCases.count)
+
+    public init() {}
+
+    public subscript(_ reason: RefusalReason) -> Int {
+        get { self.counts[Self.index(reason)] }
+        set { self.counts[Self.index(reason)] = newValue }
+    }
+
+    public var total: Int { self.counts.reduce(0, +) }
+
+    private static func index(_ reason: RefusalReason) -> Int {
+        RefusalReason.allCases.firstIndex(of: reason)!
+    }
+
+    public static func + (a: RefusalCounts, b: RefusalCounts) -> RefusalCounts {
+        var sum = RefusalCounts()
+        for index in sum.counts.indices {
+            sum.counts[index] = a.counts[index] + b.counts[index]
+        }
+        return sum
+    }
+}
+
+/// Why an origin connection ended before the gateway reconnected it; the `reason` label of
+/// `lifeline_upstream_reconnects_total`.
+public enum UpstreamDisconnect: String, Sendable, CaseIterable {
+    /// The origin ended its response in order (a deploy, a maximum response age).
+    case ended
+    /// The connection broke: closed mid-response, reset, a read error.
+    case dropped
+    /// Nothing arrived for `--upstream-idle-timeout`: the gateway closed it.
+    case idleTimeout = "idle_timeout"
+}
+
+/// Counts by `UpstreamDisconnect`.
+public struct ReconnectCounts: Sendable, Equatable {
+    public var ended = 0
+    public var dropped = 0
+    public var idleTimeout = 0
+
+    public init() {}
+
+    public subscript(_ reason: UpstreamDisconnect) -> Int {
+        get {
+            switch reason {
+            case .ended: return self.ended
+            case .dropped: return self.dropped
+            case .idleTimeout: return self.idleTimeout
+            }
+        }
+        set {
+            switch reason {
+            case .ended: self.ended = newValue
+            case .dropped: self.dropped = newValue
+            case .idleTimeout: self.idleTimeout = newValue
+            }
+        }
+    }
+
+    public var total: Int { self.ended + self.dropped + self.idleTimeout }
+
+    public static func + (a: ReconnectCounts, b: ReconnectCounts) -> ReconnectCounts {
+        var sum = ReconnectCounts()
+        sum.ended = a.ended + b.ended
+        sum.dropped = a.dropped + b.dropped
+        sum.idleTimeout = a.idleTimeout + b.idleTimeout
+        return sum
+    }
+}

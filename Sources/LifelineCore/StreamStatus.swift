@@ -1,0 +1,51 @@
+/// One stream as the status page and `/status.json` show it: a copy taken on the stream's loop.
+public struct StreamStatus: Sendable, Equatable {
+    public var id: String
+    /// The path with the query's values masked (`StreamKey.displayPath`).
+    public var path: String
+    public var origin: String
+    public var isPrivate: Bool
+    public var subscribers: Int
+    /// `connecting`, `connected`, `reconnecting` or `ended`.
+    public var upstreamState: String
+    /// How long the upstream has been in that state.
+    public var upstreamStateSeconds: Double
+    public var reconnects: Int
+    public var lastError: String?
+    public var eventsReceived: Int
+    public var eventsSent: Int
+    public var replayEvents: Int
+    public var replayBytes: Int
+    /// Age of the oldest buffered event (0 when the buffer is empty).
+    public var replayAgeSeconds: Double
+    public var replayEventLimit: Int
+    public var replayByteLimit: Int
+    public var replayAgeLimitSeconds: Double
+    public var ageSeconds: Double
+
+    public init(
+        id: String, path: String, origin: String, isPrivate: Bool, subscribers: Int, upstreamState: String,
+        upstreamStateSeconds: Double, reconnects: Int, lastError: String?, eventsReceived: Int, eventsSent: Int,
+        replayEvents: Int, replayBytes: Int, replayAgeSeconds: Double, replayEventLimit: Int, replayByteLimit: Int,
+        replayAgeLimitSeconds: Double, ageSeconds: Double
+    ) {
+        self.id = id
+        self.path = path
+        self.origin = origin
+        self.isPrivate = isPrivate
+        self.subscribers = subscribers
+        self.upstreamState = upstreamState
+        self.upstreamStateSeconds = upstreamStateSeconds
+        self.reconnects = reconnects
+        self.lastError = lastError
+        self.eventsReceived = eventsReceived
+        self.eventsSent = eventsSent
+        self.replayEvents = replayEvents
+        self.replayBytes = replayBytes
+        self.replayAgeSeconds = replayAgeSeconds
+        self.replayEventLimit = replayEventLimit
+        self.replayByteLimit = replayByteLimit
+        self.replayAgeLimitSeconds = replayAgeLimitSeconds
+        self.ageSeconds = ageSeconds
+    }
+}
