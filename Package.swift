@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
     ],
     targets: [
         // The SSE wire format: WHATWG parser and serializer. No I/O.
@@ -48,8 +49,11 @@ let package = Package(
                 exclude: ["ClientScript/lifeline-client.js"]),
         // The built-in demo origin (`lifeline --demo`, `lifeline demo-origin`).
         .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        // The admin listener: /metrics (Prometheus), health, /status.json and the live status page.
+        .target(name: "Admin", dependencies: ["LifelineCore", "Server", nioCore, nioPosix, nioHTTP1, nioConcurrency,
+                                              .product(name: "Prometheus", package: "swift-prometheus")]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
-        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "DemoOrigin", "TLS", nioCore, nioPosix, nioConcurrency, logging]),
+        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "Admin", "DemoOrigin", "TLS", nioCore, nioPosix, nioConcurrency, logging]),
         .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),
         // The SSE load client and benchmark origin (`lifeline-bench`).
         .executableTarget(
@@ -72,7 +76,7 @@ let package = Package(
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
-        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "CMalloc", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "Admin", "CMalloc", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
 
         // Fuzz targets (Tests/Fuzz; docs/reliability.md). `scripts/fuzz` builds them with libFuzzer
         // (-sanitize=fuzzer,address -DLIFELINE_FUZZ); an ordinary build makes input replayers.

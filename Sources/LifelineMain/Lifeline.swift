@@ -1,3 +1,4 @@
+import Admin
 import DemoOrigin
 import Dispatch
 import Flags
@@ -24,6 +25,10 @@ public enum Lifeline {
         }
         if arguments.first == "flags-reference" {
             print(Self.flagReference(), terminator: "")
+            return 0
+        }
+        if arguments.contains("--version") {
+            print("lifeline \(LifelineVersion.current)")
             return 0
         }
         if arguments.contains("--help") || arguments.contains("-h") {
@@ -125,6 +130,7 @@ public enum Lifeline {
         var configuration = settings.gateway
         var demoServer: DemoOriginServer?
         var demoPaths: DemoNetworkPaths?
+        var adminServer: AdminServer?
         // SIGHUP is handled from the start, so that an early one does not end the process.
         let reloadTarget = NIOLockedValueBox<GatewayServer?>(nil)
         let reload = Self.onSignal(SIGHUP) {
@@ -172,10 +178,19 @@ public enum Lifeline {
                     demo: demoServer, gateway: gatewayAddress, group: group, logger: logger
                 )
             }
+            if let admin = settings.adminListen {
+                adminServer = try await AdminServer.start(
+                    configuration: AdminServer.Configuration(host: admin.host, port: admin.port),
+                    gateway: server,
+                    group: group
+                )
+                Self.announce("lifeline admin listening on http://\(Self.display(adminServer!.localAddress))")
+            }
             reloadTarget.withLockedValue { $0 = server }
             let signal = await Self.waitForTerminationSignal()
             logger.notice("shutting down", metadata: ["signal": "\(signal)"])
             await server.shutdown()
+            await adminServer?.stop()
             await demoPaths?.direct.stop()
             await demoPaths?.lifeline.stop()
             try? await demoServer?.stop()

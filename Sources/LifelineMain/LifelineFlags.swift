@@ -167,6 +167,11 @@ enum LifelineFlags {
         "demo-drop-every", .duration, default: "20s", section: "Operations",
         help: "With --demo: the demo origin drops each connection after about this long (0: never).")
     static let help = Flag<Bool>(boolean: "help", section: "Operations", help: "Show this help and exit.")
+    static let version = Flag<Bool>(boolean: "version", section: "Operations", help: "Print the version and exit.")
+    static let adminListen = OptionalFlag(
+        "admin-listen", .listenAddress, valueName: "HOST:PORT", section: "Monitoring",
+        help: "Serve /metrics (Prometheus), /healthz, /readyz, /status.json and the live status page at / on this "
+            + "address (off unless set; never on the public listeners). Keep it private: 127.0.0.1 or an internal network.")
 
     static let set = FlagSet([
         listen, route, upstream, shareBy, unsharedRoute, clientScriptPath, lastEventIDParam,
@@ -175,7 +180,7 @@ enum LifelineFlags {
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
         replayEvents, replayBytes, replayAge, replayMiss, gapEvent, assignIDs, streamLinger,
         clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
-        logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help,
+        adminListen, logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help, version,
     ])
 
     @Sendable static func singleLine(_ text: String) -> String? {
@@ -192,6 +197,8 @@ enum LifelineFlags {
 struct LifelineSettings {
     var gateway: GatewayConfiguration
     var demo: DemoSettings?
+    /// `--admin-listen`, if set.
+    var adminListen: GatewayConfiguration.ListenAddress?
     var logLevel: String
     var logFormat: String
     /// Event loops to run (resolved: never 0).
@@ -294,6 +301,7 @@ struct LifelineSettings {
         return .success(LifelineSettings(
             gateway: gateway,
             demo: demo ? DemoSettings(tick: time(flags[F.demoTick]), dropEvery: optionalTime(flags[F.demoDropEvery])) : nil,
+            adminListen: flags[F.adminListen].map { .init(host: $0.isAnyHost ? "0.0.0.0" : $0.host, port: $0.port) },
             logLevel: flags[F.logLevel],
             logFormat: flags[F.logFormat],
             threads: EventLoopCount.resolve(requested: flags[F.threads])
