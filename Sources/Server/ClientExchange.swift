@@ -82,7 +82,11 @@ final class ClientExchange {
 
     /// Ends the exchange's state; the target is described now, as the request or stream goes.
     private func becomeFinished() {
-        if case .finished = self.state { return }
+        switch self.state {
+        case .finished: return
+        case .proxying: self.loop.counters.values.proxiedRequests += 1
+        default: break
+        }
         self.finishedTarget = self.target
         self.state = .finished
     }
@@ -129,8 +133,7 @@ final class ClientExchange {
             self.loop.counters.values.streamRequests += 1
             self.joinStream(request)
         } else {
-            self.loop.counters.values.proxiedRequests += 1
-            self.proxy(request)
+            self.proxy(request)  // counted when it ends: the answer may turn out to be a stream
         }
     }
 
@@ -471,6 +474,7 @@ extension ClientExchange: PlainProxyOwner {
     /// connection opens the stream or, if one exists or is opening, is dropped for it.
     func proxyAnsweredWithEventStream(_ head: HTTPResponseHead, connection: OriginConnection) {
         guard case .proxying(_, let request) = self.state else { return connection.detachAndClose() }
+        self.loop.counters.values.streamRequests += 1
         let weakSelf = NIOLoopBound(WeakExchange(self), eventLoop: self.eventLoop)
         let lookup = self.shared.hub.lookup(request.key, on: self.eventLoop) { outcome in
             weakSelf.value.exchange?.openingFinished(outcome)

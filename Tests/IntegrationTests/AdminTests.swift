@@ -118,6 +118,14 @@ final class AdminTests: XCTestCase {
         }
         XCTAssertEqual(values["lifeline_events_sent_total"], 7, "6 live deliveries and one replayed event")
 
+        // A request without Accept: text/event-stream is proxied, and counted as a stream when
+        // the origin answers with one; a plain answer counts as proxied.
+        let plainGet = try await SSETestClient.connect(port: harness.port, path: "/events/other", headers: [("Accept", "*/*")], group: group)
+        _ = try await plainGet.waitForHead()
+        values = try await self.waitForMetrics(admin, group: group, "6 stream requests") { $0["lifeline_stream_requests_total"] == 6 }
+        XCTAssertEqual(values["lifeline_proxied_requests_total"], 0)
+        await plainGet.close()
+
         for client in clients + [resumed, lost] { await client.close() }
         values = try await self.waitForMetrics(admin, group: group, "no subscriber") {
             $0["lifeline_subscribers"] == 0 && $0[#"lifeline_connections{protocol="http1",tls="false"}"#] == 0
