@@ -113,6 +113,26 @@ enum MetricsExposition {
             .set(process.startTime)
         registry.makeGauge(descriptor: Self.descriptor("process_threads", "Number of OS threads in the process."))
             .set(Double(process.threads))
-        return registry.emitToString()
+        return Self.sortedByFamily(registry.emitToString())
+    }
+
+    /// The registry emits families in hash order; sorted, scrapes can be compared by eye and diff.
+    static func sortedByFamily(_ text: String) -> String {
+        var families: [(name: Substring, lines: [Substring])] = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# HELP ") || (line.hasPrefix("# TYPE ") && families.last.map({ !$0.lines.last!.hasPrefix("# HELP ") }) ?? true) {
+                let name = line.dropFirst(7).prefix { $0 != " " }
+                families.append((name, [line]))
+            } else if !families.isEmpty {
+                families[families.count - 1].lines.append(line)
+            }
+        }
+        return families.sorted { $0.name < $1.name }
+            .map { family in
+                let header = family.lines.prefix { $0.hasPrefix("#") }
+                let samples = family.lines.dropFirst(header.count).sorted()
+                return (header + samples).joined(separator: "\n") + "\n"
+            }
+            .joined()
     }
 }

@@ -16,7 +16,8 @@ public struct GatewayCounters: Sendable, Equatable {
     /// Event deliveries to clients: one per client per event, replayed ones included.
     public var eventsSent = 0
     public var heartbeatsSent = 0
-    /// Response body bytes handed to client connections (framing and heads not counted).
+    /// Bytes written to clients: HTTP/1.1 as on the wire (heads and chunk framing included),
+    /// HTTP/2 the DATA payloads (nghttp2 frames them).
     public var bytesSent = 0
     public var replayHits = 0
     public var replayMisses = 0

@@ -28,28 +28,38 @@ struct LifelineLogHandler: LogHandler {
         if let extra = event.metadata {
             merged.merge(extra) { $1 }
         }
-        let line: String
-        switch self.format {
-        case .text:
-            var text = "\(Self.timestamp()) \(event.level) \(event.message)"
-            for key in merged.keys.sorted() {
-                text += " \(key)=\(merged[key]!)"
-            }
-            line = text
-        case .json:
-            var fields = [
-                "\"time\":\(Self.quoted(Self.timestamp()))",
-                "\"level\":\(Self.quoted("\(event.level)"))",
-                "\"msg\":\(Self.quoted("\(event.message)"))",
-            ]
-            for key in merged.keys.sorted() {
-                fields.append("\(Self.quoted(key)):\(Self.quoted("\(merged[key]!)"))")
-            }
-            line = "{" + fields.joined(separator: ",") + "}"
-        }
+        let line = Self.line(format: self.format, time: Self.timestamp(), level: event.level, message: "\(event.message)", metadata: merged)
         var bytes = Array((line + "\n").utf8)
         bytes.withUnsafeMutableBytes { buffer in
             _ = write(2, buffer.baseAddress, buffer.count)
+        }
+    }
+
+    /// One log line. In JSON, numbers logged as numbers (`.stringConvertible(Int)`) stay numbers,
+    /// so that a log pipeline can sum and compare them.
+    static func line(format: Format, time: String, level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
+        switch format {
+        case .text:
+            var text = "\(time) \(level) \(message)"
+            for key in metadata.keys.sorted() {
+                text += " \(key)=\(metadata[key]!)"
+            }
+            return text
+        case .json:
+            var fields = [
+                "\"time\":\(Self.quoted(time))",
+                "\"level\":\(Self.quoted("\(level)"))",
+                "\"msg\":\(Self.quoted(message))",
+            ]
+            for key in metadata.keys.sorted() {
+                let value: String
+                switch metadata[key]! {
+                case .stringConvertible(let number as Int): value = String(number)
+                case let other: value = Self.quoted("\(other)")
+                }
+                fields.append("\(Self.quoted(key)):\(value)")
+            }
+            return "{" + fields.joined(separator: ",") + "}"
         }
     }
 

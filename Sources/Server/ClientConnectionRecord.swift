@@ -20,6 +20,8 @@ struct ClientConnectionRecord {
     var eventsSent = 0
     var bytesSent = 0
     var lastTarget = "-"
+    /// The last request's path, its query values masked (`StreamKey.displayPath`).
+    var lastPath = "-"
     /// How the connection ended, for the access log; the last reason given wins.
     var endReason = "client closed"
 
@@ -55,6 +57,9 @@ struct ClientConnectionRecord {
     mutating func account(_ exchange: ClientExchange) {
         self.eventsSent += exchange.eventsSent
         self.lastTarget = exchange.target
+        if let path = exchange.streamPath {
+            self.lastPath = path
+        }
         if exchange.endReason != "response complete" {
             self.endReason = exchange.endReason
         }
@@ -72,19 +77,18 @@ struct ClientConnectionRecord {
             break
         }
         self.admission = .pending
-        var metadata: Logger.Metadata = [
+        // Numbers as numbers: `--log-format=json` keeps them so for log pipelines.
+        let metadata: Logger.Metadata = [
             "client": "\(self.client ?? "-")",
             "protocol": "\(self.protocolName)",
+            "path": "\(self.lastPath)",
             "target": "\(self.lastTarget)",
-            "requests": "\(self.requests)",
-            "duration_ms": "\((now - self.connectedAt).nanoseconds / 1_000_000)",
-            "events": "\(self.eventsSent)",
+            "requests": .stringConvertible(self.requests),
+            "duration_ms": .stringConvertible(Int((now - self.connectedAt).nanoseconds / 1_000_000)),
+            "events": .stringConvertible(self.eventsSent),
+            "bytes": .stringConvertible(self.bytesSent),
             "end": "\(self.endReason)",
         ]
-        if self.protocolName != "h2" {
-            // HTTP/2 shares one connection's bytes among its streams: not counted per connection.
-            metadata["bytes"] = "\(self.bytesSent)"
-        }
         shared.accessLogger.info("connection closed", metadata: metadata)
     }
 }

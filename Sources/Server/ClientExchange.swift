@@ -41,6 +41,7 @@ final class ClientExchange {
     // For the access log.
     /// The target once the exchange holds neither a request nor a stream.
     private var finishedTarget = "-"
+    private var finishedPath: String?
     private(set) var eventsSent = 0
     private(set) var endReason = "client closed"
 
@@ -70,13 +71,13 @@ final class ClientExchange {
     }
 
     /// The stream's path as the status page shows it (query values masked).
-    private var streamPath: String? {
+    var streamPath: String? {
         switch self.state {
         case .streaming(let membership): return membership.stream.key.displayPath
         case .waitingForOpening(let request), .opening(let request, _), .waitingForAttach(let request, _),
             .proxying(_, let request):
             return request.key.displayPath
-        case .idle, .finished: return nil
+        case .idle, .finished: return self.finishedPath
         }
     }
 
@@ -88,6 +89,7 @@ final class ClientExchange {
         default: break
         }
         self.finishedTarget = self.target
+        self.finishedPath = self.streamPath
         self.state = .finished
     }
 

@@ -65,7 +65,7 @@ svg.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.2; }
 .fill i { display: block; height: 100%; background: var(--accent); }
 .fill + span { margin-left: .4rem; font-size: .8rem; color: var(--muted); }
 #recent { list-style: none; margin: .4rem 0 0; padding: 0; font-size: .85rem; }
-#recent li { display: grid; grid-template-columns: 4.5rem 6.8rem minmax(8rem, 20rem) 1fr auto; gap: .6rem; padding: .22rem 0; border-bottom: 1px solid #eceff2; align-items: baseline; }
+#recent li { display: grid; grid-template-columns: 4.5rem 6.8rem 16rem 1fr auto; gap: .6rem; padding: .22rem 0; border-bottom: 1px solid #eceff2; align-items: baseline; }
 #recent li > * { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #recent .none { display: block; color: var(--muted); }
 #recent .stream { font-family: ui-monospace, monospace; font-size: .8rem; }
@@ -125,8 +125,8 @@ section { margin-top: 1.2rem; }
     <span id="stream-count"></span>
   </div>
   <div class="scroll"><table>
-    <colgroup><col style="width:22%"><col style="width:8%"><col style="width:17%"><col style="width:8%">
-      <col style="width:13%"><col style="width:13%"><col style="width:7%"><col style="width:12%"></colgroup>
+    <colgroup><col style="width:26%"><col style="width:8%"><col style="width:15%"><col style="width:7%">
+      <col style="width:14%"><col style="width:12%"><col style="width:7%"><col style="width:11%"></colgroup>
     <thead><tr><th>Path</th><th class="n">Subscribers</th><th>Origin connection</th><th class="n">Reconnects</th>
       <th>Last error</th><th class="n">Events in/s</th><th class="n">Out/s</th><th>Replay buffer</th></tr></thead>
     <tbody id="streams"><tr><td class="empty" colspan="8">Waiting for the first report…</td></tr></tbody>
@@ -332,7 +332,7 @@ function updateRow(row, s) {
   c.in.title = count(e.received) + ' events received, ' + count(e.sent) + ' delivered since the stream opened';
   const h = e.history || [], max = Math.max(1e-9, ...h);
   const step = h.length > 1 ? 60 / (h.length - 1) : 0;
-  c.line.setAttribute('points', h.map((v, i) => (i * step).toFixed(1) + ',' + (15 - 14 * v / max).toFixed(1)).join(' '));
+  c.line.setAttribute('points', h.map((v, i) => (i * step).toFixed(1) + ',' + (15 - 12 * v / max).toFixed(1)).join(' '));
   const share = Math.min(1, Math.max(b.maxEvents ? b.events / b.maxEvents : 0,
     b.maxBytes ? b.bytes / b.maxBytes : 0, b.maxAgeSeconds ? b.ageSeconds / b.maxAgeSeconds : 0));
   c.bar.style.width = (share * 100).toFixed(1) + '%';

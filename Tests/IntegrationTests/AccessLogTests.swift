@@ -1,0 +1,71 @@
+import LifelineTestSupport
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+
+@testable import LifelineMain
+@testable import Server
+
+/// The access log: one line per client connection with what a log pipeline needs.
+final class AccessLogTests: XCTestCase {
+    /// Keeps every record logged through it.
+    struct CapturingHandler: LogHandler {
+        let records: NIOLockedValueBox<[(message: String, metadata: Logger.Metadata)]>
+        var logLevel: Logger.Level = .info
+        var metadata: Logger.Metadata = [:]
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { self.metadata[key] }
+            set { self.metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            var merged = self.metadata
+            merged.merge(event.metadata ?? [:]) { $1 }
+            self.records.withLockedValue { $0.append(("\(event.message)", merged)) }
+        }
+    }
+
+    func testEachConnectionLogsPathClientProtocolDurationEventsBytesAndEnd() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let origin = try await ScriptedOrigin.start(group: group, handler: ScriptedOrigin.sseHandler())
+        var configuration = GatewayConfiguration(listen: [.init(host: "127.0.0.1", port: 0)])
+        configuration.routes = [try Route.parse("/=http://127.0.0.1:\(origin.port)/").get()]
+        configuration.heartbeat = nil
+        let records = NIOLockedValueBox<[(message: String, metadata: Logger.Metadata)]>([])
+        let logger = Logger(label: "test") { _ in CapturingHandler(records: records) }
+        let gateway = try await GatewayServer.start(configuration: configuration, group: group, logger: logger)
+
+        let client = try await SSETestClient.connect(port: gateway.port, path: "/feed?token=s3cret", group: group)
+        try await origin.waitForStreams(count: 1)
+        _ = origin.broadcast("id: 1\ndata: a\n\nid: 2\ndata: b\n\n")
+        _ = try await client.waitForEvents(count: 2)
+        await client.close()
+        try await gateway.waitForConnectionCount(0)
+
+        let access = records.withLockedValue { $0 }.filter { $0.metadata["log"] == "access" }
+        XCTAssertEqual(access.count, 1, "\(access)")
+        let line = try XCTUnwrap(access.first).metadata
+        XCTAssertEqual(line["path"], "/feed?token=…", "query values masked")
+        XCTAssertEqual(line["client"], "127.0.0.1")
+        XCTAssertEqual(line["protocol"], "http/1.1")
+        XCTAssertEqual(line["events"]?.description, "2")
+        XCTAssertEqual(line["requests"]?.description, "1")
+        XCTAssertGreaterThan(Int(line["bytes"]?.description ?? "") ?? 0, 40)
+        XCTAssertNotNil(Int(line["duration_ms"]?.description ?? ""))
+        XCTAssertEqual(line["end"], "client closed")
+
+        // In JSON the numbers stay numbers.
+        let json = LifelineLogHandler.line(format: .json, time: "T", level: .info, message: "connection closed", metadata: line)
+        XCTAssertTrue(json.contains(#""events":2"#), json)
+        XCTAssertTrue(json.contains(#""path":"/feed?token=…""#), json)
+        XCTAssertTrue(json.contains(#""end":"client closed""#), json)
+        XCTAssertFalse(json.contains("s3cret"), json)
+
+        await gateway.shutdown()
+        try await origin.stop()
+        try await group.shutdownGracefully()
+    }
+}
