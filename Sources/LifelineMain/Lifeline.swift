@@ -131,22 +131,10 @@ public enum Lifeline {
         var demoServer: DemoOriginServer?
         var demoPaths: DemoNetworkPaths?
         var adminServer: AdminServer?
-        // SIGHUP is handled from the start, so that an early one does not end the process.
-        let reloadTarget = NIOLockedValueBox<GatewayServer?>(nil)
-        let reload = Self.onSignal(SIGHUP) {
-            guard let server = reloadTarget.withLockedValue({ $0 }) else { return }
-            guard !server.configuration.tlsCertificates.isEmpty else {
-                logger.notice("SIGHUP: no certificates to reload")
-                return
-            }
-            do {
-                try server.reloadCertificates()
-                logger.notice("SIGHUP: certificates reloaded")
-            } catch {
-                logger.error("SIGHUP: certificates not reloaded; keeping the old ones", metadata: ["error": "\(error)"])
-            }
-        }
-        defer { reload.cancel() }
+        // Signals are taken from the start, so that an early one is neither lost nor fatal.
+        let events = LifecycleEvents(signals: [SIGTERM, SIGINT, SIGHUP, SIGUSR2])
+        defer { events.finish() }
+        let lifecycle = NIOLockedValueBox(GatewayLifecycle())
         do {
             if let demo = settings.demo {
                 let server = try await DemoOriginServer.start(
@@ -180,16 +168,21 @@ public enum Lifeline {
             }
             if let admin = settings.adminListen {
                 adminServer = try await AdminServer.start(
-                    configuration: AdminServer.Configuration(host: admin.host, port: admin.port),
+                    configuration: AdminServer.Configuration(
+                        host: admin.host,
+                        port: admin.port,
+                        state: { lifecycle.withLockedValue { $0.readiness } }
+                    ),
                     gateway: server,
                     group: group
                 )
                 Self.announce("lifeline admin listening on http://\(Self.display(adminServer!.localAddress))")
             }
-            reloadTarget.withLockedValue { $0 = server }
-            let signal = await Self.waitForTerminationSignal()
-            logger.notice("shutting down", metadata: ["signal": "\(signal)"])
-            await server.shutdown()
+            let interrupted = await Self.serve(
+                server, settings: settings, lifecycle: lifecycle, events: events, logger: logger
+            )
+            await server.shutdown(grace: interrupted ? .zero : .seconds(1))
+            lifecycle.withLockedValue { $0.stopped() }
             await adminServer?.stop()
             await demoPaths?.direct.stop()
             await demoPaths?.lifeline.stop()
@@ -200,6 +193,79 @@ public enum Lifeline {
             try? await demoServer?.stop()
             return 1
         }
+    }
+
+    /// Runs the lifecycle until it says stop: signals drain, reload, upgrade or stop the
+    /// process. Returns whether it was interrupted (a second SIGTERM, or SIGINT) rather than
+    /// drained to the end.
+    static func serve(
+        _ server: GatewayServer,
+        settings: LifelineSettings,
+        lifecycle: NIOLockedValueBox<GatewayLifecycle>,
+        events: LifecycleEvents,
+        logger: Logger
+    ) async -> Bool {
+        var drain: Task<Void, Never>?
+        defer { drain?.cancel() }
+        for await event in events.stream {
+            let action: GatewayLifecycle.Action
+            switch event {
+            case .signal(SIGHUP):
+                Self.reload(server, logger: logger)
+                continue
+            case .signal(let number):
+                let signal: GatewayLifecycle.Signal = number == SIGINT ? .interrupt : number == SIGUSR2 ? .upgrade : .terminate
+                action = lifecycle.withLockedValue { $0.received(signal) }
+                logger.notice("\(LifecycleEvents.name(number))", metadata: [
+                    "state": "\(lifecycle.withLockedValue { $0.state })", "action": "\(action)",
+                ])
+            case .drainFinished:
+                action = lifecycle.withLockedValue { $0.drainFinished() }
+            case .upgradeReady(let pid):
+                logger.notice("upgrade: the new process is ready; handing over", metadata: ["pid": "\(pid)"])
+                action = lifecycle.withLockedValue { $0.upgradeSucceeded() }
+            case .upgradeFailed(let why):
+                logger.error("upgrade failed; this process goes on serving", metadata: ["error": "\(why)"])
+                action = lifecycle.withLockedValue { $0.upgradeFailed() }
+            }
+            switch action {
+            case .drain:
+                let window = settings.drainWindow
+                logger.notice("draining", metadata: ["window": "\(window)"])
+                drain = Task {
+                    await server.drain(window: window)
+                    events.send(.drainFinished)
+                }
+            case .stopNow:
+                let interrupted = event != .drainFinished
+                logger.notice(interrupted ? "stopping now" : "drained; stopping")
+                return interrupted
+            case .startUpgrade:
+                Self.startUpgrade(server, events: events, logger: logger)
+            case .none, .ignored:
+                break
+            }
+        }
+        return true
+    }
+
+    /// SIGHUP: certificates are read again.
+    static func reload(_ server: GatewayServer, logger: Logger) {
+        guard !server.configuration.tlsCertificates.isEmpty else {
+            logger.notice("SIGHUP: no certificates to reload")
+            return
+        }
+        do {
+            try server.reloadCertificates()
+            logger.notice("SIGHUP: certificates reloaded")
+        } catch {
+            logger.error("SIGHUP: certificates not reloaded; keeping the old ones", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// SIGUSR2: not yet; the process goes on serving.
+    static func startUpgrade(_ server: GatewayServer, events: LifecycleEvents, logger: Logger) {
+        events.send(.upgradeFailed("in-place upgrade is not built yet"))
     }
 
     /// The demo page's two cuttable paths (`DemoNetworkPath`), to the origin and to the gateway,
@@ -283,14 +349,6 @@ public enum Lifeline {
     }
 
     /// Runs `action` on every `number` signal until the returned source is cancelled.
-    static func onSignal(_ number: Int32, _ action: @escaping @Sendable () -> Void) -> DispatchSourceSignal {
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: DispatchQueue(label: "lifeline.signal.\(number)"))
-        source.setEventHandler(handler: action)
-        source.resume()
-        return source
-    }
-
     /// Waits for SIGTERM or SIGINT.
     static func waitForTerminationSignal() async -> String {
         await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in

@@ -167,6 +167,10 @@ enum LifelineFlags {
         "demo-drop-every", .duration, default: "20s", section: "Operations",
         help: "With --demo: the demo origin drops each connection after about this long (0: never).")
     static let help = Flag<Bool>(boolean: "help", section: "Operations", help: "Show this help and exit.")
+    static let drainWindow = Flag(
+        "drain-window", .duration, default: "10s", section: "Operations",
+        help: "On SIGTERM (and after an upgrade hand-over), close each streaming client at its own random moment "
+            + "within this window, after a retry: line, while streams keep running; then exit. 0: close all at once.")
     static let version = Flag<Bool>(boolean: "version", section: "Operations", help: "Print the version and exit.")
     static let adminListen = OptionalFlag(
         "admin-listen", .listenAddress, valueName: "HOST:PORT", section: "Monitoring",
@@ -180,7 +184,7 @@ enum LifelineFlags {
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
         replayEvents, replayBytes, replayAge, replayMiss, gapEvent, assignIDs, streamLinger,
         clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
-        adminListen, logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help, version,
+        adminListen, drainWindow, logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help, version,
     ])
 
     @Sendable static func singleLine(_ text: String) -> String? {
@@ -199,6 +203,7 @@ struct LifelineSettings {
     var demo: DemoSettings?
     /// `--admin-listen`, if set.
     var adminListen: GatewayConfiguration.ListenAddress?
+    var drainWindow: TimeAmount = .seconds(10)
     var logLevel: String
     var logFormat: String
     /// Event loops to run (resolved: never 0).
@@ -302,6 +307,7 @@ struct LifelineSettings {
             gateway: gateway,
             demo: demo ? DemoSettings(tick: time(flags[F.demoTick]), dropEvery: optionalTime(flags[F.demoDropEvery])) : nil,
             adminListen: flags[F.adminListen].map { .init(host: $0.isAnyHost ? "0.0.0.0" : $0.host, port: $0.port) },
+            drainWindow: time(flags[F.drainWindow]),
             logLevel: flags[F.logLevel],
             logFormat: flags[F.logFormat],
             threads: EventLoopCount.resolve(requested: flags[F.threads])

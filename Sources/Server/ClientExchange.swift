@@ -406,6 +406,9 @@ extension ClientExchange: StreamSubscriber {
         }
         responder.flush()
         self.loop.heartbeatClock.register(attachment.membership)
+        if self.loop.drainClock.isDraining {
+            self.loop.drainClock.add(self)
+        }
     }
 
     func streamDeliver(_ chunk: StreamChunk, now: NIODeadline) {
@@ -424,6 +427,32 @@ extension ClientExchange: StreamSubscriber {
         guard self.send(self.loop.heartbeat.bytes, counted: true, chunk: self.loop.heartbeat) else { return }
         self.loop.counters.values.heartbeatsSent += 1
         self.responder?.flush()
+    }
+
+    // MARK: Drain
+
+    /// The gateway drains: a streaming client is let go at its moment; one that is not streaming
+    /// yet gets its moment when it starts (`streamAttached`).
+    func drainRequested() {
+        if case .streaming = self.state {
+            self.loop.drainClock.add(self)
+        }
+    }
+
+    /// This client's drain moment: a `retry:` so that reconnects spread further, then the
+    /// response ends and the connection closes (HTTP/1.1) or the stream ends (HTTP/2, after
+    /// GOAWAY). The stream itself goes on for the others.
+    func drainNow() {
+        guard case .streaming(let membership) = self.state, let responder = self.responder else { return }
+        while let buffer = self.queue.dequeue() {
+            responder.writeBody(buffer)
+        }
+        var retry = responder.allocator.buffer(capacity: 24)
+        retry.writeString("retry: \(self.loop.drainClock.retryMilliseconds())\n\n")
+        responder.writeBody(retry)
+        membership.leave()
+        self.finish(reason: "drained")
+        responder.endResponse(closeConnection: true)
     }
 
     func streamEnded(_ reason: StreamEndReason) {

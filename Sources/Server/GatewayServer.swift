@@ -155,6 +155,29 @@ public final class GatewayServer: Sendable {
         )
     }
 
+    /// Closes the listeners: no new connection is accepted here (after an upgrade hand-over the
+    /// new process still accepts on the same sockets). Idempotent.
+    public func stopAccepting() async {
+        for listener in self.listeners {
+            try? await listener.close()
+        }
+    }
+
+    /// Drains: stops accepting, then lets every client go over `window` (each streaming client
+    /// at its own random moment, after a `retry:`), while streams and their origin connections
+    /// keep running for those still here. Returns when no client is left or the window is over;
+    /// `shutdown` ends what remains.
+    public func drain(window: TimeAmount, retryRange: ClosedRange<Int64> = DrainSchedule.defaultRetryRange) async {
+        await self.stopAccepting()
+        let schedule = DrainSchedule(deadline: .now() + window, retryRange: retryRange)
+        for loop in self.loops {
+            loop.eventLoop.execute { loop.beginDrain(schedule) }
+        }
+        while !Task.isCancelled, await self.openConnections() > 0, NIODeadline.now() < schedule.deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
+
     /// Stops accepting and ends every stream (clients' responses end cleanly, then their
     /// connections close); waits up to `grace` for that and for plain responses in flight,
     /// then closes what is left.

@@ -104,6 +104,17 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GatewayDrain {
+            // Like a shutdown for what is idle or plain; a stream goes at its drain moment.
+            if self.machine.shutdown() {
+                self.record.endReason = "gateway drain"
+                self.tearDown()
+                context.close(promise: nil)
+            } else {
+                self.exchange?.drainRequested()
+            }
+            return
+        }
         if event is GatewayShutdown {
             if self.machine.shutdown() {
                 self.record.endReason = "gateway shutdown"

@@ -94,6 +94,12 @@ final class HTTP2FrontEnd {
         exchange.start(stream.head)
     }
 
+    func drainRequested() {
+        for responder in self.responders.values {
+            responder.exchange?.drainRequested()
+        }
+    }
+
     /// Response bytes handed to the connection (DATA payloads), for the access log and metrics.
     func countSent(_ bytes: Int) {
         self.record.bytesSent += bytes
@@ -159,6 +165,12 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandl
         if event is GatewayShutdown {
             // GOAWAY: no new streams; the streams' responses end as their streams do.
             self.handler.beginGracefulShutdown()
+            return
+        }
+        if event is GatewayDrain {
+            // GOAWAY, and each stream goes at its drain moment.
+            self.handler.beginGracefulShutdown()
+            self.frontEnd.drainRequested()
             return
         }
         context.fireUserInboundEventTriggered(event)

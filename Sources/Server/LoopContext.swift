@@ -10,6 +10,8 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     let heartbeatClock: HeartbeatClock
     /// This loop's counters (`GatewayMetrics`): changed here without a lock.
     let counters: LoopCounters
+    /// Lets this loop's streaming clients go, each at its moment, once a drain begins.
+    let drainClock: DrainClock
     /// The connection handlers of this loop's clients (HTTP/1.1 and HTTP/2), by their context.
     /// Confined to the loop, so tracking a connection costs one table entry: no lock, no
     /// close-future callback.
@@ -25,6 +27,7 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         precondition(counters.eventLoop === eventLoop, "a loop's counters belong to that loop")
         self.eventLoop = eventLoop
         self.counters = counters
+        self.drainClock = DrainClock(eventLoop: eventLoop)
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
         var heartbeat = ByteBuffer()
         if let name = configuration.heartbeatEvent {
@@ -45,11 +48,12 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     func addConnection(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
         guard self.connections.updateValue((context, clientProtocol, tls), forKey: ObjectIdentifier(context)) == nil else { return }
         self.counters.values.connectionsOpen[clientProtocol, tls: tls] += 1
-        if self.isShuttingDown {
+        if self.isShuttingDown || self.drainClock.isDraining {
             // Through the loop: the handler is still being added.
             let bound = NIOLoopBound(context, eventLoop: self.eventLoop)
+            let event: any Sendable = self.isShuttingDown ? GatewayShutdown() : GatewayDrain()
             self.eventLoop.execute {
-                bound.value.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
+                bound.value.pipeline.fireUserInboundEventTriggered(event)
             }
         }
     }
@@ -67,6 +71,16 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         self.isShuttingDown = true
         for entry in self.connections.values {
             entry.context.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
+        }
+    }
+
+    /// Begins a drain: idle connections close, plain responses close their connection when done,
+    /// streaming clients are let go one by one until `schedule.deadline` (`DrainClock`).
+    func beginDrain(_ schedule: DrainSchedule) {
+        guard !self.drainClock.isDraining, !self.isShuttingDown else { return }
+        self.drainClock.begin(schedule)
+        for entry in self.connections.values {
+            entry.context.pipeline.fireUserInboundEventTriggered(GatewayDrain())
         }
     }
 

@@ -222,6 +222,82 @@ final class RequestPathOrderTests: XCTestCase {
         self.loop.run()
         XCTAssertFalse(client.isActive, "closed after its stream ended at shutdown")
     }
+
+    // MARK: Drain
+
+    func testDrainLetsEachStreamingClientGoAtItsMomentWithinTheWindow() throws {
+        var clients = [try self.client(self.eventStreamRequest())]
+        try self.answerEventStream(self.origins[0])
+        for _ in 1..<20 {
+            clients.append(try self.client(self.eventStreamRequest()))
+        }
+        try self.sendEvent(self.origins[0], "id: 1\ndata: a\n\n")
+        for client in clients {
+            XCTAssertTrue(try self.received(client).contains("id: 1\n"), "all 20 stream")
+        }
+        // Draws spread evenly over [0, 1): client i is let go at i × 0.3 s, with retry 500 + 50 i ms.
+        // (The first 20 draws place the clients as they are added, the next 20 pick their retries.)
+        var draws = ((0..<20).map { Double($0) / 20 } + (0..<20).map { Double($0) / 20 })[...]
+        self.loopContext.drainClock.random = { draws.popFirst() ?? 0 }
+        let start = self.loop.now
+        self.loopContext.beginDrain(DrainSchedule(deadline: start + .seconds(6), retryRange: 500...1500))
+        self.loop.run()
+
+        var closedAt: [Int: TimeAmount] = [:]
+        var texts = [String](repeating: "", count: clients.count)
+        for step in 0...61 {
+            if step > 0 { self.loop.advanceTime(by: .milliseconds(100)) }
+            for (index, client) in clients.enumerated() where closedAt[index] == nil {
+                texts[index] += try self.received(client)
+                if !client.isActive { closedAt[index] = self.loop.now - start }
+            }
+            if step == 30 {
+                // Live events still reach the clients that are left: the stream goes on.
+                try self.sendEvent(self.origins[0], "id: 2\ndata: b\n\n")
+            }
+        }
+        XCTAssertEqual(closedAt.count, 20, "every client let go within the window")
+        XCTAssertLessThanOrEqual(closedAt.values.max() ?? .zero, .seconds(6))
+        let perSecond = Dictionary(grouping: closedAt.values) { $0.nanoseconds / 1_000_000_000 }.mapValues(\.count)
+        XCTAssertLessThanOrEqual(perSecond.values.max() ?? 0, 4, "spread: \(perSecond)")
+        for (index, text) in texts.enumerated() {
+            XCTAssertTrue(text.contains("retry: "), "client \(index) was told when to come back: \(text.debugDescription)")
+            XCTAssertTrue(text.hasSuffix("0\r\n\r\n"), "its response ended cleanly: \(text.debugDescription)")
+            let sawLive = text.contains("id: 2\n")
+            XCTAssertEqual(sawLive, closedAt[index]! > .seconds(3), "client \(index), let go at \(closedAt[index]!)")
+        }
+        let retries = texts.compactMap { text -> Int? in
+            guard let range = text.range(of: "retry: ") else { return nil }
+            return Int(text[range.upperBound...].prefix { $0.isNumber })
+        }
+        XCTAssertEqual(retries.count, 20)
+        XCTAssertTrue(retries.allSatisfy { (500...1500).contains($0) }, "\(retries)")
+        XCTAssertEqual(Set(retries).count, 20, "reconnects spread further: \(retries)")
+        XCTAssertEqual(self.origins.count, 1, "the origin connection stayed up through the drain")
+    }
+
+    func testClientArrivingDuringADrainIsLetGoBeforeItsEnd() throws {
+        let first = try self.client(self.eventStreamRequest())
+        try self.answerEventStream(self.origins[0])
+        let start = self.loop.now
+        self.loopContext.beginDrain(DrainSchedule(deadline: start + .seconds(2)))
+        self.loop.run()
+        self.loop.advanceTime(by: .seconds(1))
+        let late = try self.client(self.eventStreamRequest())
+        XCTAssertTrue(try self.received(late).hasPrefix("HTTP/1.1 200 OK"), "served while the window lasts")
+        self.loop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(first.isActive)
+        XCTAssertFalse(late.isActive, "let go within what was left of the window")
+    }
+
+    func testIdleKeepAliveConnectionClosesAtOnceWhenADrainBegins() throws {
+        let idle = try self.client("GET /_lifeline/client.js HTTP/1.1\r\nHost: gw\r\n\r\n")
+        XCTAssertTrue(try self.received(idle).hasPrefix("HTTP/1.1 200 OK"))
+        XCTAssertTrue(idle.isActive, "kept alive")
+        self.loopContext.beginDrain(DrainSchedule(deadline: self.loop.now + .seconds(10)))
+        self.loop.run()
+        XCTAssertFalse(idle.isActive)
+    }
 }
 
 /// Origin connections as in-memory channels: the gateway's requests are read from them and the
