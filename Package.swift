@@ -51,7 +51,8 @@ let package = Package(
         .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         // The admin listener: /metrics (Prometheus), health, /status.json and the live status page.
         .target(name: "Admin", dependencies: ["LifelineCore", "Server", nioCore, nioPosix, nioHTTP1, nioConcurrency,
-                                              .product(name: "Prometheus", package: "swift-prometheus")]),
+                                              .product(name: "Prometheus", package: "swift-prometheus")],
+                exclude: ["StatusPage/status-page.html"]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
         .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "Admin", "DemoOrigin", "TLS", nioCore, nioPosix, nioConcurrency, logging]),
         .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),

@@ -37,13 +37,16 @@ public final class AdminServer: Sendable {
 
     private let serverChannel: Channel
     private let feed: StatusFeed
+    /// The listening socket's descriptor, for handing it to a new process on upgrade.
+    public let descriptor: CInt
     private let ticker: Task<Void, Never>
 
     public let localAddress: SocketAddress
     public var port: Int { self.localAddress.port ?? 0 }
 
-    private init(serverChannel: Channel, feed: StatusFeed, ticker: Task<Void, Never>, localAddress: SocketAddress) {
+    private init(serverChannel: Channel, descriptor: CInt, feed: StatusFeed, ticker: Task<Void, Never>, localAddress: SocketAddress) {
         self.serverChannel = serverChannel
+        self.descriptor = descriptor
         self.feed = feed
         self.ticker = ticker
         self.localAddress = localAddress
@@ -52,15 +55,17 @@ public final class AdminServer: Sendable {
     public static func start(
         configuration: Configuration,
         gateway: GatewayServer,
-        group: EventLoopGroup
+        group: EventLoopGroup,
+        inherited: InheritedListeners = InheritedListeners()
     ) async throws -> AdminServer {
         let sampler = StatusSampler(gateway: gateway, state: configuration.state)
         let feed = StatusFeed(sampler: sampler)
         let routes = AdminRoutes(sampler: sampler, feed: feed, configReloads: configuration.configReloads)
         let open = NIOLockedValueBox(0)
         let maxConnections = configuration.maxConnections
+        let descriptor = try inherited.take(role: "admin-listen", index: 0, host: configuration.host, port: configuration.port)
+            ?? ListeningSocket.bind(host: configuration.host, port: configuration.port, backlog: 128)
         let serverChannel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 let admitted = open.withLockedValue { count -> Bool in
@@ -75,7 +80,7 @@ public final class AdminServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(AdminHandler(routes: routes))
                 }
             }
-            .bind(host: configuration.host, port: configuration.port).get()
+            .withBoundSocket(descriptor).get()
         guard let localAddress = serverChannel.localAddress else {
             try? await serverChannel.close()
             throw ChannelError.unknownLocalAddress
@@ -87,7 +92,15 @@ public final class AdminServer: Sendable {
                 try? await Task.sleep(nanoseconds: 1_000_000_000)
             }
         }
-        return AdminServer(serverChannel: serverChannel, feed: feed, ticker: ticker, localAddress: localAddress)
+        return AdminServer(
+            serverChannel: serverChannel, descriptor: descriptor, feed: feed, ticker: ticker, localAddress: localAddress
+        )
+    }
+
+    /// Stops accepting (after an upgrade hand-over the new process accepts on the same socket);
+    /// the status pages and scrapes in flight go on until `stop`.
+    public func stopAccepting() async {
+        try? await self.serverChannel.close()
     }
 
     public func stop() async {

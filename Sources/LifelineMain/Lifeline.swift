@@ -20,6 +20,7 @@ import Darwin
 public enum Lifeline {
     /// Runs with the process's arguments (without the program name) and returns the exit status.
     public static func main(arguments: [String]) async -> Int32 {
+        ProcessUpgrade.rememberExecutable()
         if arguments.first == "demo-origin" {
             return await Self.demoOrigin(arguments: Array(arguments.dropFirst()))
         }
@@ -135,6 +136,8 @@ public enum Lifeline {
         let events = LifecycleEvents(signals: [SIGTERM, SIGINT, SIGHUP, SIGUSR2])
         defer { events.finish() }
         let lifecycle = NIOLockedValueBox(GatewayLifecycle())
+        // Listening sockets handed over by an older process (SIGUSR2) or by systemd.
+        let inherited = InheritedListeners.fromEnvironment()
         do {
             if let demo = settings.demo {
                 let server = try await DemoOriginServer.start(
@@ -150,7 +153,9 @@ public enum Lifeline {
                 )
                 logger.notice("demo origin running", metadata: ["origin": "http://127.0.0.1:\(server.port)"])
             }
-            let server = try await GatewayServer.start(configuration: configuration, group: group, logger: logger)
+            let server = try await GatewayServer.start(
+                configuration: configuration, group: group, logger: logger, inherited: inherited
+            )
             for address in server.plaintextAddresses {
                 Self.announce("lifeline listening on http://\(Self.display(address))")
             }
@@ -174,12 +179,20 @@ public enum Lifeline {
                         state: { lifecycle.withLockedValue { $0.readiness } }
                     ),
                     gateway: server,
-                    group: group
+                    group: group,
+                    inherited: inherited
                 )
                 Self.announce("lifeline admin listening on http://\(Self.display(adminServer!.localAddress))")
             }
+            let unused = inherited.closeUnused()
+            if unused > 0 {
+                logger.warning("inherited listening sockets that no --listen, --tls-listen or --admin-listen uses were closed", metadata: ["count": "\(unused)"])
+            }
+            // Listening: an old process handing over can stop accepting now.
+            ProcessUpgrade.tellOldProcessReady()
+            SystemdNotify.send("READY=1\nMAINPID=\(getpid())")
             let interrupted = await Self.serve(
-                server, settings: settings, lifecycle: lifecycle, events: events, logger: logger
+                server, admin: adminServer, settings: settings, lifecycle: lifecycle, events: events, logger: logger
             )
             await server.shutdown(grace: interrupted ? .zero : .seconds(1))
             lifecycle.withLockedValue { $0.stopped() }
@@ -200,6 +213,7 @@ public enum Lifeline {
     /// drained to the end.
     static func serve(
         _ server: GatewayServer,
+        admin: AdminServer?,
         settings: LifelineSettings,
         lifecycle: NIOLockedValueBox<GatewayLifecycle>,
         events: LifecycleEvents,
@@ -232,7 +246,14 @@ public enum Lifeline {
             case .drain:
                 let window = settings.drainWindow
                 logger.notice("draining", metadata: ["window": "\(window)"])
+                SystemdNotify.send("STOPPING=1")
+                let handedOver: Bool
+                if case .upgradeReady = event { handedOver = true } else { handedOver = false }
                 drain = Task {
+                    if handedOver {
+                        // The new process answers scrapes and /readyz on the same socket now.
+                        await admin?.stopAccepting()
+                    }
                     await server.drain(window: window)
                     events.send(.drainFinished)
                 }
@@ -241,7 +262,8 @@ public enum Lifeline {
                 logger.notice(interrupted ? "stopping now" : "drained; stopping")
                 return interrupted
             case .startUpgrade:
-                Self.startUpgrade(server, events: events, logger: logger)
+                let admin = admin.map { [(role: "admin-listen", fd: $0.descriptor)] } ?? []
+                ProcessUpgrade.start(listeners: server.listenerDescriptors + admin, events: events, logger: logger)
             case .none, .ignored:
                 break
             }
@@ -261,11 +283,6 @@ public enum Lifeline {
         } catch {
             logger.error("SIGHUP: certificates not reloaded; keeping the old ones", metadata: ["error": "\(error)"])
         }
-    }
-
-    /// SIGUSR2: not yet; the process goes on serving.
-    static func startUpgrade(_ server: GatewayServer, events: LifecycleEvents, logger: Logger) {
-        events.send(.upgradeFailed("in-place upgrade is not built yet"))
     }
 
     /// The demo page's two cuttable paths (`DemoNetworkPath`), to the origin and to the gateway,

@@ -14,6 +14,9 @@ public final class GatewayServer: Sendable {
     public let metrics: GatewayMetrics
     private let shared: GatewayShared
     private let listeners: [Channel]
+    /// The listening sockets' descriptors by role, in order (`listen`, then `tls-listen`), for
+    /// handing them to a new process on upgrade.
+    public let listenerDescriptors: [(role: String, fd: CInt)]
     /// One per event loop; each knows its loop's connections, for shutdown.
     private let loops: [LoopContext]
     private let heapTrimmer: HeapTrimmer
@@ -24,10 +27,12 @@ public final class GatewayServer: Sendable {
         hub: StreamHub,
         shared: GatewayShared,
         listeners: [Channel],
+        listenerDescriptors: [(role: String, fd: CInt)],
         loops: [LoopContext],
         tls: TLSServerContext?
     ) {
         self.tls = tls
+        self.listenerDescriptors = listenerDescriptors
         self.configuration = configuration
         self.hub = hub
         self.metrics = shared.metrics
@@ -69,10 +74,13 @@ public final class GatewayServer: Sendable {
 
     public var connectionCount: Int { self.shared.limiter.total }
 
+    /// Starts listening on the configured addresses, or on the sockets in `inherited` that
+    /// match them (an upgrade's hand-over, systemd socket activation).
     public static func start(
         configuration: GatewayConfiguration,
         group: EventLoopGroup,
-        logger: Logger
+        logger: Logger,
+        inherited: InheritedListeners = InheritedListeners()
     ) async throws -> GatewayServer {
         var configuration = configuration
         if configuration.routes.contains(where: { $0.origin.scheme == .https }), configuration.upstream.tls == nil {
@@ -112,13 +120,15 @@ public final class GatewayServer: Sendable {
 
         let frontEnds = FrontEnds(shared: shared, decoderLimits: decoderLimits)
         var listeners: [Channel] = []
+        var descriptors: [(role: String, fd: CInt)] = []
         do {
-            let plain = configuration.listen.map { ($0, false) }
-            let secure = configuration.tlsListen.map { ($0, true) }
-            for (address, isTLS) in plain + secure {
+            let plain = configuration.listen.enumerated().map { ($0.element, false, $0.offset) }
+            let secure = configuration.tlsListen.enumerated().map { ($0.element, true, $0.offset) }
+            for (address, isTLS, index) in plain + secure {
+                let role = isTLS ? "tls-listen" : "listen"
+                let fd = try inherited.take(role: role, index: index, host: address.host, port: address.port)
+                    ?? ListeningSocket.bind(host: address.host, port: address.port)
                 let channel = try await ServerBootstrap(group: group)
-                    .serverChannelOption(.backlog, value: 1024)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                     .childChannelOption(.writeBufferWaterMark, value: waterMark)
                     .childChannelOption(.maxMessagesPerRead, value: 4)
@@ -135,9 +145,10 @@ public final class GatewayServer: Sendable {
                             }
                         }
                     }
-                    .bind(host: address.host, port: address.port)
+                    .withBoundSocket(fd)
                     .get()
                 listeners.append(channel)
+                descriptors.append((role, fd))
             }
         } catch {
             for listener in listeners {
@@ -150,6 +161,7 @@ public final class GatewayServer: Sendable {
             hub: hub,
             shared: shared,
             listeners: listeners,
+            listenerDescriptors: descriptors,
             loops: Array(loopContexts.values),
             tls: tls
         )

@@ -277,6 +277,13 @@ final class AdminTests: XCTestCase {
 
 /// The pieces of the admin side without sockets.
 final class AdminUnitTests: XCTestCase {
+    func testEmbeddedStatusPageIsTheRepositorysFile() throws {
+        let file = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/Admin/StatusPage/status-page.html")
+        XCTAssertEqual(statusPageSource, try String(contentsOf: file, encoding: .utf8), "stale: run scripts/embed-status-page")
+    }
+
     func testRecentEventsCoalesceRepeatsAndKeepTheNewest() {
         var recent = RecentEvents(capacity: 3)
         recent.add(RecentEvent(at: 100, kind: .refused, stream: nil, detail: "429"))

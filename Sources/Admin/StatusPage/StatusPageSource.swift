@@ -24,7 +24,8 @@ header h1 span { color: #aab4be; font-weight: 400; }
 #state { margin-left: auto; display: flex; align-items: center; gap: .4rem; font-size: .85rem; color: #d8dee4; }
 #state::before { content: ""; width: .6rem; height: .6rem; border-radius: 50%; background: var(--off); }
 #state[data-state="live"]::before { background: #3fb95f; }
-#state[data-state="reconnecting"]::before, #state[data-state="connecting"]::before { background: #e0a020; }
+#state[data-state="reconnecting"]::before, #state[data-state="connecting"]::before,
+#state[data-state="stale"]::before { background: #e0a020; }
 #updated { font-size: .8rem; color: #aab4be; }
 main { padding: .9rem 1.2rem 1.5rem; }
 .facts { display: flex; flex-wrap: wrap; gap: .3rem 1.4rem; margin-bottom: .5rem; color: var(--muted); }
@@ -41,6 +42,7 @@ main { padding: .9rem 1.2rem 1.5rem; }
 h2 { font-size: 1rem; margin: 0; }
 .bar { display: flex; align-items: center; gap: .8rem; flex-wrap: wrap; margin: 0 0 .4rem; }
 .bar .hint { color: var(--muted); }
+h2 .hint { font-weight: 400; color: var(--muted); font-size: .8rem; }
 #stream-count { margin-left: auto; color: var(--muted); }
 input, select { font: inherit; padding: .25rem .5rem; border: 1px solid #8894a0; border-radius: .3rem; }
 #filter { width: 18rem; }
@@ -53,6 +55,7 @@ tbody tr:hover { background: #f7f9fb; }
 td.path { font-family: ui-monospace, monospace; font-size: .85rem; }
 td.path small { display: block; font-family: system-ui, sans-serif; color: var(--muted); font-size: .72rem; overflow: hidden; text-overflow: ellipsis; }
 td.err { color: var(--bad); font-size: .82rem; }
+td.err.past { color: var(--muted); }
 td.empty { text-align: center; color: var(--muted); padding: 1.2rem; }
 .up::before { content: "●"; margin-right: .3rem; }
 .up.connected { color: var(--good); }
@@ -61,7 +64,7 @@ td.empty { text-align: center; color: var(--muted); padding: 1.2rem; }
 .up small { color: var(--muted); margin-left: .3rem; }
 svg.spark { width: 64px; height: 16px; vertical-align: middle; margin-left: .4rem; }
 svg.spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.2; }
-.fill { display: inline-block; width: 5rem; height: .55rem; background: #e6eaee; border-radius: .3rem; overflow: hidden; vertical-align: middle; }
+.fill { display: inline-block; width: 4rem; height: .55rem; background: #e6eaee; border-radius: .3rem; overflow: hidden; vertical-align: middle; }
 .fill i { display: block; height: 100%; background: var(--accent); }
 .fill + span { margin-left: .4rem; font-size: .8rem; color: var(--muted); }
 #recent { list-style: none; margin: .4rem 0 0; padding: 0; font-size: .85rem; }
@@ -125,15 +128,15 @@ section { margin-top: 1.2rem; }
     <span id="stream-count"></span>
   </div>
   <div class="scroll"><table>
-    <colgroup><col style="width:26%"><col style="width:8%"><col style="width:15%"><col style="width:7%">
-      <col style="width:14%"><col style="width:12%"><col style="width:7%"><col style="width:11%"></colgroup>
+    <colgroup><col style="width:24%"><col style="width:8%"><col style="width:17%"><col style="width:8%">
+      <col style="width:13%"><col style="width:11%"><col style="width:7%"><col style="width:12%"></colgroup>
     <thead><tr><th>Path</th><th class="n">Subscribers</th><th>Origin connection</th><th class="n">Reconnects</th>
       <th>Last error</th><th class="n">Events in/s</th><th class="n">Out/s</th><th>Replay buffer</th></tr></thead>
     <tbody id="streams"><tr><td class="empty" colspan="8">Waiting for the first report…</td></tr></tbody>
   </table></div>
 
   <section>
-    <h2>Recent events <span class="hint" style="font-weight:400;color:var(--muted);font-size:.8rem">newest first</span></h2>
+    <h2>Recent events <span class="hint">newest first</span></h2>
     <ul id="recent"><li class="none">Nothing notable yet.</li></ul>
   </section>
 </main>
@@ -143,7 +146,7 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let topN = [20, 50, 100, 200].includes(Number(params.get('top'))) ? Number(params.get('top')) : 50;
 let filter = params.get('filter') || '';
-let source = null, lastReport = null, retryTimer = null, debounceTimer = null, recentKey = '';
+let source = null, lastReport = null, lastMessageAt = 0, retryTimer = null, debounceTimer = null, recentKey = '';
 const rows = new Map(); // stream id -> { tr, cells }
 
 // ---- Formatting -------------------------------------------------------------------------
@@ -190,6 +193,7 @@ function connect() {
     let report;
     try { report = JSON.parse(e.data); } catch (err) { return; }
     setConnection('live', 'live');
+    lastMessageAt = Date.now();
     lastReport = report;
     render(report);
   };
@@ -200,6 +204,13 @@ function connect() {
     if (es.readyState === EventSource.CLOSED) retryTimer = setTimeout(connect, 2000);
   };
 }
+
+// Open but silent (a stalled proxy, a suspended laptop): say so rather than look live.
+setInterval(() => {
+  const quiet = (Date.now() - lastMessageAt) / 1000;
+  const st = $('state').dataset.state;
+  if ((st === 'live' || st === 'stale') && quiet > 5) setConnection('stale', 'no update for ' + duration(quiet));
+}, 1000);
 
 function keepInURL() {
   const q = new URLSearchParams();
@@ -326,7 +337,8 @@ function updateRow(row, s) {
   setText(c.upSince, 'for ' + duration(u.sinceSeconds));
   setText(c.reconnects, count(u.reconnects));
   setText(c.err, u.lastError || '');
-  c.err.title = u.lastError || '';
+  c.err.title = u.lastError ? (u.state === 'connected' ? 'Before the last reconnect: ' : '') + u.lastError : '';
+  c.err.classList.toggle('past', u.state === 'connected');
   setText(c.inText, rate(e.receivedPerSecond));
   setText(c.out, rate(e.sentPerSecond));
   c.in.title = count(e.received) + ' events received, ' + count(e.sent) + ' delivered since the stream opened';
