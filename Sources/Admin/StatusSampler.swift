@@ -108,7 +108,7 @@ final class StatusSampler: Sendable {
         let needle = filter.lowercased()
         let matching = needle.isEmpty
             ? gathered.streams
-            : gathered.streams.filter { $0.path.lowercased().contains(needle) }
+            : gathered.streams.filter { $0.path.lowercased().contains(needle) || $0.origin.lowercased().contains(needle) }
         let shown = matching.sorted {
             ($0.subscribers, $0.eventsReceived, $1.path) > ($1.subscribers, $1.eventsReceived, $0.path)
         }.prefix(top)

@@ -44,11 +44,17 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     /// Event deliveries to this stream's subscribers (live events times subscribers, plus replays).
     public private(set) var eventsSent = 0
     public private(set) var lastUpstreamError: String?
+    /// Origin connections that ended and were reconnected (as `lifeline_upstream_reconnects_total`).
     public private(set) var reconnects = 0
+    /// The origin's being down has been noted on the status page since it was last up.
+    private var outageNoted = false
     /// For the status page: a name that stays the same for this stream's life and differs from
     /// every earlier stream of the same key.
     public let id: String
     public let createdAt: NIODeadline
+    /// The path (query values masked) of the client request that opened the stream, as the
+    /// status page shows it; the key holds the origin's.
+    public let displayPath: String
     /// The counters of this stream's loop, if the gateway keeps any.
     private let counters: LoopCounters?
 
@@ -69,8 +75,10 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         isPrivate: Bool = false,
         hub: StreamHub? = nil,
         counters: LoopCounters? = nil,
+        displayPath: String? = nil,
         logger: Logger = Logger(label: "lifeline.stream")
     ) {
+        self.displayPath = displayPath ?? key.displayPath
         precondition(counters.map { $0.eventLoop === eventLoop } ?? true, "a stream counts on its own loop")
         self.key = key
         self.counters = counters
@@ -250,11 +258,11 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     public func upstreamConnected(isReconnect: Bool) {
         self.eventLoop.preconditionInEventLoop()
         if self.upstreamState == .reconnecting, self.lastUpstreamError != nil {
-            self.counters?.note(.originUp, "origin answered again", stream: self.key.displayPath)
+            self.counters?.note(.originUp, "origin answered again", stream: self.displayPath)
         }
         self.setUpstreamState(.connected)
+        self.outageNoted = false
         if isReconnect {
-            self.reconnects += 1
             self.ingest.upstreamReconnected()
         }
         self.logger.debug("upstream connected", metadata: ["reconnect": "\(isReconnect)"])
@@ -299,11 +307,22 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         self.eventLoop.preconditionInEventLoop()
         self.setUpstreamState(.reconnecting)
         self.lastUpstreamError = reason
+        self.reconnects += 1
+        self.outageNoted = kind != .ended
         if let counters = self.counters {
             counters.values.upstreamReconnects[kind] += 1
-            counters.note(kind == .ended ? .originEnded : .originDown, reason, stream: self.key.displayPath)
+            counters.note(kind == .ended ? .originEnded : .originDown, reason, stream: self.displayPath)
         }
         self.logger.info("upstream disconnected; reconnecting", metadata: ["reason": "\(reason)"])
+    }
+
+    public func upstreamAttemptFailed(reason: String) {
+        self.eventLoop.preconditionInEventLoop()
+        self.lastUpstreamError = reason
+        if !self.outageNoted {
+            self.outageNoted = true
+            self.counters?.note(.originDown, reason, stream: self.displayPath)
+        }
     }
 
     public func upstreamEnded(_ reason: StreamEndReason) {
@@ -327,8 +346,8 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         let limits = self.replay.limits
         return StreamStatus(
             id: self.id,
-            path: self.key.displayPath,
-            origin: self.key.origin,
+            path: self.displayPath,
+            origin: self.key.origin + self.key.displayPath,
             isPrivate: self.isPrivate,
             subscribers: self.lifecycle.subscribers,
             upstreamState: self.upstreamState.rawValue,

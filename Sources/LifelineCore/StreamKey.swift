@@ -31,7 +31,8 @@ public struct StreamKey: Hashable, Sendable, CustomStringConvertible {
         return text
     }
 
-    private static func maskedQuery(_ query: String) -> String {
+    /// The query's parameter names, each value shown as `…`.
+    public static func maskedQuery(_ query: String) -> String {
         let names = query.split(separator: "&").map { $0.split(separator: "=", maxSplits: 1).first ?? "" }
         return names.map { "\($0)=…" }.joined(separator: "&")
     }

@@ -1,8 +1,9 @@
 /// One stream as the status page and `/status.json` show it: a copy taken on the stream's loop.
 public struct StreamStatus: Sendable, Equatable {
     public var id: String
-    /// The path with the query's values masked (`StreamKey.displayPath`).
+    /// The path the opening client asked for, its query's values masked.
     public var path: String
+    /// The origin's URL for it (scheme, host, port, path; query values masked).
     public var origin: String
     public var isPrivate: Bool
     public var subscribers: Int

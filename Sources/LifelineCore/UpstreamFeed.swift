@@ -21,10 +21,14 @@ public protocol UpstreamFeedDelegate: AnyObject {
     /// The connection ended; the feed reconnects by itself. `reason` is for people, `kind` for
     /// counting.
     func upstreamDisconnected(reason: String, kind: UpstreamDisconnect)
+    /// An attempt to (re)connect failed (unreachable, refused answer, no head in time); the feed
+    /// tries again by itself.
+    func upstreamAttemptFailed(reason: String)
     /// The feed stopped for good.
     func upstreamEnded(_ reason: StreamEndReason)
 }
 
 extension UpstreamFeedDelegate {
     public func upstreamResponseHeaders(_ headers: [(String, String)]) {}
+    public func upstreamAttemptFailed(reason: String) {}
 }

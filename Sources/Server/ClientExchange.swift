@@ -73,10 +73,10 @@ final class ClientExchange {
     /// The stream's path as the status page shows it (query values masked).
     var streamPath: String? {
         switch self.state {
-        case .streaming(let membership): return membership.stream.key.displayPath
+        case .streaming(let membership): return membership.stream.displayPath
         case .waitingForOpening(let request), .opening(let request, _), .waitingForAttach(let request, _),
             .proxying(_, let request):
-            return request.key.displayPath
+            return request.displayPath
         case .idle, .finished: return self.finishedPath
         }
     }

@@ -30,6 +30,9 @@ struct ClientRequest {
     var wantsEvents: Bool
     /// The route does not share streams (`--unshared-route`): this client gets its own.
     var isUnshared: Bool
+    /// The path as the client asked for it (normalized), with its query's values masked: what
+    /// the status page and the access log show.
+    var displayPath: String
 
     /// The longest `Last-Event-ID` taken from a client. Origins' ids are short; a longer one is an
     /// abuse of the header that would be repeated in every origin request of a stream.
@@ -138,7 +141,8 @@ struct ClientRequest {
                 rejectedLastEventID: rejected,
                 key: key,
                 wantsEvents: wantsEvents,
-                isUnshared: configuration.unsharedRoutes.contains(match.route.prefix)
+                isUnshared: configuration.unsharedRoutes.contains(match.route.prefix),
+                displayPath: clientQuery.map { $0.isEmpty ? path : path + "?" + StreamKey.maskedQuery($0) } ?? path
             )
         )
     }

@@ -128,6 +128,7 @@ final class StreamOpener: OriginConnectionDelegate {
         // The origin could not be reached: make the stream anyway and let it reconnect, so that
         // an EventSource opened during an origin restart stays open.
         self.shared.logger.info("origin unreachable for a new stream; retrying", metadata: ["error": "\(error)"])
+        let reason = "\(error)"
         if self.ticket == nil && self.client == nil {
             return  // A private stream for a client that has left.
         }
@@ -140,6 +141,7 @@ final class StreamOpener: OriginConnectionDelegate {
             shared: self.shared,
             eventLoop: self.eventLoop
         )
+        stream.upstreamAttemptFailed(reason: reason)
         self.client?.streamOpened(.stream(stream))
     }
 
@@ -174,6 +176,7 @@ final class StreamOpener: OriginConnectionDelegate {
             isPrivate: ticket == nil,
             hub: shared.hub,
             counters: shared.metrics.counters(for: eventLoop),
+            displayPath: request.displayPath,
             logger: shared.logger
         )
         let session = UpstreamSession(

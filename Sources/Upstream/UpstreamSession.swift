@@ -58,6 +58,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     private var idleTimer: Scheduled<Void>?
     /// The idle timer closed the connection: its end is counted as an idle timeout.
     private var closingForIdleness = false
+    /// What the origin answered instead of an event stream, for the attempt's failure reason.
+    private var refusedAnswer: String?
     private var lastByteAt: NIODeadline = .uptimeNanoseconds(0)
     /// Outputs parsed during the current read, handed over together at the end of the read.
     private var pending: [SSEParser.Output] = []
@@ -211,6 +213,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
             self.delegate?.upstreamResponseHeaders(SharedResponseHeaders.filter(head.headers))
         } else if head.status != .noContent {
             self.logger.info("origin answered a reconnect with \(head.status.code); retrying")
+            self.refusedAnswer = head.status == .ok ? "origin answered 200 without text/event-stream" : "origin answered \(head.status.code)"
         }
         self.apply(self.machine.responseHead(status: Int(head.status.code), isEventStream: isEventStream, now: self.eventLoop.now))
     }
@@ -273,7 +276,11 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
             self.delegate?.upstreamDisconnected(reason: kind == .idleTimeout ? "no byte within --upstream-idle-timeout" : reason, kind: kind)
         } else {
             self.logger.debug("upstream attempt failed", metadata: ["reason": "\(reason)"])
+            if case .scheduleReconnect = action {
+                self.delegate?.upstreamAttemptFailed(reason: self.refusedAnswer ?? reason)
+            }
         }
+        self.refusedAnswer = nil
         self.apply(action)
     }
 

@@ -251,6 +251,43 @@ final class AdminTests: XCTestCase {
         await harness.shutdown()
     }
 
+    func testAnOriginDownWhenItsStreamOpensShowsItsErrorAndARecentEvent() async throws {
+        let harness = try await GatewayHarness.start(configure: {
+            $0.routes = [try! Route.parse("/=http://127.0.0.1:1/").get()]  // nothing listens on port 1
+        })
+        let admin = try await self.startAdmin(harness)
+        let client = try await harness.client("/events")
+        _ = try await client.waitForHead()
+        let deadline = NIODeadline.now() + .seconds(5)
+        var report = try await self.statusReport(admin, group: harness.group)
+        while report.recent.isEmpty || report.streams.first?.upstream.lastError == nil, NIODeadline.now() < deadline {
+            try await Task.sleep(nanoseconds: 20_000_000)
+            report = try await self.statusReport(admin, group: harness.group)
+        }
+        let stream = try XCTUnwrap(report.streams.first)
+        XCTAssertNotEqual(stream.upstream.state, "connected")
+        XCTAssertNotNil(stream.upstream.lastError, "the page says why the origin is not connected")
+        XCTAssertEqual(report.recent.filter { $0.kind == "origin_down" }.count, 1, "noted once per outage: \(report.recent)")
+        await client.close()
+        await admin.stop()
+        await harness.shutdown()
+    }
+
+    func testStreamsShowTheClientsPathAndTheOriginsURL() async throws {
+        let harness = try await GatewayHarness.start(routes: [("/prices", "/events")])
+        let admin = try await self.startAdmin(harness)
+        let client = try await harness.client("/prices/eu?key=s3cret")
+        _ = try await client.waitForHead()
+        var report = try await self.statusReport(admin, query: "?filter=prices", group: harness.group)
+        XCTAssertEqual(report.streams.map(\.path), ["/prices/eu?key=…"])
+        XCTAssertEqual(report.streams.first?.origin, "http://127.0.0.1:\(harness.origin.port)/events/eu?key=…")
+        report = try await self.statusReport(admin, query: "?filter=events/eu", group: harness.group)
+        XCTAssertEqual(report.matching, 1, "the origin's path matches the filter too")
+        await client.close()
+        await admin.stop()
+        await harness.shutdown()
+    }
+
     func testFeedSendsAReportAtOnceThenEverySecond() async throws {
         let harness = try await GatewayHarness.start()
         let admin = try await self.startAdmin(harness)
