@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
     ],
     targets: [
         // The SSE wire format: WHATWG parser and serializer. No I/O.
@@ -54,7 +55,8 @@ let package = Package(
                                               .product(name: "Prometheus", package: "swift-prometheus")],
                 exclude: ["StatusPage/status-page.html"]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
-        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "Admin", "DemoOrigin", "TLS", nioCore, nioPosix, nioConcurrency, logging]),
+        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "Admin", "DemoOrigin", "TLS", nioCore, nioPosix, nioConcurrency, logging,
+                                                     .product(name: "Atomics", package: "swift-atomics")]),
         .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),
         // The SSE load client and benchmark origin (`lifeline-bench`).
         .executableTarget(

@@ -11,7 +11,7 @@ import NIOCore
 public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventLoop`
     public let eventLoop: EventLoop
     /// nil when heartbeats are off: then nothing is tracked.
-    public let interval: TimeAmount?
+    public private(set) var interval: TimeAmount?
     private var head: HeartbeatEntry?
     private var tail: HeartbeatEntry?
     private var timer: Scheduled<Void>?
@@ -22,6 +22,17 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
     public init(eventLoop: EventLoop, interval: TimeAmount?) {
         self.eventLoop = eventLoop
         self.interval = (interval.map { $0 > .zero } ?? false) ? interval : nil
+    }
+
+    /// A new interval (a configuration reload): the tracked subscribers get it from now on; with
+    /// nil no heartbeats are sent and no new subscriber is tracked.
+    public func updateInterval(_ interval: TimeAmount?) {
+        self.eventLoop.preconditionInEventLoop()
+        self.interval = (interval.map { $0 > .zero } ?? false) ? interval : nil
+        self.timer?.cancel()
+        self.timer = nil
+        self.timerDeadline = nil
+        self.scheduleIfNeeded()
     }
 
     /// Starts tracking `target`, counting it as written to now.

@@ -119,8 +119,9 @@ public enum Lifeline {
     static func bootstrapLogging(level: String, format: String) {
         let level = Logger.Level(rawValue: level) ?? .info
         let format: LifelineLogHandler.Format = format == "json" ? .json : .text
+        LifelineLogHandler.configuredLevel.store(LifelineLogHandler.index(of: level), ordering: .relaxed)
         LoggingSystem.bootstrap { label in
-            LifelineLogHandler(label: label, format: format, logLevel: level)
+            LifelineLogHandler(label: label, format: format)
         }
     }
 
@@ -136,6 +137,8 @@ public enum Lifeline {
         let events = LifecycleEvents(signals: [SIGTERM, SIGINT, SIGHUP, SIGUSR2])
         defer { events.finish() }
         let lifecycle = NIOLockedValueBox(GatewayLifecycle())
+        let reloads = NIOLockedValueBox((success: 0, failure: 0))
+        var demoRoute: Route?
         // Listening sockets handed over by an older process (SIGUSR2) or by systemd.
         let inherited = InheritedListeners.fromEnvironment()
         do {
@@ -147,10 +150,9 @@ public enum Lifeline {
                     group: group
                 )
                 demoServer = server
-                configuration.routes.insert(
-                    try Route.parse("/=http://127.0.0.1:\(server.port)").get(),
-                    at: 0
-                )
+                let route = try Route.parse("/=http://127.0.0.1:\(server.port)").get()
+                demoRoute = route
+                configuration.routes.insert(route, at: 0)
                 logger.notice("demo origin running", metadata: ["origin": "http://127.0.0.1:\(server.port)"])
             }
             let server = try await GatewayServer.start(
@@ -176,7 +178,8 @@ public enum Lifeline {
                     configuration: AdminServer.Configuration(
                         host: admin.host,
                         port: admin.port,
-                        state: { lifecycle.withLockedValue { $0.readiness } }
+                        state: { lifecycle.withLockedValue { $0.readiness } },
+                        configReloads: { reloads.withLockedValue { $0 } }
                     ),
                     gateway: server,
                     group: group,
@@ -192,7 +195,8 @@ public enum Lifeline {
             ProcessUpgrade.tellOldProcessReady()
             SystemdNotify.send("READY=1\nMAINPID=\(getpid())")
             let interrupted = await Self.serve(
-                server, admin: adminServer, settings: settings, lifecycle: lifecycle, events: events, logger: logger
+                server, admin: adminServer, settings: settings, demoRoute: demoRoute, lifecycle: lifecycle,
+                reloads: reloads, events: events, logger: logger
             )
             await server.shutdown(grace: interrupted ? .zero : .seconds(1))
             lifecycle.withLockedValue { $0.stopped() }
@@ -215,17 +219,27 @@ public enum Lifeline {
         _ server: GatewayServer,
         admin: AdminServer?,
         settings: LifelineSettings,
+        demoRoute: Route?,
         lifecycle: NIOLockedValueBox<GatewayLifecycle>,
+        reloads: NIOLockedValueBox<(success: Int, failure: Int)>,
         events: LifecycleEvents,
         logger: Logger
     ) async -> Bool {
+        var settings = settings
         var drain: Task<Void, Never>?
         defer { drain?.cancel() }
         for await event in events.stream {
             let action: GatewayLifecycle.Action
             switch event {
             case .signal(SIGHUP):
-                Self.reload(server, logger: logger)
+                SystemdNotify.send("RELOADING=1")
+                if let reloaded = await Self.reload(server, running: settings, demoRoute: demoRoute, logger: logger) {
+                    settings = reloaded
+                    reloads.withLockedValue { $0.success += 1 }
+                } else {
+                    reloads.withLockedValue { $0.failure += 1 }
+                }
+                SystemdNotify.send("READY=1")
                 continue
             case .signal(let number):
                 let signal: GatewayLifecycle.Signal = number == SIGINT ? .interrupt : number == SIGUSR2 ? .upgrade : .terminate
@@ -271,18 +285,55 @@ public enum Lifeline {
         return true
     }
 
-    /// SIGHUP: certificates are read again.
-    static func reload(_ server: GatewayServer, logger: Logger) {
-        guard !server.configuration.tlsCertificates.isEmpty else {
-            logger.notice("SIGHUP: no certificates to reload")
-            return
+    /// SIGHUP: the command line and its flag files are read again and applied to new
+    /// connections, requests and streams (`GatewayServer.reload`); running streams go on. A file
+    /// with an error, or certificates that cannot be read, change nothing. Returns the settings
+    /// now in force, or nil when the reload failed.
+    static func reload(
+        _ server: GatewayServer,
+        running: LifelineSettings,
+        demoRoute: Route?,
+        logger: Logger
+    ) async -> LifelineSettings? {
+        let parsed = LifelineFlags.set.parse(arguments: Array(CommandLine.arguments.dropFirst()))
+        let settings: LifelineSettings
+        switch parsed.flatMap({ flags in LifelineSettings.from(flags).mapError { $0 } }) {
+        case .success(let value):
+            settings = value
+        case .failure(let errors):
+            logger.error("SIGHUP: the flag files have errors; the running configuration stays", metadata: [
+                "errors": "\(errors)",
+            ])
+            return nil
         }
+        var configuration = settings.gateway
+        if let demoRoute {
+            configuration.routes.insert(demoRoute, at: 0)
+        }
+        var needsUpgrade: [String]
         do {
-            try server.reloadCertificates()
-            logger.notice("SIGHUP: certificates reloaded")
+            needsUpgrade = try await server.reload(configuration)
         } catch {
-            logger.error("SIGHUP: certificates not reloaded; keeping the old ones", metadata: ["error": "\(error)"])
+            logger.error("SIGHUP: configuration not applied (certificates?); the running one stays", metadata: [
+                "error": "\(error)",
+            ])
+            return nil
         }
+        if settings.threads != running.threads { needsUpgrade.append("--threads") }
+        if settings.adminListen != running.adminListen { needsUpgrade.append("--admin-listen") }
+        if settings.logFormat != running.logFormat { needsUpgrade.append("--log-format") }
+        if let level = Logger.Level(rawValue: settings.logLevel) {
+            LifelineLogHandler.configuredLevel.store(LifelineLogHandler.index(of: level), ordering: .relaxed)
+        }
+        logger.notice("SIGHUP: configuration reloaded", metadata: [
+            "routes": "\(configuration.routes.count)",
+        ])
+        if !needsUpgrade.isEmpty {
+            logger.warning("SIGHUP: some changes need new sockets or threads and wait for an in-place upgrade (SIGUSR2)", metadata: [
+                "flags": "\(needsUpgrade.joined(separator: ", "))",
+            ])
+        }
+        return settings
     }
 
     /// The demo page's two cuttable paths (`DemoNetworkPath`), to the origin and to the gateway,

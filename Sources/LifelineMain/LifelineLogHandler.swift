@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 
 #if canImport(Glibc)
@@ -15,7 +16,26 @@ struct LifelineLogHandler: LogHandler {
 
     let label: String
     let format: Format
-    var logLevel: Logger.Level
+    /// Set on this handler's logger (`logger.logLevel = …`), else `--log-level`.
+    private var ownLevel: Logger.Level?
+
+    /// `--log-level`, shared by every handler so that a reload (SIGHUP) changes it everywhere;
+    /// an atomic, since every log statement reads it.
+    static let configuredLevel = ManagedAtomic<Int>(Self.index(of: .info))
+
+    static func index(of level: Logger.Level) -> Int {
+        Logger.Level.allCases.firstIndex(of: level) ?? 2
+    }
+
+    var logLevel: Logger.Level {
+        get { self.ownLevel ?? Logger.Level.allCases[Self.configuredLevel.load(ordering: .relaxed)] }
+        set { self.ownLevel = newValue }
+    }
+
+    init(label: String, format: Format) {
+        self.label = label
+        self.format = format
+    }
     var metadata: Logger.Metadata = [:]
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {

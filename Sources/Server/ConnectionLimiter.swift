@@ -13,15 +13,22 @@ final class ConnectionLimiter: Sendable {
     private struct Counts {
         var total = 0
         var byAddress: [String: Int] = [:]
+        var maxClients: Int?
+        var maxPerAddress: Int?
     }
 
-    private let maxClients: Int?
-    private let maxPerAddress: Int?
-    private let counts = NIOLockedValueBox(Counts())
+    private let counts: NIOLockedValueBox<Counts>
 
     init(maxClients: Int?, maxPerAddress: Int?) {
-        self.maxClients = maxClients
-        self.maxPerAddress = maxPerAddress
+        self.counts = NIOLockedValueBox(Counts(maxClients: maxClients, maxPerAddress: maxPerAddress))
+    }
+
+    /// New limits (a configuration reload); connections already admitted stay.
+    func updateLimits(maxClients: Int?, maxPerAddress: Int?) {
+        self.counts.withLockedValue {
+            $0.maxClients = maxClients
+            $0.maxPerAddress = maxPerAddress
+        }
     }
 
     var total: Int { self.counts.withLockedValue { $0.total } }
@@ -29,11 +36,11 @@ final class ConnectionLimiter: Sendable {
     /// Admits a connection, which must later be released with the same address.
     func admit(address: String) -> Refusal? {
         self.counts.withLockedValue { counts in
-            if let max = self.maxClients, counts.total >= max {
+            if let max = counts.maxClients, counts.total >= max {
                 return .tooManyClients
             }
             let fromAddress = counts.byAddress[address, default: 0]
-            if let max = self.maxPerAddress, fromAddress >= max {
+            if let max = counts.maxPerAddress, fromAddress >= max {
                 return .tooManyFromAddress
             }
             counts.total += 1

@@ -14,12 +14,8 @@ public final class GatewayLoop: @unchecked Sendable {  // confined to `eventLoop
 
     public init(configuration: GatewayConfiguration, eventLoop: EventLoop, hub: StreamHub = StreamHub(), logger: Logger) {
         self.shared = GatewayShared(configuration: configuration, hub: hub, eventLoops: [eventLoop], logger: logger)
-        self.context = LoopContext(
-            eventLoop: eventLoop,
-            configuration: configuration,
-            counters: self.shared.metrics.counters(for: eventLoop)
-        )
-        self.frontEnds = FrontEnds(shared: self.shared, decoderLimits: FrontEnds.decoderLimits(for: configuration))
+        self.context = LoopContext(eventLoop: eventLoop, shared: self.shared)
+        self.frontEnds = FrontEnds()
     }
 
     public var hub: StreamHub { self.shared.hub }

@@ -9,10 +9,10 @@ import NIOPosix
 
 /// The gateway's listeners and what they share. One per process.
 public final class GatewayServer: Sendable {
-    public let configuration: GatewayConfiguration
     public let hub: StreamHub
     public let metrics: GatewayMetrics
-    private let shared: GatewayShared
+    /// The configuration in force: the one at start, or the last one reloaded.
+    private let current: NIOLockedValueBox<GatewayShared>
     private let listeners: [Channel]
     /// The listening sockets' descriptors by role, in order (`listen`, then `tls-listen`), for
     /// handing them to a new process on upgrade.
@@ -33,10 +33,9 @@ public final class GatewayServer: Sendable {
     ) {
         self.tls = tls
         self.listenerDescriptors = listenerDescriptors
-        self.configuration = configuration
         self.hub = hub
         self.metrics = shared.metrics
-        self.shared = shared
+        self.current = NIOLockedValueBox(shared)
         self.listeners = listeners
         self.loops = loops
         self.heapTrimmer = HeapTrimmer(hub: hub, eventLoop: loops[0].eventLoop, logger: shared.logger)
@@ -54,11 +53,55 @@ public final class GatewayServer: Sendable {
 
     /// The addresses of the plaintext listeners (`--listen`), then of the TLS ones (`--tls-listen`).
     public var plaintextAddresses: [SocketAddress] {
-        self.listeners.prefix(self.configuration.listen.count).compactMap(\.localAddress)
+        zip(self.listeners, self.listenerDescriptors).filter { $0.1.role == "listen" }.compactMap(\.0.localAddress)
     }
 
     public var tlsAddresses: [SocketAddress] {
-        self.listeners.dropFirst(self.configuration.listen.count).compactMap(\.localAddress)
+        zip(self.listeners, self.listenerDescriptors).filter { $0.1.role == "tls-listen" }.compactMap(\.0.localAddress)
+    }
+
+    public var configuration: GatewayConfiguration {
+        self.current.withLockedValue { $0.configuration }
+    }
+
+    private var shared: GatewayShared {
+        self.current.withLockedValue { $0 }
+    }
+
+    /// Applies `configuration` to new connections, requests and streams; what runs keeps going
+    /// as it started (streams keep their replay bounds, upstream settings and linger; clients
+    /// get the new heartbeat). Certificates are read again if any are configured; if they cannot
+    /// be, nothing changes and the error is thrown. Returns what differs but needs new sockets
+    /// or threads (an in-place upgrade, SIGUSR2), for the log.
+    @discardableResult
+    public func reload(_ configuration: GatewayConfiguration) async throws -> [String] {
+        var configuration = configuration
+        let old = self.configuration
+        var needsUpgrade: [String] = []
+        if configuration.listen != old.listen { needsUpgrade.append("--listen") }
+        if configuration.tlsListen != old.tlsListen { needsUpgrade.append("--tls-listen") }
+        if let tls = self.tls, !configuration.tlsCertificates.isEmpty {
+            try tls.reload(certificates: configuration.tlsCertificates.map {
+                TLSServerContext.CertificatePair(certificatePath: $0.certificate, keyPath: $0.key)
+            })
+        } else if self.tls == nil, !configuration.tlsCertificates.isEmpty, !configuration.tlsListen.isEmpty {
+            needsUpgrade.append("--tls-cert/--tls-key without a TLS listener at start")
+        }
+        // The upstream TLS context (https origins) is kept: it was made at start for what the
+        // routes then needed.
+        configuration.upstream.tls = old.upstream.tls
+        if configuration.routes.contains(where: { $0.origin.scheme == .https }), configuration.upstream.tls == nil {
+            configuration.upstream.tls = try TLSClientContext(
+                additionalCAPath: configuration.upstreamCA,
+                verify: !configuration.upstreamInsecure
+            )
+        }
+        let shared = GatewayShared(reloading: self.shared, configuration: configuration)
+        self.current.withLockedValue { $0 = shared }
+        for loop in self.loops {
+            try? await loop.eventLoop.submit { loop.reload(shared) }.get()
+        }
+        return needsUpgrade
     }
 
     /// The first TLS listener's port.
@@ -106,19 +149,14 @@ public final class GatewayServer: Sendable {
         )
         var contexts: [ObjectIdentifier: LoopContext] = [:]
         for loop in group.makeIterator() {
-            contexts[ObjectIdentifier(loop)] = LoopContext(
-                eventLoop: loop,
-                configuration: configuration,
-                counters: shared.metrics.counters(for: loop)
-            )
+            contexts[ObjectIdentifier(loop)] = LoopContext(eventLoop: loop, shared: shared)
         }
         let loopContexts = contexts
-        let decoderLimits = FrontEnds.decoderLimits(for: configuration)
         // The kernel buffers what a slow client has not taken; past this the channel is
         // unwritable and bytes wait in the subscriber's own queue, bounded by --client-buffer.
         let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 << 10, high: 64 << 10)
 
-        let frontEnds = FrontEnds(shared: shared, decoderLimits: decoderLimits)
+        let frontEnds = FrontEnds()
         var listeners: [Channel] = []
         var descriptors: [(role: String, fd: CInt)] = []
         do {
@@ -227,15 +265,10 @@ public final class GatewayServer: Sendable {
 /// response in flight.
 struct GatewayShutdown: Sendable {}
 
-/// Builds a connection's pipeline: HTTP/1.1 or HTTP/2, over plaintext or TLS.
+/// Builds a connection's pipeline: HTTP/1.1 or HTTP/2, over plaintext or TLS, with the
+/// configuration its loop has now (`LoopContext.shared`, which a reload replaces).
 final class FrontEnds: Sendable {
-    private let shared: GatewayShared
-    private let decoderLimits: NIOHTTPDecoderLimitConfiguration
-
-    init(shared: GatewayShared, decoderLimits: NIOHTTPDecoderLimitConfiguration) {
-        self.shared = shared
-        self.decoderLimits = decoderLimits
-    }
+    init() {}
 
     /// `--max-request-head` bounds both the header list and one header field.
     static func decoderLimits(for configuration: GatewayConfiguration) -> NIOHTTPDecoderLimitConfiguration {
@@ -247,10 +280,10 @@ final class FrontEnds: Sendable {
 
     /// Plaintext: HTTP/2 with prior knowledge is told from HTTP/1.1 by its preface.
     func installPlaintext(on channel: Channel, loop: LoopContext) throws {
-        let sniffer = PrefaceSniffer(timeout: self.shared.configuration.requestHeadTimeout) { channel, detected in
+        let sniffer = PrefaceSniffer(timeout: loop.shared.configuration.requestHeadTimeout) { channel, detected in
             switch detected {
             case .http1: try self.installHTTP1(on: channel, loop: loop, scheme: "http")
-            case .http2: try HTTP2FrontEnd.install(on: channel, shared: self.shared, loop: loop, scheme: "http")
+            case .http2: try HTTP2FrontEnd.install(on: channel, shared: loop.shared, loop: loop, scheme: "http")
             }
         }
         try channel.pipeline.syncOperations.addHandler(sniffer)
@@ -258,12 +291,12 @@ final class FrontEnds: Sendable {
 
     /// TLS: ALPN picks HTTP/2 (`h2`) or HTTP/1.1 (anything else, or no ALPN).
     func installTLS(on channel: Channel, loop: LoopContext, context: TLSServerContext) throws {
-        try channel.pipeline.syncOperations.addHandler(OpenSSLHandler.server(context: context, metrics: self.shared.tlsMetrics))
-        try channel.pipeline.syncOperations.addHandler(TLSFailureLogger(logger: self.shared.logger))
+        try channel.pipeline.syncOperations.addHandler(OpenSSLHandler.server(context: context, metrics: loop.shared.tlsMetrics))
+        try channel.pipeline.syncOperations.addHandler(TLSFailureLogger(logger: loop.shared.logger))
         let negotiation = ApplicationProtocolNegotiationHandler { result, channel in
             channel.eventLoop.makeCompletedFuture {
                 if case .negotiated("h2") = result {
-                    try HTTP2FrontEnd.install(on: channel, shared: self.shared, loop: loop, scheme: "https")
+                    try HTTP2FrontEnd.install(on: channel, shared: loop.shared, loop: loop, scheme: "https")
                 } else {
                     try self.installHTTP1(on: channel, loop: loop, scheme: "https")
                 }
@@ -276,11 +309,11 @@ final class FrontEnds: Sendable {
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(
             leftOverBytesStrategy: .dropBytes,
             informationalResponseStrategy: .drop,
-            limitConfiguration: self.decoderLimits
+            limitConfiguration: Self.decoderLimits(for: loop.shared.configuration)
         ))
         try channel.pipeline.syncOperations.addHandler(decoder)
         try channel.pipeline.syncOperations.addHandler(
-            HTTP1ServerHandler(shared: self.shared, loop: loop, scheme: scheme, decoder: decoder)
+            HTTP1ServerHandler(shared: loop.shared, loop: loop, scheme: scheme, decoder: decoder)
         )
     }
 }

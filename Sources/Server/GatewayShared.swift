@@ -5,7 +5,10 @@ import TLS
 import Upstream
 
 /// What every connection handler of a gateway shares: configuration, routes, the stream hub and
-/// the connection limits. Immutable or internally synchronized.
+/// the connection limits. Immutable or internally synchronized. A configuration reload makes a
+/// new one that keeps the hub, the limiter (with the new limits), the counters and the loggers,
+/// and gives it to each loop (`LoopContext.shared`): new connections and requests take it, what
+/// runs keeps the one it started with.
 final class GatewayShared: Sendable {
     let configuration: GatewayConfiguration
     let router: Router
@@ -30,5 +33,18 @@ final class GatewayShared: Sendable {
         self.accessLogger = accessLogger
         self.metrics = GatewayMetrics(eventLoops: eventLoops)
         self.tlsMetrics = TLSMetrics()
+    }
+
+    /// The same gateway with `configuration`.
+    init(reloading previous: GatewayShared, configuration: GatewayConfiguration) {
+        self.configuration = configuration
+        self.router = Router(routes: configuration.routes)
+        self.hub = previous.hub
+        self.limiter = previous.limiter
+        self.limiter.updateLimits(maxClients: configuration.maxClients, maxPerAddress: configuration.maxClientsPerIP)
+        self.logger = previous.logger
+        self.accessLogger = previous.accessLogger
+        self.metrics = previous.metrics
+        self.tlsMetrics = previous.tlsMetrics
     }
 }

@@ -206,7 +206,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.headTimer?.cancel()
             self.headTimer = nil
             self.record.requests += 1
-            let exchange = ClientExchange(shared: self.shared, loop: self.loop, responder: self)
+            // The loop's configuration now: after a reload, a kept-alive connection's next request
+            // follows the new routes and limits.
+            let exchange = ClientExchange(shared: self.loop.shared, loop: self.loop, responder: self)
             self.exchange = exchange
             exchange.start(head)
         case .deliverBody(let body):

@@ -89,7 +89,7 @@ final class HTTP2FrontEnd {
         self.idleTimer?.cancel()
         self.idleTimer = nil
         self.responders[stream.streamID] = responder
-        let exchange = ClientExchange(shared: self.shared, loop: self.loop, responder: responder)
+        let exchange = ClientExchange(shared: self.loop.shared, loop: self.loop, responder: responder)
         responder.exchange = exchange
         exchange.start(stream.head)
     }

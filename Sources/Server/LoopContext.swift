@@ -10,6 +10,8 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     let heartbeatClock: HeartbeatClock
     /// This loop's counters (`GatewayMetrics`): changed here without a lock.
     let counters: LoopCounters
+    /// The configuration new connections and requests on this loop take (swapped by a reload).
+    private(set) var shared: GatewayShared
     /// Lets this loop's streaming clients go, each at its moment, once a drain begins.
     let drainClock: DrainClock
     /// The connection handlers of this loop's clients (HTTP/1.1 and HTTP/2), by their context.
@@ -19,26 +21,39 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     /// Shutdown has begun: a connection that gets its front end from now on winds down at once.
     private(set) var isShuttingDown = false
     /// The heartbeat as a chunk: written as is to every idle client on this loop.
-    let heartbeat: StreamChunk
+    private(set) var heartbeat: StreamChunk
     /// The comment written right after an event-stream response head.
-    let opening: ByteBuffer
+    private(set) var opening: ByteBuffer
 
-    init(eventLoop: EventLoop, configuration: GatewayConfiguration, counters: LoopCounters) {
-        precondition(counters.eventLoop === eventLoop, "a loop's counters belong to that loop")
+    init(eventLoop: EventLoop, shared: GatewayShared) {
         self.eventLoop = eventLoop
-        self.counters = counters
+        self.shared = shared
+        self.counters = shared.metrics.counters(for: eventLoop)
         self.drainClock = DrainClock(eventLoop: eventLoop)
+        let configuration = shared.configuration
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
+        (self.heartbeat, self.opening) = Self.fixedBytes(configuration)
+    }
+
+    private static func fixedBytes(_ configuration: GatewayConfiguration) -> (heartbeat: StreamChunk, opening: ByteBuffer) {
         var heartbeat = ByteBuffer()
         if let name = configuration.heartbeatEvent {
             SSESerializer.write(SSEEvent(type: name, data: ""), into: &heartbeat)
         } else {
             SSESerializer.writeComment(configuration.heartbeatComment, into: &heartbeat)
         }
-        self.heartbeat = StreamChunk(bytes: heartbeat, eventCount: 0)
         var opening = ByteBuffer()
         SSESerializer.writeComment(configuration.openingComment, into: &opening)
-        self.opening = opening
+        return (StreamChunk(bytes: heartbeat, eventCount: 0), opening)
+    }
+
+    /// A configuration reload reaches this loop: new connections and requests use `shared`,
+    /// and every client here gets the new heartbeat (interval and bytes).
+    func reload(_ shared: GatewayShared) {
+        self.eventLoop.preconditionInEventLoop()
+        self.shared = shared
+        (self.heartbeat, self.opening) = Self.fixedBytes(shared.configuration)
+        self.heartbeatClock.updateInterval(shared.configuration.heartbeat)
     }
 
     // MARK: Connections

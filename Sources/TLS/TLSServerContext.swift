@@ -22,7 +22,9 @@ public final class TLSServerContext: Sendable {
         }
     }
 
-    public let certificates: [CertificatePair]
+    private let pairs: NIOLockedValueBox<[CertificatePair]>
+    /// The PEM files read at start and at each reload.
+    public var certificates: [CertificatePair] { self.pairs.withLockedValue { $0 } }
     public let alpn: [String]
     private let cipherList: String
     private let current: NIOLockedValueBox<ServerContextGeneration>
@@ -35,7 +37,7 @@ public final class TLSServerContext: Sendable {
 
     /// As above, with an OpenSSL cipher list for TLS 1.2 instead of the default policy.
     public init(certificates: [CertificatePair], alpn: [String], cipherList: String) throws {
-        self.certificates = certificates
+        self.pairs = NIOLockedValueBox(certificates)
         self.alpn = alpn
         self.cipherList = cipherList
         let generation = try ServerContextGeneration(pairs: certificates, alpn: ALPN.validate(alpn), cipherList: cipherList)
@@ -46,7 +48,14 @@ public final class TLSServerContext: Sendable {
     /// connections are untouched (each keeps the contexts it started with). On failure the old
     /// certificates stay in use and the error is thrown.
     public func reload() throws {
+        try self.reload(certificates: self.certificates)
+    }
+
+    /// Reads `certificates` (a configuration reload may name other files); on success they are
+    /// the ones later reloads read.
+    public func reload(certificates: [CertificatePair]) throws {
         let generation = try ServerContextGeneration(pairs: certificates, alpn: ALPN.validate(alpn), cipherList: cipherList)
+        self.pairs.withLockedValue { $0 = certificates }
         current.withLockedValue { $0 = generation }
     }
 

@@ -32,11 +32,7 @@ final class RequestPathOrderTests: XCTestCase {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
-        self.loopContext = LoopContext(
-            eventLoop: self.loop,
-            configuration: configuration,
-            counters: self.shared.metrics.counters(for: self.loop)
-        )
+        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
     }
 
     override func tearDown() {
@@ -186,7 +182,8 @@ final class RequestPathOrderTests: XCTestCase {
     func testPrivateStreamForAClientThatLeftIsNotMade() throws {
         var configuration = self.shared.configuration
         configuration.unsharedRoutes = ["/"]
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: self.shared.logger)
+        self.shared = GatewayShared(reloading: self.shared, configuration: configuration)
+        self.loopContext.reload(self.shared)
         let client = try self.client(self.eventStreamRequest(headers: "Last-Event-ID: 7\r\n"))
         XCTAssertEqual(self.origins.count, 1)
         XCTAssertTrue(self.origins.requests[0].contains("Last-Event-ID: 7\r\n"), self.origins.requests[0])

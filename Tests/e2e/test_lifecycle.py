@@ -111,3 +111,61 @@ def test_second_sigterm_or_sigint_stops_at_once(demo_origin, gateway):
         assert time.monotonic() - t0 < 2, f"{second!r} during a drain exits at once"
         closed, _ = _read_until_closed(sel, 20, t0, 3)
         assert len(closed) == 20
+
+
+def _metric(admin: str, name: str) -> float | None:
+    with urllib.request.urlopen(admin + "/metrics", timeout=2) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+    return None
+
+
+def _get_status(port: int, path: str) -> int:
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n".encode())
+    head = s.recv(4096).decode("latin-1")
+    s.close()
+    return int(head.split()[1])
+
+
+def test_sighup_applies_a_new_route_keeps_streams_and_survives_a_broken_file(tmp_path, demo_origin, gateway):
+    deadline = Deadline(40)
+    origin = demo_origin(port=0, tick="100ms", drop_every=0)
+    flags = tmp_path / "lifeline.flags"
+    flags.write_text(f"--route=/a=http://127.0.0.1:{origin.port}\n--heartbeat=1s\n")
+    gw = gateway(f"--flagfile={flags}", "--admin-listen=127.0.0.1:0")
+    admin = _admin_url(gw)
+    sel = _open_clients(gw.port, 3, path="/a/events")
+    time.sleep(1)
+    assert _get_status(gw.port, "/b/events") == 404, "no route for /b yet"
+
+    flags.write_text(f"--route=/a=http://127.0.0.1:{origin.port}\n--route=/b=http://127.0.0.1:{origin.port}\n--heartbeat=1s\n")
+    gw.popen.send_signal(signal.SIGHUP)
+    end = time.monotonic() + deadline.left(5)
+    while _get_status(gw.port, "/b/events") != 200:
+        assert time.monotonic() < end, "the new route never went live"
+        time.sleep(0.05)
+    assert _metric(admin, 'lifeline_config_reloads_total{result="success"}') == 1
+
+    # A broken file: the running configuration stays and the error names the file and line.
+    flags.write_text(f"--route=/a=http://127.0.0.1:{origin.port}\n--heartbeat=banana\n")
+    gw.popen.send_signal(signal.SIGHUP)
+    end = time.monotonic() + deadline.left(5)
+    while _metric(admin, 'lifeline_config_reloads_total{result="failure"}') != 1:
+        assert time.monotonic() < end, "the failed reload was not counted"
+        time.sleep(0.05)
+    assert _get_status(gw.port, "/b/events") == 200, "a broken file changes nothing"
+    assert f"{flags}:2" in gw.stderr_tail(), gw.stderr_tail()
+
+    # The three clients of /a were never cut: each has received events all along.
+    t0 = time.monotonic()
+    received = {key.fileobj: 0 for key in sel.get_map().values()}
+    while time.monotonic() - t0 < 1.0:
+        for key, _ in sel.select(timeout=0.1):
+            data = key.fileobj.recv(65536)
+            assert data, "a running stream was closed by the reload"
+            received[key.fileobj] += data.count(b"\nid: ") + data.startswith(b"id: ")
+    assert all(count >= 5 for count in received.values()), received
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
