@@ -58,6 +58,18 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     /// The counters of this stream's loop, if the gateway keeps any.
     private let counters: LoopCounters?
 
+    /// A client whose `Last-Event-ID` the buffer did not hold yet, waiting for it to arrive.
+    private struct ResumeWaiter {
+        let subscriber: NIOLoopBound<WeakSubscriber>
+        let loop: EventLoop
+        let lastEventID: String
+        let fromStart: Bool
+        let deadline: NIODeadline
+    }
+
+    private var resumeWaiters: [ResumeWaiter] = []
+    private var resumeTimer: Scheduled<Void>?
+
     private struct LoopSet {
         let set: LoopSubscribers
         var count: Int
@@ -154,7 +166,8 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         loop: EventLoop,
         lastEventID: String?,
         isCreator: Bool,
-        fromStart: Bool
+        fromStart: Bool,
+        mayWait: Bool = true
     ) {
         if self.lifecycle.isEnded {
             loop.execute { bound.value.subscriber?.streamRefused(.ended) }
@@ -172,6 +185,18 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                     status = .hit
                     events = missed
                 case .miss:
+                    if mayWait, !self.isPrivate, self.configuration.resumeWait > .zero {
+                        // Probably just ahead of what has arrived: wait for it rather than miss.
+                        self.resumeWaiters.append(ResumeWaiter(
+                            subscriber: bound,
+                            loop: loop,
+                            lastEventID: lastEventID,
+                            fromStart: fromStart,
+                            deadline: self.eventLoop.now + self.configuration.resumeWait
+                        ))
+                        self.armResumeTimer()
+                        return
+                    }
                     if self.configuration.replayMiss == .upstream, !self.isPrivate {
                         loop.execute { bound.value.subscriber?.streamRefused(.needsPrivateStream(lastEventID: lastEventID)) }
                         return
@@ -226,6 +251,47 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
             // any batch this stream hands that loop later.
             let sendableAttach = UncheckedSendableBox(attach)
             loop.execute { sendableAttach.value(bound.value.subscriber) }
+        }
+    }
+
+    // MARK: Clients waiting for their id
+
+    /// After new events: the waiters whose id has arrived attach now (a hit).
+    private func admitResumeWaiters() {
+        guard !self.resumeWaiters.isEmpty else { return }
+        var waiting: [ResumeWaiter] = []
+        var arrived: [ResumeWaiter] = []
+        for waiter in self.resumeWaiters {
+            if self.replay.contains(id: waiter.lastEventID) {
+                arrived.append(waiter)
+            } else {
+                waiting.append(waiter)
+            }
+        }
+        self.resumeWaiters = waiting
+        for waiter in arrived {
+            self.attachOnLoop(waiter.subscriber, loop: waiter.loop, lastEventID: waiter.lastEventID,
+                              isCreator: false, fromStart: waiter.fromStart, mayWait: false)
+        }
+        if self.resumeWaiters.isEmpty {
+            self.resumeTimer?.cancel()
+            self.resumeTimer = nil
+        }
+    }
+
+    /// One timer per stream, for its earliest waiter; a waiter whose time is up is a miss.
+    private func armResumeTimer() {
+        guard self.resumeTimer == nil, let earliest = self.resumeWaiters.map(\.deadline).min() else { return }
+        self.resumeTimer = self.eventLoop.scheduleTask(deadline: earliest) { [self] in
+            self.resumeTimer = nil
+            let now = self.eventLoop.now
+            let expired = self.resumeWaiters.filter { $0.deadline <= now }
+            self.resumeWaiters.removeAll { $0.deadline <= now }
+            for waiter in expired {
+                self.attachOnLoop(waiter.subscriber, loop: waiter.loop, lastEventID: waiter.lastEventID,
+                                  isCreator: false, fromStart: waiter.fromStart, mayWait: false)
+            }
+            self.armResumeTimer()
         }
     }
 
@@ -293,9 +359,14 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                 blocks.append(encoded.bytes)
             }
         }
-        guard !blocks.isEmpty, self.lifecycle.subscribers > 0 else { return }
-        self.eventsSent += eventCount * self.lifecycle.subscribers
-        self.fanOut(StreamChunk(joining: blocks, eventCount: eventCount, allocator: self.allocator))
+        if !blocks.isEmpty, self.lifecycle.subscribers > 0 {
+            self.eventsSent += eventCount * self.lifecycle.subscribers
+            self.fanOut(StreamChunk(joining: blocks, eventCount: eventCount, allocator: self.allocator))
+        }
+        // After the fan-out: a waiter that gets in now has these events in its replay.
+        if eventCount > 0 {
+            self.admitResumeWaiters()
+        }
     }
 
     public func upstreamResponseHeaders(_ headers: [(String, String)]) {
@@ -420,6 +491,14 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
             }
         }
         self.loopSets.removeAll()
+        // Waiters look the key up again (a new stream, or their own).
+        self.resumeTimer?.cancel()
+        self.resumeTimer = nil
+        for waiter in self.resumeWaiters {
+            let subscriber = waiter.subscriber
+            waiter.loop.execute { subscriber.value.subscriber?.streamRefused(.ended) }
+        }
+        self.resumeWaiters.removeAll()
         self.hub?.streamEnded(self)
         self.logger.debug("stream ended", metadata: ["reason": "\(reason.map { "\($0)" } ?? "linger expired")"])
     }

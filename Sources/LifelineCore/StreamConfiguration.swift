@@ -19,6 +19,10 @@ public struct StreamConfiguration: Sendable {
     public var assignIDs: Bool
     /// Pass the origin's `retry:` lines on to clients (off when the gateway sets its own).
     public var forwardOriginRetry: Bool
+    /// How long a client whose `Last-Event-ID` the buffer does not hold waits for it to arrive
+    /// before it counts as a miss: after a restart the first client opens the stream from its id,
+    /// and the others' ids, a little ahead, come in with the origin's replay a moment later.
+    public var resumeWait: TimeAmount
 
     public init(
         replayLimits: ReplayBuffer.Limits = .init(),
@@ -26,8 +30,10 @@ public struct StreamConfiguration: Sendable {
         replayMiss: ReplayMissPolicy = .upstream,
         gapEvent: String? = nil,
         assignIDs: Bool = false,
-        forwardOriginRetry: Bool = true
+        forwardOriginRetry: Bool = true,
+        resumeWait: TimeAmount = .seconds(2)
     ) {
+        self.resumeWait = resumeWait
         self.replayLimits = replayLimits
         self.linger = linger
         self.replayMiss = replayMiss

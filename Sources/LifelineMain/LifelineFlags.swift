@@ -110,6 +110,11 @@ enum LifelineFlags {
         "replay-bytes", .byteSize, default: "4MiB", section: "Replay", help: "Most bytes of events a stream keeps.")
     static let replayAge = Flag(
         "replay-age", .duration, default: "10m", section: "Replay", help: "Oldest event a stream keeps.")
+    static let resumeWait = Flag(
+        "resume-wait", .duration, default: "2s", section: "Replay",
+        help: "How long a client whose Last-Event-ID the buffer does not hold waits for it to arrive before it "
+            + "counts as a miss. After a restart the first resumer opens the stream from its id; the others, a "
+            + "little ahead, are in the origin's replay a moment later and join the shared stream. 0: miss at once.")
     static let replayMiss = Flag(
         "replay-miss", .oneOf(StreamConfiguration.ReplayMissPolicy.self), default: "upstream", section: "Replay",
         help: "When a client's Last-Event-ID is not in the buffer: `upstream` gives it a stream of its own opened "
@@ -182,7 +187,7 @@ enum LifelineFlags {
         tlsListen, tlsCert, tlsKey, h2MaxStreams, upstreamCA, upstreamInsecure,
         heartbeat, heartbeatComment, heartbeatEvent, openingComment, clientRetry, clientRetryJitter,
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
-        replayEvents, replayBytes, replayAge, replayMiss, gapEvent, assignIDs, streamLinger,
+        replayEvents, replayBytes, replayAge, replayMiss, resumeWait, gapEvent, assignIDs, streamLinger,
         clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
         adminListen, drainWindow, logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help, version,
     ])
@@ -287,7 +292,8 @@ struct LifelineSettings {
                 replayMiss: flags[F.replayMiss],
                 gapEvent: flags[F.gapEvent],
                 assignIDs: flags[F.assignIDs],
-                forwardOriginRetry: flags[F.clientRetry] == nil
+                forwardOriginRetry: flags[F.clientRetry] == nil,
+                resumeWait: time(flags[F.resumeWait])
             ),
             upstream: UpstreamSession.Configuration(
                 reconnectMin: time(reconnectMin),

@@ -20,12 +20,16 @@ final class StreamTests: XCTestCase {
         self.feed = nil
     }
 
+    /// A stream on the test loop. Misses are immediate unless `resumeWait` says otherwise.
     private func makeStream(
         _ configuration: StreamConfiguration = StreamConfiguration(),
         resumeID: String? = nil,
         isPrivate: Bool = false,
-        hub: StreamHub? = nil
+        hub: StreamHub? = nil,
+        resumeWait: TimeAmount = .zero
     ) -> CoreStream {
+        var configuration = configuration
+        configuration.resumeWait = resumeWait
         let stream = CoreStream(
             key: makeKey(),
             eventLoop: self.loop,
@@ -129,6 +133,46 @@ final class StreamTests: XCTestCase {
         let subscriber = self.attach(stream, lastEventID: "3")
         XCTAssertEqual(subscriber.replayStatus, .miss)
         XCTAssertNil(subscriber.attachment?.gapEvent)
+    }
+
+    // MARK: Waiting for an id a little ahead
+
+    func testUnknownIDWaitsForTheOriginsReplayInsteadOfMissing() {
+        // After a restart: the stream was opened from the first client's id 10; another client
+        // that saw 13 comes before the origin has replayed that far.
+        let stream = self.makeStream(resumeID: "10", resumeWait: .seconds(2))
+        stream.upstreamReceived(outputs([11]))
+        let ahead = self.attach(stream, lastEventID: "13", name: "ahead")
+        XCTAssertNil(ahead.attachment, "waits")
+        XCTAssertEqual(ahead.refusals, [])
+        self.loop.advanceTime(by: .milliseconds(300))
+        stream.upstreamReceived(outputs([12, 13, 14]))
+        self.loop.run()
+        XCTAssertEqual(ahead.replayStatus, .hit)
+        XCTAssertEqual(ahead.replayedIDs, ["14"], "exactly what followed its id")
+        stream.upstreamReceived(outputs([15]))
+        XCTAssertEqual(ahead.liveIDs, ["15"])
+        XCTAssertEqual(ahead.refusals, [])
+    }
+
+    func testAnIDThatNeverArrivesIsAMissWhenTheWaitIsOver() {
+        let stream = self.makeStream(StreamConfiguration(replayMiss: .upstream), resumeWait: .seconds(2))
+        stream.upstreamReceived(outputs([5, 6]))
+        let behind = self.attach(stream, lastEventID: "3")
+        self.loop.advanceTime(by: .milliseconds(1900))
+        stream.upstreamReceived(outputs([7]))
+        XCTAssertEqual(behind.refusals, [], "still waiting")
+        self.loop.advanceTime(by: .milliseconds(100))
+        XCTAssertEqual(behind.refusals, [.needsPrivateStream(lastEventID: "3")])
+        XCTAssertNil(behind.attachment)
+    }
+
+    func testWaitersLookAgainWhenTheStreamEnds() {
+        let stream = self.makeStream(resumeWait: .seconds(2))
+        let waiting = self.attach(stream, lastEventID: "99")
+        stream.shutdown()
+        self.loop.run()
+        XCTAssertEqual(waiting.refusals, [.ended])
     }
 
     func testMissOnAPrivateStreamAttaches() {
