@@ -36,6 +36,8 @@ let package = Package(
         .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         // glibc's malloc_trim, for giving freed memory back after streams end (HeapTrimmer).
         .systemLibrary(name: "CMalloc"),
+        // posix_spawn's close-from file action, for starting the upgraded process clean.
+        .systemLibrary(name: "CSpawn"),
         // OpenSSL as a SwiftNIO handler (server and client), with ALPN and SNI.
         .target(name: "TLS", dependencies: ["COpenSSL", nioCore, nioTLS, nioConcurrency]),
         // An nghttp2 server session as a SwiftNIO handler.
@@ -55,7 +57,7 @@ let package = Package(
                                               .product(name: "Prometheus", package: "swift-prometheus")],
                 exclude: ["StatusPage/status-page.html"]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
-        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "Admin", "DemoOrigin", "TLS", nioCore, nioPosix, nioConcurrency, logging,
+        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "Admin", "DemoOrigin", "CSpawn", "TLS", nioCore, nioPosix, nioConcurrency, logging,
                                                      .product(name: "Atomics", package: "swift-atomics")]),
         .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),
         // The SSE load client and benchmark origin (`lifeline-bench`).

@@ -85,8 +85,15 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
             return
         }
         if path == "/events" || path.hasPrefix("/events/") {
+            self.controls.streamRequests.withLockedValue { $0[String(path), default: 0] += 1 }
             self.startStream(context: context, head: head, query: query)
             return
+        }
+        if path == "/demo/stats" {
+            let counts = self.controls.streamRequests.withLockedValue { $0 }
+            let body = "{\"streamRequests\":{" + counts.sorted { $0.key < $1.key }
+                .map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}}\n"
+            return self.sendPlain(context: context, head: head, status: .ok, contentType: "application/json", body: body)
         }
         switch path {
         case "/":

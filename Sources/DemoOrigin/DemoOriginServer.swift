@@ -11,7 +11,8 @@ import NIOPosix
 ///
 /// Routes: `GET /` (the demo page, `DemoPage`), `GET /events` and `/events/...` (the stream, open
 /// to pages of any site: CORS `*`), `GET /healthz` (`ok`), `POST /demo/cut` (cuts the attached
-/// `DemoNetworkPaths`), `OPTIONS` (CORS preflight); other paths get `404`, other methods `405`.
+/// `DemoNetworkPaths`), `GET /demo/stats` (stream requests so far, by path, as JSON), `OPTIONS`
+/// (CORS preflight); other paths get `404`, other methods `405`.
 public final class DemoOriginServer: Sendable {
     private struct Connections {
         var channels: [ObjectIdentifier: Channel] = [:]
@@ -146,4 +147,6 @@ public struct DemoNetworkPaths: Sendable {
 /// What the page's buttons reach, shared by every connection of one demo origin.
 final class DemoControls: Sendable {
     let paths = NIOLockedValueBox<DemoNetworkPaths?>(nil)
+    /// Stream requests by path, for `/demo/stats` (tests count a gateway's origin requests).
+    let streamRequests = NIOLockedValueBox<[String: Int]>([:])
 }

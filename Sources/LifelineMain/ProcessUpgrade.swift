@@ -1,3 +1,4 @@
+import CSpawn
 import Logging
 import Server
 
@@ -63,6 +64,13 @@ enum ProcessUpgrade {
             posix_spawn_file_actions_adddup2(&actions, copy, CInt(3 + index))
         }
         posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], readyFD)
+        // Nothing else: not the clients' connections (NIO's accepted sockets are not
+        // close-on-exec), which must close when this process exits.
+        guard lifeline_spawn_close_from(&actions, readyFD + 1) == 0 else {
+            close(pipeEnds[0])
+            close(pipeEnds[1])
+            return events.send(.upgradeFailed("this C library cannot close descriptors for the new process (glibc 2.34+ needed)"))
+        }
 
         var environment = Self.environment().filter {
             !$0.hasPrefix(InheritedListeners.handOverVariable + "=") && !$0.hasPrefix(Self.readyVariable + "=")

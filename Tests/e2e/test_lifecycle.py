@@ -169,3 +169,158 @@ def test_sighup_applies_a_new_route_keeps_streams_and_survives_a_broken_file(tmp
     assert all(count >= 5 for count in received.values()), received
     for key in list(sel.get_map().values()):
         key.fileobj.close()
+
+
+class _Resumer:
+    """An EventSource-like client on a raw socket: HTTP/1.0 (so the body is the bare event
+    stream), reconnects after the server's `retry:` with `Last-Event-ID`, records every id."""
+
+    def __init__(self, port: int, path: str):
+        self.port, self.path = port, path
+        self.ids: list[int] = []
+        self.last_id: str | None = None
+        self.retry_ms = 1000
+        self.sock: socket.socket | None = None
+        self.buf = b""
+        self.head_done = False
+        self.reconnect_at: float | None = None
+        self.connections = 0
+        self.refused = 0
+        self.resets = 0
+        self.statuses: list[int] = []
+
+    def connect(self, sel):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", self.port))
+        except BlockingIOError:
+            pass
+        except ConnectionRefusedError:
+            self.refused += 1
+            s.close()
+            self.reconnect_at = time.monotonic() + 0.1
+            return
+        headers = f"GET {self.path} HTTP/1.0\r\nHost: x\r\nAccept: text/event-stream\r\n"
+        if self.last_id is not None:
+            headers += f"Last-Event-ID: {self.last_id}\r\n"
+        self.pending = (headers + "\r\n").encode()
+        self.sock, self.buf, self.head_done, self.reconnect_at = s, b"", False, None
+        self.connections += 1
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
+
+    def on_event(self, sel, mask):
+        if mask & selectors.EVENT_WRITE and self.pending:
+            try:
+                sent = self.sock.send(self.pending)
+            except ConnectionRefusedError:
+                self.refused += 1
+                return self.closed(sel)
+            except OSError:
+                self.resets += 1
+                return self.closed(sel)
+            self.pending = self.pending[sent:]
+            if not self.pending:
+                sel.modify(self.sock, selectors.EVENT_READ, self)
+            return
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionRefusedError:
+            self.refused += 1
+            return self.closed(sel)
+        except ConnectionResetError:
+            self.resets += 1
+            return self.closed(sel)
+        if not data:
+            return self.closed(sel)
+        self.buf += data
+        if not self.head_done:
+            if b"\r\n\r\n" not in self.buf:
+                return
+            head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+            self.statuses.append(int(head.split()[1]))
+            self.head_done = True
+        while b"\n\n" in self.buf:
+            block, self.buf = self.buf.split(b"\n\n", 1)
+            for line in block.split(b"\n"):
+                if line.startswith(b"id: "):
+                    self.last_id = line[4:].decode()
+                    self.ids.append(int(self.last_id))
+                elif line.startswith(b"retry: "):
+                    self.retry_ms = int(line[7:])
+
+    def closed(self, sel):
+        sel.unregister(self.sock)
+        self.sock.close()
+        self.sock = None
+        self.reconnect_at = time.monotonic() + self.retry_ms / 1000
+
+
+def _origin_stats(origin_port: int) -> dict:
+    import json
+    with urllib.request.urlopen(f"http://127.0.0.1:{origin_port}/demo/stats", timeout=2) as answer:
+        return json.loads(answer.read())["streamRequests"]
+
+
+def test_upgrade_under_reconnecting_clients_loses_nothing(demo_origin, gateway):
+    deadline = Deadline(60)
+    origin = demo_origin(port=0, tick="100ms", drop_every=0)
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--drain-window=4s", "--heartbeat=1s",
+                 "--admin-listen=127.0.0.1:0")
+    admin = _admin_url(gw)
+    paths = ["/events/a", "/events/b", "/events/c"]
+    sel = selectors.DefaultSelector()
+    clients = [_Resumer(gw.port, paths[i % 3]) for i in range(300)]
+    for client in clients:
+        client.connect(sel)
+
+    def pump(seconds: float, until=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for key, mask in sel.select(timeout=0.05):
+                key.data.on_event(sel, mask)
+            now = time.monotonic()
+            for client in clients:
+                if client.sock is None and client.reconnect_at is not None and client.reconnect_at <= now:
+                    client.connect(sel)
+            if until is not None and until():
+                return True
+        return False
+
+    assert pump(deadline.left(10), until=lambda: all(len(c.ids) >= 5 for c in clients)), "all streaming"
+    before = _origin_stats(origin.port)
+    assert sum(before.values()) == 3, f"one origin request per stream before the upgrade: {before}"
+    with urllib.request.urlopen(admin + "/status.json", timeout=2) as answer:
+        old_pid = __import__("json").loads(answer.read())["process"]["pid"]
+    assert old_pid == gw.pid
+
+    gw.popen.send_signal(signal.SIGUSR2)
+    # The old process hands over, drains over 4 s and exits; the new one serves everyone.
+    assert pump(deadline.left(20), until=lambda: gw.popen.poll() is not None and all(
+        c.connections >= 2 and c.sock is not None and len(c.ids) >= 2 and c.ids[-1] >= max(x.ids[-1] for x in clients) - 5
+        for c in clients)), (
+        f"every client reconnected to the new process: old exited {gw.popen.poll()}, "
+        f"reconnected {sum(c.connections >= 2 for c in clients)}, open {sum(c.sock is not None for c in clients)}, "
+        f"refused {sum(c.refused for c in clients)}, resets {sum(c.resets for c in clients)}, "
+        f"statuses {collections.Counter(s for c in clients for s in c.statuses)}, "
+        f"newest {max(x.ids[-1] for x in clients)}, oldest last {min(x.ids[-1] for x in clients)}")
+    pump(1.0)
+    with urllib.request.urlopen(admin + "/status.json", timeout=2) as answer:
+        new_pid = __import__("json").loads(answer.read())["process"]["pid"]
+    assert new_pid != old_pid, "the new process answers on the same admin socket"
+    assert gw.popen.wait(timeout=1) == 0
+
+    refused = sum(c.refused for c in clients)
+    resets = sum(c.resets for c in clients)
+    assert refused == 0 and resets == 0, f"{refused} refused and {resets} reset connections"
+    for c in clients:
+        steps = [b - a for a, b in zip(c.ids, c.ids[1:])]
+        assert all(step == 1 for step in steps), f"{c.path}: gap or duplicate at {[(i, s) for i, s in enumerate(steps) if s != 1][:5]}"
+        assert all(status == 200 for status in c.statuses), c.statuses
+    after = _origin_stats(origin.port)
+    new_requests = {path: after.get(path, 0) - before.get(path, 0) for path in paths}
+    print(f"origin requests per stream during the upgrade: {new_requests}")
+    assert all(count <= 10 for count in new_requests.values()), \
+        f"the new process should open a handful of origin connections per stream, not one per client: {new_requests}"
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
