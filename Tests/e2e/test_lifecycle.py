@@ -324,3 +324,46 @@ def test_upgrade_under_reconnecting_clients_loses_nothing(demo_origin, gateway):
         f"the new process should open a handful of origin connections per stream, not one per client: {new_requests}"
     for key in list(sel.get_map().values()):
         key.fileobj.close()
+
+
+def test_systemd_socket_activation_serves_on_inherited_sockets(demo_origin, lifeline_bin, tmp_path):
+    import os
+    import subprocess
+
+    origin = demo_origin(port=0, tick="100ms", drop_every=0)
+    listeners = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        listeners.append(s)
+    public_port, admin_port = (s.getsockname()[1] for s in listeners)
+    # A client that connects before Lifeline runs waits in the socket's queue, as with systemd.
+    early = socket.create_connection(("127.0.0.1", public_port))
+    early.sendall(b"GET /events HTTP/1.0\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+
+    def as_systemd_would():
+        os.dup2(listeners[0].fileno(), 3)
+        os.dup2(listeners[1].fileno(), 4)
+        os.environ["LISTEN_FDS"] = "2"
+        os.environ["LISTEN_PID"] = str(os.getpid())
+
+    proc = subprocess.Popen(
+        [lifeline_bin, f"--listen=127.0.0.1:{public_port}", f"--admin-listen=127.0.0.1:{admin_port}",
+         f"--route=/=http://127.0.0.1:{origin.port}", "--drain-window=1s"],
+        stdout=subprocess.PIPE, stderr=open(tmp_path / "lifeline.stderr", "wb"),
+        preexec_fn=as_systemd_would, close_fds=False, start_new_session=True)
+    try:
+        for s in listeners:
+            s.close()  # systemd keeps its own copy; here the child's is the only one now
+        lines = [proc.stdout.readline().decode() for _ in range(2)]
+        assert f"listening on http://127.0.0.1:{public_port}" in lines[0], lines
+        assert f"admin listening on http://127.0.0.1:{admin_port}" in lines[1], lines
+        early.settimeout(5)
+        answer = early.recv(4096)
+        assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200"), answer
+        assert _status(f"http://127.0.0.1:{admin_port}/readyz") == 200
+    finally:
+        early.close()
+        proc.terminate()
+        proc.wait(timeout=15)
