@@ -168,7 +168,7 @@ final class PlainProxy: OriginConnectionDelegate {
             self.owner?.proxyFinished(reason: "origin failed mid-response")
             self.responder?.abortResponse()
         case .awaitingHead:
-            let counters = self.shared.metrics.counters(for: self.connection.eventLoop)
+            let counters = self.shared.metrics.counters(for: connection.eventLoop)
             if case OriginConnection.Failure.headTimeout = error {
                 counters.values.refused[.originTimeout] += 1
                 self.owner?.proxyFinished(reason: "origin timeout (504)")

@@ -138,12 +138,17 @@ public final class OriginConnection: @unchecked Sendable {
             }
         }
             .whenComplete { result in
-                let connection = bound.value
-                switch result {
-                case .success(let channel):
-                    connection.connected(channel)
-                case .failure(let error):
-                    connection.fail(error)
+                // Always a task of its own: a connector can complete at once (a refused connect,
+                // an in-memory channel), and the delegate must not hear from the connection
+                // before `open` has returned it.
+                eventLoop.execute {
+                    let connection = bound.value
+                    switch result {
+                    case .success(let channel):
+                        connection.connected(channel)
+                    case .failure(let error):
+                        connection.fail(error)
+                    }
                 }
             }
         return connection

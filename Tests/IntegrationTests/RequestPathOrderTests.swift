@@ -220,6 +220,24 @@ final class RequestPathOrderTests: XCTestCase {
         XCTAssertFalse(client.isActive, "closed after its stream ended at shutdown")
     }
 
+    func testOriginThatFailsAtOnceGetsA502AndTheConnectionGoesOn() throws {
+        // A connector can fail before `OriginConnection.open` returns (found by the http1-server
+        // fuzz target: PlainProxy heard of the failure while it was still being made).
+        var configuration = self.shared.configuration
+        configuration.upstream.connector = OriginConnector { _, loop, _, _ in
+            loop.makeFailedFuture(ChannelError.connectPending)
+        }
+        self.shared = GatewayShared(reloading: self.shared, configuration: configuration)
+        self.loopContext.reload(self.shared)
+        let client = try self.client("GET /page HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.loop.run()
+        XCTAssertTrue(try self.received(client).hasPrefix("HTTP/1.1 502 "))
+        XCTAssertTrue(client.isActive, "a plain failure keeps the connection")
+        try client.writeInbound(ByteBuffer(string: "GET /_lifeline/client.js HTTP/1.1\r\nHost: gw\r\n\r\n"))
+        self.loop.run()
+        XCTAssertTrue(try self.received(client).hasPrefix("HTTP/1.1 200 "), "the next request is served")
+    }
+
     // MARK: Drain
 
     func testDrainLetsEachStreamingClientGoAtItsMomentWithinTheWindow() throws {
