@@ -47,6 +47,22 @@ final class HeartbeatClockTests: XCTestCase {
         XCTAssertEqual(clock.heartbeatsSent, 3)
     }
 
+    func testAReloadedIntervalAppliesToTrackedTargets() {
+        let clock = HeartbeatClock(eventLoop: self.loop, interval: .seconds(15))
+        let target = FakeTarget(loop: self.loop)
+        _ = clock.register(target)
+        self.loop.advanceTime(by: .seconds(4))
+        clock.updateInterval(.seconds(5))
+        self.loop.advanceTime(by: .seconds(1))
+        XCTAssertEqual(target.beats, [self.time(5)], "idle 5 s under the new interval")
+        self.loop.advanceTime(by: .seconds(5))
+        XCTAssertEqual(target.beats, [self.time(5), self.time(10)])
+        clock.updateInterval(nil)
+        self.loop.advanceTime(by: .seconds(60))
+        XCTAssertEqual(target.beats.count, 2, "heartbeats off")
+        XCTAssertNil(clock.interval)
+    }
+
     func testTouchPostponesTheHeartbeat() {
         let clock = HeartbeatClock(eventLoop: self.loop, interval: .seconds(15))
         let target = FakeTarget(loop: self.loop)
