@@ -122,6 +122,38 @@ final class TLSFrontEndTests: XCTestCase {
         await harness.shutdown()
     }
 
+    func testDrainLetsAnHTTP2StreamGoWithARetryAndGOAWAY() async throws {
+        let harness = try await GatewayHarness.start()
+        let ticker = Task {
+            for id in 1...200 {
+                harness.origin.broadcast("id: \(id)\ndata: tick \(id)\n\n")
+                try? await Task.sleep(nanoseconds: 20_000_000)
+            }
+        }
+        let port = harness.port
+        let stream = Task {
+            try await ProcessRunner.runDetached("/usr/bin/curl", [
+                "-s", "-N", "--max-time", "4", "-w", "\nVERSION=%{http_version}\n",
+                "--http2-prior-knowledge", "-H", "Accept: text/event-stream", "http://127.0.0.1:\(port)/events",
+            ]).out
+        }
+        try await harness.origin.waitForStreams(count: 1)
+        try await harness.gateway.waitForConnectionCount(1)
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let started = NIODeadline.now()
+        await harness.gateway.drain(window: .seconds(1))
+        XCTAssertLessThan(NIODeadline.now() - started, .milliseconds(1500), "done once the client is gone")
+        let output = try await stream.value
+        let parts = output.components(separatedBy: "\nVERSION=")
+        let body = parts[0]
+        XCTAssertEqual(parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespacesAndNewlines) : "", "2")
+        XCTAssertTrue(body.contains("data: tick"), body)
+        XCTAssertNotNil(body.range(of: #"retry: \d+\n\n$"#, options: .regularExpression), "ends with its retry: \(body.suffix(80))")
+        XCTAssertEqual(harness.gateway.connectionCount, 0, "the HTTP/2 connection closed after GOAWAY")
+        ticker.cancel()
+        await harness.shutdown()
+    }
+
     func testUntrustedClientsFailTheHandshakeAndAreCounted() async throws {
         let harness = try await self.tlsHarness()
         let port = try XCTUnwrap(harness.gateway.tlsPort)
