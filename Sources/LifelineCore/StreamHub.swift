@@ -3,6 +3,8 @@ import NIOCore
 
 /// Finds the stream for a key, or lets exactly one client open it while the others with the
 /// same key wait for the origin's answer. Thread-safe: the front ends of every event loop use it.
+/// Keys are spread over shards, each with its own lock, so that stream requests on different
+/// loops for different streams do not wait for one another.
 public final class StreamHub: Sendable {
     public enum OpeningOutcome: Sendable {
         /// The origin answered with an event stream: join it.
@@ -37,7 +39,12 @@ public final class StreamHub: Sendable {
         case live(Stream)
     }
 
-    private let entries = NIOLockedValueBox<[StreamKey: Entry]>([:])
+    private static let shardCount = 16
+    private let shards: [NIOLockedValueBox<[StreamKey: Entry]>] = (0..<StreamHub.shardCount).map { _ in NIOLockedValueBox([:]) }
+
+    private func entries(_ key: StreamKey) -> NIOLockedValueBox<[StreamKey: Entry]> {
+        self.shards[Int(UInt(bitPattern: key.hashValue) % UInt(Self.shardCount))]
+    }
     /// Private streams (one client each): not found by key, but counted and shut down.
     private let privateStreams = NIOLockedValueBox<[ObjectIdentifier: Stream]>([:])
     /// Streams that have ended, for those who act when memory has been freed.
@@ -50,7 +57,7 @@ public final class StreamHub: Sendable {
         on eventLoop: EventLoop,
         onOpened: @escaping @Sendable (OpeningOutcome) -> Void
     ) -> Lookup {
-        self.entries.withLockedValue { entries in
+        self.entries(key).withLockedValue { entries in
             switch entries[key] {
             case .live(let stream):
                 return .stream(stream)
@@ -67,7 +74,7 @@ public final class StreamHub: Sendable {
 
     /// The live stream for `key`, if there is one.
     public func stream(for key: StreamKey) -> Stream? {
-        self.entries.withLockedValue { entries in
+        self.entries(key).withLockedValue { entries in
             if case .live(let stream) = entries[key] { return stream }
             return nil
         }
@@ -75,7 +82,7 @@ public final class StreamHub: Sendable {
 
     /// The origin answered with an event stream: `stream` now serves the key.
     public func promote(_ ticket: OpeningTicket, to stream: Stream) {
-        let waiters = self.entries.withLockedValue { entries in
+        let waiters = self.entries(ticket.key).withLockedValue { entries in
             entries[ticket.key] = .live(stream)
             return ticket.opening.waiters
         }
@@ -86,7 +93,7 @@ public final class StreamHub: Sendable {
 
     /// The origin answered with something that is not an event stream.
     public func abandon(_ ticket: OpeningTicket) {
-        let waiters = self.entries.withLockedValue { entries in
+        let waiters = self.entries(ticket.key).withLockedValue { entries in
             if case .opening(let opening) = entries[ticket.key], opening === ticket.opening {
                 entries[ticket.key] = nil
             }
@@ -111,7 +118,7 @@ public final class StreamHub: Sendable {
             self.privateStreams.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(stream)) }
             return
         }
-        self.entries.withLockedValue { entries in
+        self.entries(stream.key).withLockedValue { entries in
             if case .live(let current) = entries[stream.key], current === stream {
                 entries[stream.key] = nil
             }
@@ -120,10 +127,12 @@ public final class StreamHub: Sendable {
 
     /// Every live stream, private ones included, for the status page, metrics and shutdown.
     public var streams: [Stream] {
-        let shared = self.entries.withLockedValue { entries in
-            entries.values.compactMap { entry -> Stream? in
-                if case .live(let stream) = entry { return stream }
-                return nil
+        let shared = self.shards.flatMap { shard in
+            shard.withLockedValue { entries in
+                entries.values.compactMap { entry -> Stream? in
+                    if case .live(let stream) = entry { return stream }
+                    return nil
+                }
             }
         }
         return shared + self.privateStreams.withLockedValue { Array($0.values) }
