@@ -101,7 +101,8 @@ final class HTTP2FrontEnd {
     }
 
     /// Response bytes handed to the connection (DATA payloads), for the access log and metrics.
-    func countSent(_ bytes: Int) {
+    func countSent(_ bytes: Int, by responder: HTTP2StreamResponder) {
+        responder.bytesSent += bytes
         self.record.bytesSent += bytes
         self.loop.counters.values.bytesSent += bytes
     }
@@ -109,9 +110,27 @@ final class HTTP2FrontEnd {
     func streamFinished(_ responder: HTTP2StreamResponder) {
         guard let exchange = self.responders.removeValue(forKey: responder.streamID)?.exchange else { return }
         self.record.account(exchange)
+        self.logStream(responder, exchange)
         if self.responders.isEmpty {
             self.armIdleTimer()
         }
+    }
+
+    /// One access-log line per HTTP/2 stream (request), as HTTP/1.1 has one per connection:
+    /// many requests share an HTTP/2 connection, and each has its own path, events and end.
+    private func logStream(_ responder: HTTP2StreamResponder, _ exchange: ClientExchange) {
+        let metadata: Logger.Metadata = [
+            "client": "\(self.clientAddress ?? "-")",
+            "protocol": "h2",
+            "stream_id": .stringConvertible(Int(responder.streamID)),
+            "path": "\(exchange.streamPath ?? "-")",
+            "target": "\(exchange.target)",
+            "duration_ms": .stringConvertible(Int((self.loop.eventLoop.now - responder.startedAt).nanoseconds / 1_000_000)),
+            "events": .stringConvertible(exchange.eventsSent),
+            "bytes": .stringConvertible(responder.bytesSent),
+            "end": "\(exchange.endReason)",
+        ]
+        self.shared.accessLogger.info("stream closed", metadata: metadata)
     }
 
     func connectionClosed(reason: String?) {
@@ -121,6 +140,7 @@ final class HTTP2FrontEnd {
             if let exchange = responder.exchange {
                 exchange.clientGone()
                 self.record.account(exchange)
+                self.logStream(responder, exchange)
             }
         }
         self.responders.removeAll()
@@ -186,8 +206,12 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
     let clientScheme: String
     let clientAddress: String?
     private var finished = false
+    /// For the stream's access-log line.
+    let startedAt: NIODeadline
+    var bytesSent = 0
 
     init(stream: HTTP2ServerStream, frontEnd: HTTP2FrontEnd, eventLoop: EventLoop, scheme: String, clientAddress: String?) {
+        self.startedAt = eventLoop.now
         self.stream = stream
         self.frontEnd = frontEnd
         self.eventLoop = eventLoop
@@ -213,12 +237,12 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
     }
 
     func writeChunk(_ chunk: StreamChunk) {
-        self.frontEnd.countSent(chunk.bytes.readableBytes)
+        self.frontEnd.countSent(chunk.bytes.readableBytes, by: self)
         self.stream.write(chunk.bytes)
     }
 
     func writeBody(_ bytes: ByteBuffer) {
-        self.frontEnd.countSent(bytes.readableBytes)
+        self.frontEnd.countSent(bytes.readableBytes, by: self)
         self.stream.write(bytes)
     }
 
@@ -255,7 +279,7 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
             status: status,
             headers: [("content-type", "text/plain; charset=utf-8"), ("content-length", String(buffer.readableBytes))]
         )
-        self.frontEnd.countSent(buffer.readableBytes)
+        self.frontEnd.countSent(buffer.readableBytes, by: self)
         self.stream.write(buffer)
         self.stream.end()
         self.stream.flush()
