@@ -26,7 +26,7 @@ enum ProcessUpgrade {
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         if count > 0 {
             buffer[count] = 0
-            self.executablePath = String(cString: buffer)
+            self.executablePath = String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         } else {
             self.executablePath = CommandLine.arguments.first
         }

@@ -4,7 +4,7 @@ import NIOCore
 /// Lets the streaming clients of one event loop go during a drain, each at its own moment
 /// (`DrainSchedule`), from a single timer: the clients wait in a heap ordered by their moment
 /// and the timer is set for the earliest. Confined to the loop.
-final class DrainClock {
+final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
     private struct Due {
         var at: NIODeadline
         weak var exchange: ClientExchange?
