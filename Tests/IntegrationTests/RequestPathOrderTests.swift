@@ -361,15 +361,16 @@ final class OriginChannels: @unchecked Sendable {
 
 /// The heap is trimmed only after streams have ended, once per interval.
 final class HeapTrimmerTests: XCTestCase {
-    /// AddressSanitizer replaces glibc's allocator, so malloc_trim has nothing to give back.
-    private static var underAddressSanitizer: Bool {
+    /// AddressSanitizer and ThreadSanitizer replace glibc's allocator, so malloc_trim has
+    /// nothing to give back.
+    private static var underSanitizer: Bool {
         guard let process = dlopen(nil, RTLD_NOW) else { return false }
         defer { dlclose(process) }
-        return dlsym(process, "__asan_init") != nil
+        return dlsym(process, "__asan_init") != nil || dlsym(process, "__tsan_init") != nil
     }
 
     func testTrimReallyGivesMemoryBack() throws {
-        try XCTSkipIf(Self.underAddressSanitizer, "AddressSanitizer's allocator is not glibc's")
+        try XCTSkipIf(Self.underSanitizer, "the sanitizer's allocator is not glibc's")
         #if os(Linux)
         // Free a few MiB of small blocks (a replay buffer's worth) but keep the last one, so the
         // space is in the allocator's free lists, not at the top of the heap. The shim once
