@@ -32,7 +32,8 @@ public struct ReplayBuffer: Sendable {
     /// resumes from exactly there is owed every event since the stream began, as long as none
     /// has been evicted yet.
     private var baseID: String?
-    private var evictedAny = false
+    /// An event has left the buffer: an id it does not hold may be one that was evicted.
+    public private(set) var evictedAny = false
 
     public init(limits: Limits, baseID: String? = nil) {
         self.limits = limits

@@ -185,8 +185,10 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                     status = .hit
                     events = missed
                 case .miss:
-                    if mayWait, !self.isPrivate, self.configuration.resumeWait > .zero {
-                        // Probably just ahead of what has arrived: wait for it rather than miss.
+                    if mayWait, !self.isPrivate, !self.replay.evictedAny, self.configuration.resumeWait > .zero {
+                        // Nothing has left the buffer, so the id is not an old one: probably
+                        // just ahead of what has arrived (a stream opened from another client's
+                        // id after a restart). Wait for it rather than miss.
                         self.resumeWaiters.append(ResumeWaiter(
                             subscriber: bound,
                             loop: loop,

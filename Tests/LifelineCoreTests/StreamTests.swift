@@ -167,6 +167,15 @@ final class StreamTests: XCTestCase {
         XCTAssertNil(behind.attachment)
     }
 
+    func testAnUnknownIDOnceEventsWereEvictedIsAMissAtOnce() {
+        var configuration = StreamConfiguration(replayMiss: .upstream)
+        configuration.replayLimits = .init(events: 2, bytes: 1 << 20, age: .seconds(600))
+        let stream = self.makeStream(configuration, resumeWait: .seconds(2))
+        stream.upstreamReceived(outputs([1, 2, 3]))
+        let old = self.attach(stream, lastEventID: "1")
+        XCTAssertEqual(old.refusals, [.needsPrivateStream(lastEventID: "1")], "evicted: no use waiting")
+    }
+
     func testWaitersLookAgainWhenTheStreamEnds() {
         let stream = self.makeStream(resumeWait: .seconds(2))
         let waiting = self.attach(stream, lastEventID: "99")

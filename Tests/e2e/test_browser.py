@@ -21,9 +21,10 @@ def test_browser_survives_origin_restarts(demo_origin, gateway, new_page):
     gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
 
     page = new_page()
-    response = page.goto(f"{gw.url}/", timeout=deadline.left(10) * 1000)
+    # /healthz, not the demo page at /, which opens streams of its own.
+    response = page.goto(f"{gw.url}/healthz", timeout=deadline.left(10) * 1000)
     assert response is not None and response.status == 200, (
-        f"GET {gw.url}/ through lifeline: status {response.status if response else None}")
+        f"GET {gw.url}/healthz through lifeline: status {response.status if response else None}")
 
     es = EventSourceProbe(page, "/events")
     es.wait_open(deadline.left(10))

@@ -92,9 +92,10 @@ def test_browser_h2_eight_event_sources_survive_origin_restart(demo_origin, gate
     }))
     cdp.send("Network.enable")
 
-    response = page.goto(f"{base}/", timeout=deadline.left(10) * 1000)
+    # /healthz, not the demo page at /, which opens streams of its own.
+    response = page.goto(f"{base}/healthz", timeout=deadline.left(10) * 1000)
     assert response is not None and response.status == 200, (
-        f"GET {base}/ through lifeline: status {response.status if response else None}")
+        f"GET {base}/healthz through lifeline: status {response.status if response else None}")
     nav_protocol = page.evaluate(_NAV_PROTOCOL_JS)
     assert nav_protocol == "h2", (
         f"the page came over {nav_protocol!r}, not HTTP/2: ALPN on the TLS listener should pick h2")

@@ -6,6 +6,9 @@ import time
 
 from sse_page import Deadline, sequence_problems
 
+# Pages are loaded from /healthz, not /: the demo origin's page at / runs streams of its own
+# (a LifelineEventSource on /events among them) that would share the helper's sessionStorage key.
+
 # Collects LifelineEventSource ticks in window.__ll (survives nothing: a reload starts afresh,
 # and the helper resumes from the id it kept in sessionStorage).
 _OPEN_JS = """
@@ -45,7 +48,7 @@ def test_parser_follows_the_whatwg_format_cases_in_the_browser(demo_origin, gate
     origin = demo_origin(port=0, tick="1s", drop_every=0)
     gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}")
     page = new_page()
-    page.goto(f"{gw.url}/")
+    page.goto(f"{gw.url}/healthz")
     page.add_script_tag(url="/_lifeline/client.js")
     # (chunks, expected [type, data, lastEventId] list) — the web-platform-tests format-* cases
     # that the Swift parser's tests also cover, fed in awkward splits.
@@ -81,7 +84,7 @@ def test_reload_resumes_with_no_gap(demo_origin, gateway, new_page):
     origin = demo_origin(port=0, tick="100ms", drop_every=0)
     gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
     page = new_page()
-    page.goto(f"{gw.url}/")
+    page.goto(f"{gw.url}/healthz")
     page.evaluate(_OPEN_JS, ["/events"])
     _wait(page, "() => window.__ll.received.length >= 10", deadline.left(10), "10 ticks")
     before = page.evaluate(_STATE_JS)["received"]
@@ -89,7 +92,7 @@ def test_reload_resumes_with_no_gap(demo_origin, gateway, new_page):
     # Leave the page for 1.5 s, come back: the helper resumes from the id it kept.
     page.goto("about:blank")
     time.sleep(1.5)
-    page.goto(f"{gw.url}/")
+    page.goto(f"{gw.url}/healthz")
     # What the first page kept: it went on receiving between our snapshot and its unload, so
     # the id it stored (the one it resumes from) is at or after the snapshot's last.
     stored = page.evaluate("(url) => sessionStorage.getItem('lifeline:' + url)", f"{gw.url}/events")
