@@ -44,11 +44,14 @@ struct ClientRequest {
         case badTarget
         /// HTTP/1.1 without `Host`, or more than one `Host`.
         case badHost
+        /// A header whose name is not a token or whose value holds a control character: it could
+        /// not be sent on to an origin (RFC 9110 §5.1, §5.5).
+        case badHeader
         case noRoute(path: String)
 
         var status: HTTPResponseStatus {
             switch self {
-            case .badTarget, .badHost: return .badRequest
+            case .badTarget, .badHost, .badHeader: return .badRequest
             case .noRoute: return .notFound
             }
         }
@@ -57,6 +60,7 @@ struct ClientRequest {
             switch self {
             case .badTarget: return "bad request target\n"
             case .badHost: return "missing or repeated Host header\n"
+            case .badHeader: return "malformed header field\n"
             case .noRoute(let path): return "no route for \(path)\n"
             }
         }
@@ -64,7 +68,7 @@ struct ClientRequest {
         /// A request the gateway cannot make sense of may leave the connection out of step.
         var closesConnection: Bool {
             switch self {
-            case .badTarget, .badHost: return true
+            case .badTarget, .badHost, .badHeader: return true
             case .noRoute: return false
             }
         }
@@ -73,6 +77,7 @@ struct ClientRequest {
             switch self {
             case .badTarget: return "bad request target (400)"
             case .badHost: return "bad Host (400)"
+            case .badHeader: return "malformed header field (400)"
             case .noRoute: return "no route (404)"
             }
         }
@@ -96,6 +101,13 @@ struct ClientRequest {
         if let (authority, rest) = Self.splitAbsoluteForm(head.uri) {
             head.uri = rest
             head.headers.replaceOrAdd(name: "Host", value: authority)
+        }
+        // (A poisoned Last-Event-ID is treated as absent below, as the resume parameter is: the
+        // client keeps its stream.)
+        guard head.headers.allSatisfy({
+            Self.isValidField(name: $0.name, value: $0.name.lowercased() == "last-event-id" ? "" : $0.value)
+        }) else {
+            return .failure(.badHeader)
         }
         guard head.uri.hasPrefix("/") else { return .failure(.badTarget) }
         let (rawPath, query) = Self.split(uri: head.uri)
@@ -175,6 +187,22 @@ struct ClientRequest {
 
     /// A `Last-Event-ID` that can be repeated in origin requests and SSE fields: no control
     /// characters (a CR, LF or NUL would break the request or the stream), bounded length.
+    /// RFC 9110: a field name is a token; a value is visible characters, spaces, tabs and
+    /// obs-text (bytes from 0x80), never another control character.
+    static func isValidField(name: String, value: String) -> Bool {
+        guard !name.isEmpty, name.utf8.allSatisfy({ Self.tokenBytes[Int($0)] }) else { return false }
+        return value.utf8.allSatisfy { $0 >= 0x20 ? $0 != 0x7F : $0 == 0x09 }
+    }
+
+    private static let tokenBytes: [Bool] = (0..<256).map { byte in
+        switch UInt8(byte) {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(UInt8(byte))
+        }
+    }
+
     static func isSane(lastEventID: String) -> Bool {
         guard lastEventID.utf8.count <= Self.maxLastEventIDLength else { return false }
         return lastEventID.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F }

@@ -59,6 +59,18 @@ final class ClientRequestTests: XCTestCase {
         XCTAssertNotNil(try? self.parse("/x", version: HTTPVersion(major: 2, minor: 0), headers: []).get())
     }
 
+    func testHeaderFieldsAnOriginCouldNotBeSentAreRefused() {
+        // Found by the http1-server fuzz target: "\u{1C}Accept" passed the server's parser and
+        // made the origin request fail (502); it is refused at the edge instead.
+        XCTAssertEqual(self.parse("/x", headers: [("Host", "gw"), ("\u{1C}Accept", "a")]).failure, .badHeader)
+        XCTAssertEqual(self.parse("/x", headers: [("Host", "gw"), ("X Y", "a")]).failure, .badHeader, "a space in a name")
+        XCTAssertEqual(self.parse("/x", headers: [("Host", "gw"), ("X", "a\u{01}b")]).failure, .badHeader)
+        XCTAssertEqual(self.parse("/x", headers: [("Host", "gw"), ("X", "a\u{7F}")]).failure, .badHeader)
+        XCTAssertEqual(ClientRequest.Refusal.badHeader.status, .badRequest)
+        // Tabs, visible characters and obs-text are fine.
+        XCTAssertNotNil(try? self.parse("/x", headers: [("Host", "gw"), ("X-Ok_1!", "a\tb ~ é")]).get())
+    }
+
     func testAbsoluteFormTakesItsAuthorityAsHost() throws {
         let request = try self.parse("http://front.example:8080/events/a?x=1", headers: [("Host", "ignored")]).get()
         XCTAssertEqual(request.head.uri, "/events/a?x=1")
