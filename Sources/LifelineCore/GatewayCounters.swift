@@ -151,8 +151,19 @@ public struct RefusalCounts: Sendable, Equatable {
 
     public var total: Int { self.counts.reduce(0, +) }
 
+    /// A switch, not `allCases.firstIndex`: this runs on every refusal, and `allCases` builds
+    /// an array each time.
     private static func index(_ reason: RefusalReason) -> Int {
-        RefusalReason.allCases.firstIndex(of: reason)!
+        switch reason {
+        case .badRequest: return 0
+        case .noRoute: return 1
+        case .requestTimeout: return 2
+        case .tooManyFromAddress: return 3
+        case .headTooLarge: return 4
+        case .tooManyClients: return 5
+        case .originUnreachable: return 6
+        case .originTimeout: return 7
+        }
     }
 
     public static func + (a: RefusalCounts, b: RefusalCounts) -> RefusalCounts {

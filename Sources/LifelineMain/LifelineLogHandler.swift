@@ -23,12 +23,16 @@ struct LifelineLogHandler: LogHandler {
     /// an atomic, since every log statement reads it.
     static let configuredLevel = ManagedAtomic<Int>(Self.index(of: .info))
 
+    /// Every log statement reads the level: from a table made once, not `allCases` (an array
+    /// built on each call).
+    private static let levels = Logger.Level.allCases
+
     static func index(of level: Logger.Level) -> Int {
-        Logger.Level.allCases.firstIndex(of: level) ?? 2
+        Self.levels.firstIndex(of: level) ?? 2
     }
 
     var logLevel: Logger.Level {
-        get { self.ownLevel ?? Logger.Level.allCases[Self.configuredLevel.load(ordering: .relaxed)] }
+        get { self.ownLevel ?? Self.levels[Self.configuredLevel.load(ordering: .relaxed)] }
         set { self.ownLevel = newValue }
     }
 

@@ -1,4 +1,5 @@
 import CSpawn
+import Dispatch
 import Logging
 import Server
 
@@ -93,8 +94,9 @@ enum ProcessUpgrade {
         logger.notice("upgrade: new process started", metadata: ["pid": "\(pid)", "binary": "\(path)"])
         let readEnd = pipeEnds[0]
         let child = pid
-        // A thread of its own: it blocks on the pipe, then reaps a process that failed.
-        Thread.detach {
+        // Off the event loops and the cooperative pool: it blocks on the pipe, then reaps a
+        // process that failed.
+        DispatchQueue(label: "lifeline.upgrade").async {
             let ready = Self.waitForReady(readEnd)
             close(readEnd)
             if ready {
@@ -150,29 +152,5 @@ enum ProcessUpgrade {
         pointers.append(nil)
         defer { for pointer in pointers { free(pointer) } }
         return body(pointers)
-    }
-}
-
-/// A detached OS thread (for blocking waits that must not hold an event loop or the
-/// cooperative pool).
-enum Thread {
-    static func detach(_ body: @escaping @Sendable () -> Void) {
-        final class Box: @unchecked Sendable {
-            let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-        }
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { argument in
-            let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
-            box.body()
-            return nil
-        }, box)
-        if created == 0 {
-            pthread_detach(thread)
-        } else {
-            Unmanaged<Box>.fromOpaque(box).release()
-            body()
-        }
     }
 }
