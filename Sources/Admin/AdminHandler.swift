@@ -35,6 +35,12 @@ final class AdminHandler: ChannelInboundHandler {
         }
     }
 
+    /// A request that does not parse (NIO's error handler has answered it 400) or a broken
+    /// connection: close, or the peer keeps the connection for nothing.
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if case .feeding = self.state {
             self.routes.feed.remove(context.channel)

@@ -3,6 +3,7 @@ import LifelineTestSupport
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import XCTest
 
 @testable import Admin
@@ -284,6 +285,46 @@ final class AdminTests: XCTestCase {
         report = try await self.statusReport(admin, query: "?filter=events/eu", group: harness.group)
         XCTAssertEqual(report.matching, 1, "the origin's path matches the filter too")
         await client.close()
+        await admin.stop()
+        await harness.shutdown()
+    }
+
+    func testHostilePeersDoNotHurtTheAdminListener() async throws {
+        let harness = try await GatewayHarness.start()
+        let admin = try await self.startAdmin(harness)
+        // Peers that ask and leave before the (asynchronous) answer, over and over.
+        for path in ["/metrics", "/status.json", "/status/events"] {
+            for _ in 0..<20 {
+                let channel = try await ClientBootstrap(group: harness.group)
+                    .connect(host: "127.0.0.1", port: admin.port).get()
+                try await channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: a\r\n\r\n"))
+                try await channel.close()
+            }
+        }
+        // Garbage, and a head over NIO's limit: answered 400 and closed (not kept open: a
+        // RawHTTP exchange that is not closed takes its whole 5 s timeout).
+        let started = NIODeadline.now()
+        let garbage = try await RawHTTP.exchange(port: admin.port, send: "\u{01}\u{02} nonsense\r\n\r\n", group: harness.group)
+        XCTAssertTrue(garbage.hasPrefix("HTTP/1.1 400"), garbage)
+        let huge = try await RawHTTP.exchange(
+            port: admin.port,
+            send: "GET /metrics HTTP/1.1\r\nX: " + String(repeating: "a", count: 200_000),
+            group: harness.group
+        )
+        XCTAssertTrue(huge.hasPrefix("HTTP/1.1 400"), "an endless head is refused: \(huge.prefix(80))")
+        XCTAssertLessThan(NIODeadline.now() - started, .seconds(4), "both connections were closed")
+        // A body nobody asked for is read and dropped; the answer still comes.
+        let body = String(repeating: "b", count: 1 << 20)
+        let posted = try await RawHTTP.exchange(
+            port: admin.port,
+            send: "GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body,
+            group: harness.group
+        )
+        XCTAssertTrue(posted.hasPrefix("HTTP/1.1 200"), posted.prefix(200).description)
+        // And the listener still answers.
+        let (head, text) = try await self.get("/healthz", port: admin.port, group: harness.group)
+        XCTAssertTrue(head.hasPrefix("HTTP/1.1 200"), head)
+        XCTAssertEqual(text, "ok\n")
         await admin.stop()
         await harness.shutdown()
     }
