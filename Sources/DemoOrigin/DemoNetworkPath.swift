@@ -73,15 +73,15 @@ public final class DemoNetworkPath: Sendable {
         return DemoNetworkPath(serverChannel: serverChannel, relays: relays, localAddress: localAddress)
     }
 
-    /// Silences every open connection for good; returns how many there were.
+    /// Silences every open connection for good. The future says how many there were, once
+    /// both sides of each are cut: from then on not a byte passes.
     @discardableResult
-    public func cut() -> Int {
+    public func cut(on eventLoop: EventLoop) -> EventLoopFuture<Int> {
         let pairs = self.relays.withLockedValue { Array($0.pairs.values) }
-        for (inbound, outbound) in pairs {
-            inbound.pipeline.fireUserInboundEventTriggered(Cut())
-            outbound.pipeline.fireUserInboundEventTriggered(Cut())
+        let done = pairs.flatMap { [$0.0, $0.1] }.map { channel in
+            channel.eventLoop.submit { channel.pipeline.syncOperations.fireUserInboundEventTriggered(Cut()) }
         }
-        return pairs.count
+        return EventLoopFuture.whenAllComplete(done, on: eventLoop).map { _ in pairs.count }
     }
 
     /// Closes the listener and every relay connection. Idempotent.

@@ -69,10 +69,16 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
             guard let paths = self.controls.paths.withLockedValue({ $0 }) else {
                 return self.sendPlain(context: context, head: head, status: .notFound, body: "no network paths to cut\n")
             }
-            let cut = paths.direct.cut() + paths.lifeline.cut()
-            return self.sendPlain(
-                context: context, head: head, status: .ok, contentType: "application/json", body: "{\"cut\":\(cut)}"
-            )
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((self, context), eventLoop: loop)
+            paths.direct.cut(on: loop).and(paths.lifeline.cut(on: loop)).whenSuccess { direct, lifeline in
+                let (handler, context) = bound.value
+                handler.sendPlain(
+                    context: context, head: head, status: .ok, contentType: "application/json",
+                    body: "{\"cut\":\(direct + lifeline)}"
+                )
+            }
+            return
         }
         guard head.method == .GET else {
             self.sendPlain(

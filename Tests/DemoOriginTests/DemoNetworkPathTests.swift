@@ -118,7 +118,8 @@ final class DemoNetworkPathTests: XCTestCase {
         far.send("a")
         try await self.eventually("a byte before the cut") { browser.received.withLockedValue { $0 } == "a" }
 
-        XCTAssertEqual(path.cut(), 1)
+        let cut = try await path.cut(on: self.group.next()).get()
+        XCTAssertEqual(cut, 1)
         // Nothing passes either way, and the server's close does not reach the browser.
         far.send("b")
         browser.send("c")
@@ -151,7 +152,7 @@ final class DemoNetworkPathTests: XCTestCase {
         let browser = try await self.connect(to: path.port)
         try await self.eventually("the relay's connection to the server") { Self.connected(peers, 1) }
         let far = peers.withLockedValue { $0[0] }
-        path.cut()
+        _ = try await path.cut(on: self.group.next()).get()
         browser.close()
         try await self.eventually("the server's side closed") { far.closed.withLockedValue { $0 } }
         await path.stop()
