@@ -68,6 +68,8 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     }
 
     private var resumeWaiters: [ResumeWaiter] = []
+    /// Every event since the start, for the clients that opened the stream until they are in.
+    private var openingBacklog: OpeningBacklog
     private var resumeTimer: Scheduled<Void>?
 
     private struct LoopSet {
@@ -103,6 +105,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         self.variant = variant
         self.hub = hub
         self.replay = ReplayBuffer(limits: configuration.replayLimits, baseID: resumeID)
+        self.openingBacklog = OpeningBacklog(byteLimit: configuration.replayLimits.bytes)
         // Random per incarnation, so that a client holding an assigned id from an earlier
         // incarnation of this stream misses instead of matching a different event.
         let incarnation = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
@@ -120,6 +123,26 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         self.upstream = upstream
         self.apply(self.lifecycle.started())
     }
+
+    /// `count` clients will join as the stream's openers (`isCreator` or `waitedForOpening`),
+    /// each owed every event since the start. Call it on the stream's loop before the upstream
+    /// can deliver anything; each of them then attaches or calls ``openerWillNotJoin()``.
+    public func expectOpeners(_ count: Int) {
+        self.eventLoop.preconditionInEventLoop()
+        self.openingBacklog.expect(count)
+    }
+
+    /// An expected opener left (or went elsewhere) before attaching; callable from any loop.
+    public func openerWillNotJoin() {
+        if self.eventLoop.inEventLoop {
+            self.openingBacklog.settle()
+        } else {
+            self.eventLoop.execute { self.openingBacklog.settle() }
+        }
+    }
+
+    /// Openers that have neither attached nor said they will not (for tests and the status page).
+    public var openersOwed: Int { self.openingBacklog.owed }
 
     public var subscriberCount: Int { self.lifecycle.subscribers }
     public var replayCount: Int { self.replay.count }
@@ -169,6 +192,14 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         fromStart: Bool,
         mayWait: Bool = true
     ) {
+        // An opener settles its claim on the opening backlog here, unless it waits for its id.
+        let sinceStart = fromStart ? (self.openingBacklog.eventsSinceStart ?? self.replay.all) : []
+        var waitsForItsID = false
+        defer {
+            if fromStart && !waitsForItsID {
+                self.openingBacklog.settle()
+            }
+        }
         if self.lifecycle.isEnded {
             loop.execute { bound.value.subscriber?.streamRefused(.ended) }
             return
@@ -178,7 +209,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         if let lastEventID, !lastEventID.isEmpty {
             if isCreator {
                 status = .miss
-                events = self.replay.all
+                events = sinceStart
             } else {
                 switch self.replay.events(after: lastEventID, now: self.eventLoop.now) {
                 case .hit(let missed):
@@ -197,6 +228,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                             deadline: self.eventLoop.now + self.configuration.resumeWait
                         ))
                         self.armResumeTimer()
+                        waitsForItsID = true
                         return
                     }
                     if self.configuration.replayMiss == .upstream, !self.isPrivate {
@@ -204,13 +236,11 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                         return
                     }
                     status = .miss
-                    if fromStart {
-                        events = self.replay.all
-                    }
+                    events = sinceStart
                 }
             }
-        } else if fromStart {
-            events = self.replay.all
+        } else {
+            events = sinceStart
         }
         self.eventsSent += events.count
         self.apply(self.lifecycle.subscriberJoined())
@@ -355,6 +385,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                 guard let encoded = self.ingest.ingest(event, replay: self.replay, now: now, allocator: self.allocator)
                 else { continue }
                 self.replay.append(encoded, now: now)
+                self.openingBacklog.record(encoded)
                 self.eventsReceived += 1
                 self.counters?.values.eventsReceived += 1
                 eventCount += 1

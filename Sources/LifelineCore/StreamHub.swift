@@ -80,8 +80,10 @@ public final class StreamHub: Sendable {
         }
     }
 
-    /// The origin answered with an event stream: `stream` now serves the key.
-    public func promote(_ ticket: OpeningTicket, to stream: Stream) {
+    /// The origin answered with an event stream: `stream` now serves the key. Returns how many
+    /// clients waited for it (each will attach as an opener, or say it will not).
+    @discardableResult
+    public func promote(_ ticket: OpeningTicket, to stream: Stream) -> Int {
         let waiters = self.entries(ticket.key).withLockedValue { entries in
             entries[ticket.key] = .live(stream)
             return ticket.opening.waiters
@@ -89,6 +91,7 @@ public final class StreamHub: Sendable {
         for (loop, callback) in waiters {
             loop.execute { callback(.stream(stream)) }
         }
+        return waiters.count
     }
 
     /// The origin answered with something that is not an event stream.

@@ -214,7 +214,7 @@ final class ClientExchange {
         }
         let weakSelf = NIOLoopBound(WeakExchange(self), eventLoop: self.eventLoop)
         let lookup = self.shared.hub.lookup(request.key, on: self.eventLoop) { outcome in
-            weakSelf.value.exchange?.openingFinished(outcome)
+            Self.openingFinished(outcome, for: weakSelf.value.exchange)
         }
         switch lookup {
         case .stream(let stream):
@@ -230,6 +230,7 @@ final class ClientExchange {
     /// (`Vary`): then the client gets a stream of its own.
     private func attach(_ request: ClientRequest, to stream: Stream, waitedForOpening: Bool) {
         guard stream.variant.fits(request.headerValue) else {
+            if waitedForOpening { stream.openerWillNotJoin() }
             self.openStream(request, ticket: nil, resumeID: request.lastEventID)
             return
         }
@@ -242,8 +243,21 @@ final class ClientExchange {
         self.shared.configuration.stream.replayMiss == .upstream ? request.lastEventID : nil
     }
 
+    /// The hub's answer for a client that waited for the stream to open. A client that has gone
+    /// meanwhile tells the stream it will not join, so that it stops keeping events for it.
+    private static func openingFinished(_ outcome: StreamHub.OpeningOutcome, for exchange: ClientExchange?) {
+        if let exchange {
+            exchange.openingFinished(outcome)
+        } else if case .stream(let stream) = outcome {
+            stream.openerWillNotJoin()
+        }
+    }
+
     private func openingFinished(_ outcome: StreamHub.OpeningOutcome) {
-        guard case .waitingForOpening(let request) = self.state else { return }
+        guard case .waitingForOpening(let request) = self.state else {
+            if case .stream(let stream) = outcome { stream.openerWillNotJoin() }
+            return
+        }
         switch outcome {
         case .stream(let stream):
             self.attach(request, to: stream, waitedForOpening: true)
@@ -481,7 +495,10 @@ extension ClientExchange: StreamSubscriber {
 
 extension ClientExchange: StreamOpenerClient {
     func streamOpened(_ outcome: StreamOpener.Outcome) {
-        guard case .opening(let request, _) = self.state else { return }
+        guard case .opening(let request, _) = self.state else {
+            if case .stream(let stream) = outcome { stream.openerWillNotJoin() }
+            return
+        }
         switch outcome {
         case .stream(let stream):
             self.attachAsCreator(request, to: stream)
@@ -508,7 +525,7 @@ extension ClientExchange: PlainProxyOwner {
         self.loop.counters.values.streamRequests += 1
         let weakSelf = NIOLoopBound(WeakExchange(self), eventLoop: self.eventLoop)
         let lookup = self.shared.hub.lookup(request.key, on: self.eventLoop) { outcome in
-            weakSelf.value.exchange?.openingFinished(outcome)
+            Self.openingFinished(outcome, for: weakSelf.value.exchange)
         }
         switch lookup {
         case .open(let ticket):

@@ -103,7 +103,7 @@ final class StreamOpener: OriginConnectionDelegate {
                 shared: self.shared,
                 eventLoop: self.eventLoop
             )
-            self.client?.streamOpened(.stream(stream))
+            self.reportOpened(stream)
             return
         }
         // Not an event stream: this client gets the origin's answer as it is, and no stream is
@@ -142,7 +142,15 @@ final class StreamOpener: OriginConnectionDelegate {
             eventLoop: self.eventLoop
         )
         stream.upstreamAttemptFailed(reason: reason)
-        self.client?.streamOpened(.stream(stream))
+        self.reportOpened(stream)
+    }
+
+    private func reportOpened(_ stream: Stream) {
+        if let client = self.client {
+            client.streamOpened(.stream(stream))
+        } else {
+            stream.openerWillNotJoin()
+        }
     }
 
     // MARK: Making the stream
@@ -188,12 +196,15 @@ final class StreamOpener: OriginConnectionDelegate {
             logger: shared.logger
         )
         stream.start(upstream: session)
-        session.start(delegate: stream, adopting: connection, setCookies: originHead?.headers["set-cookie"] ?? [])
+        var waiting = 0
         if let ticket {
-            shared.hub.promote(ticket, to: stream)
+            waiting = shared.hub.promote(ticket, to: stream)
         } else {
             shared.hub.registerPrivate(stream)
         }
+        // Before the upstream can deliver: the first events may come with the head.
+        stream.expectOpeners(1 + waiting)
+        session.start(delegate: stream, adopting: connection, setCookies: originHead?.headers["set-cookie"] ?? [])
         return stream
     }
 }

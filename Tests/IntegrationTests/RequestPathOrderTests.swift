@@ -160,6 +160,18 @@ final class RequestPathOrderTests: XCTestCase {
         try self.sendEvent(self.origins[0], "id: 1\ndata: a\n\n")
         XCTAssertTrue(try self.received(opener).contains("data: a\n\n"))
         XCTAssertEqual(self.shared.hub.streams.first?.subscriberCount, 1)
+        XCTAssertEqual(self.shared.hub.streams.first?.openersOwed, 0, "the stream keeps no events for the one that left")
+    }
+
+    func testOpenerThatLeftIsNoLongerOwedTheEventsSinceTheStart() throws {
+        let opener = try self.client(self.eventStreamRequest())
+        let waiting = try self.client(self.eventStreamRequest())
+        self.leave(opener)
+        try self.answerEventStream(self.origins[0])
+        try self.sendEvent(self.origins[0], "id: 1\ndata: a\n\n")
+        XCTAssertTrue(try self.received(waiting).contains("data: a\n\n"))
+        XCTAssertEqual(self.shared.hub.streams.first?.subscriberCount, 1)
+        XCTAssertEqual(self.shared.hub.streams.first?.openersOwed, 0)
     }
 
     func testClientLeavesWhileItsAttachIsUnderWay() throws {

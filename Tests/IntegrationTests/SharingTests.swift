@@ -147,6 +147,38 @@ final class StreamOpeningTests: XCTestCase {
         await harness.shutdown()
     }
 
+    /// A burst bigger than the replay buffer that comes with the origin's head: the buffer has let
+    /// the first events go before the opening clients' attaches run, yet they are owed them all.
+    /// (Found as a flaky CI failure: the keeper of ReplayTests.testEvictedIDIsAMiss got 5 of 10.)
+    func testABurstLargerThanTheReplayBufferReachesTheOpenerAndEveryWaiter() async throws {
+        let harness = try await GatewayHarness.start(origin: { _, _ in }, configure: { configuration in
+            configuration.stream.replayLimits.events = 3
+        })
+        let opener = try await harness.client()
+        try await harness.origin.waitForRequests(count: 1)
+        var waiters: [SSETestClient] = []
+        for _ in 0..<4 {
+            waiters.append(try await harness.client())
+        }
+        try await harness.gateway.waitForConnectionCount(5)
+        let burst = (1...10).map { "id: \($0)\ndata: e\($0)\n\n" }.joined()
+        harness.origin.responders[0].sendHead()
+        harness.origin.responders[0].send(burst)
+        for client in [opener] + waiters {
+            let events = try await client.waitForEvents(count: 10)
+            XCTAssertEqual(events.map(\.id), (1...10).map(String.init), client.report())
+        }
+        // Once every opener is in, the buffer is back to its bounds for later clients.
+        let late = try await harness.client(headers: [("Last-Event-ID", "8")])
+        try await late.waitForEvents(count: 2)
+        harness.origin.responders[0].send("id: 11\ndata: e11\n\n")
+        let lateEvents = try await late.waitForEvents(count: 3)
+        XCTAssertEqual(lateEvents.map(\.id), ["9", "10", "11"], late.report())
+        XCTAssertEqual(harness.origin.requests.count, 1)
+        for client in [opener, late] + waiters { await client.close() }
+        await harness.shutdown()
+    }
+
     func testRoutesWithDifferentQueriesAreDifferentStreams() async throws {
         // Even when the client's query is left out of the key.
         let harness = try await GatewayHarness.start(routes: [("/a", "/sse?topic=a"), ("/b", "/sse?topic=b")], configure: { configuration in
