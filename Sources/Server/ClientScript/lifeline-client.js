@@ -3,8 +3,8 @@
 "use strict";
 const CONNECTING = 0, OPEN = 1, CLOSED = 2;
 
-// The WHATWG event stream interpretation of one response's decoded text: at each blank line,
-// onEvent(lastEventId, event or null); at each valid retry, onRetry(ms).
+// WHATWG event stream parsing of one response's decoded text: at each blank line onEvent(id,
+// event or null), at each valid retry onRetry(ms). Tests use it as LifelineEventSource._Parser.
 class Parser {
   constructor(id, onEvent, onRetry) {
     Object.assign(this, { id, onEvent, onRetry, buf: "", data: "", type: "", cr: false, bom: true });
@@ -36,16 +36,6 @@ class Parser {
     else if (f === "id") { if (!v.includes("\0")) this.id = v; }
     else if (f === "retry" && /^[0-9]+$/.test(v)) this.onRetry(+v);
   }
-}
-
-// For tests: one response's chunks (strings or Uint8Arrays) -> [{type, data, lastEventId} or
-// {retry}]; .lastEventId is what a reconnection would send.
-function parse(chunks, lastEventId) {
-  const out = [], dec = new TextDecoder("utf-8", { ignoreBOM: true });
-  out.lastEventId = lastEventId || "";
-  const p = new Parser(out.lastEventId, (id, e) => { out.lastEventId = id; if (e) out.push(e); }, (retry) => out.push({ retry }));
-  for (const c of chunks) p.feed(typeof c === "string" ? c : dec.decode(c, { stream: true }));
-  return out;
 }
 
 function store(method, key, value) {
@@ -190,7 +180,7 @@ class LifelineEventSource extends EventTarget {
 }
 
 const C = { CONNECTING, OPEN, CLOSED }, P = LifelineEventSource.prototype;
-Object.assign(LifelineEventSource, C, { LifelineEventSource, _parse: parse });
+Object.assign(LifelineEventSource, C, { LifelineEventSource, _Parser: Parser });
 Object.assign(P, C);
 for (const t of ["open", "message", "error"]) {
   Object.defineProperty(P, "on" + t, {
