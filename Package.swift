@@ -39,7 +39,7 @@ let package = Package(
         // posix_spawn's close-from file action, for starting the upgraded process clean.
         .systemLibrary(name: "CSpawn"),
         // OpenSSL as a SwiftNIO handler (server and client), with ALPN and SNI.
-        .target(name: "TLS", dependencies: ["COpenSSL", nioCore, nioTLS, nioConcurrency]),
+        .target(name: "TLS", dependencies: ["COpenSSL", nioCore, nioTLS, nioConcurrency, .product(name: "Atomics", package: "swift-atomics")]),
         // An nghttp2 server session as a SwiftNIO handler.
         .target(name: "HTTP2", dependencies: ["CNghttp2", nioCore, nioHTTP1, nioConcurrency]),
         // Streams, the hub, replay buffer, fan-out, heartbeats. Knows subscribers only as byte sinks.
@@ -48,7 +48,8 @@ let package = Package(
         .target(name: "Upstream", dependencies: ["SSE", "LifelineCore", "TLS", nioCore, nioPosix, nioHTTP1, logging]),
         // Listeners and the HTTP/1.1 front end, routing, plain proxying.
         // The browser client it serves is lifeline-client.js, embedded by scripts/embed-client-script.
-        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", "TLS", "HTTP2", "CMalloc", nioCore, nioPosix, nioHTTP1, nioTLS, nioConcurrency, logging],
+        .target(name: "Server", dependencies: ["LifelineCore", "Upstream", "TLS", "HTTP2", "CMalloc", nioCore, nioPosix, nioHTTP1, nioTLS, nioConcurrency, logging,
+                                               .product(name: "Atomics", package: "swift-atomics")],
                 exclude: ["ClientScript/lifeline-client.js"]),
         // The built-in demo origin (`lifeline --demo`, `lifeline demo-origin`).
         .target(name: "DemoOrigin", dependencies: [nioCore, nioPosix, nioHTTP1, nioEmbedded]),

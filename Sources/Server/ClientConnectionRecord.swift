@@ -8,7 +8,7 @@ import NIOHTTP1
 struct ClientConnectionRecord {
     enum Admission {
         case pending
-        case admitted
+        case admitted(ConnectionLimiter.Admission)
         case refused(ConnectionLimiter.Refusal)
     }
 
@@ -35,7 +35,12 @@ struct ClientConnectionRecord {
     mutating func admit(address: String?, shared: GatewayShared, counters: LoopCounters) -> ConnectionLimiter.Refusal? {
         guard case .pending = self.admission else { return nil }
         self.client = address
-        if let refusal = shared.limiter.admit(address: address ?? "unknown") {
+        switch shared.limiter.admit(address: address ?? "unknown") {
+        case .success(let admission):
+            self.admission = .admitted(admission)
+            counters.values.connectionsAccepted += 1
+            return nil
+        case .failure(let refusal):
             let reason: RefusalReason = refusal == .tooManyClients ? .tooManyClients : .tooManyFromAddress
             counters.values.refused[reason] += 1
             counters.note(.refused, "\(reason.status) \(reason.rawValue) from \(address ?? "unknown")")
@@ -43,9 +48,6 @@ struct ClientConnectionRecord {
             self.endReason = refusal.endReason
             return refusal
         }
-        self.admission = .admitted
-        counters.values.connectionsAccepted += 1
-        return nil
     }
 
     var isAdmitted: Bool {
@@ -71,8 +73,8 @@ struct ClientConnectionRecord {
         switch self.admission {
         case .pending:
             return
-        case .admitted:
-            shared.limiter.release(address: self.client ?? "unknown")
+        case .admitted(let admission):
+            shared.limiter.release(admission)
         case .refused:
             break
         }

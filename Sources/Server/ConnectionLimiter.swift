@@ -1,7 +1,12 @@
+import Atomics
 import NIOConcurrencyHelpers
 
 /// Counts client connections, in total and per client address (`--max-clients`,
 /// `--max-clients-per-ip`). Shared by every event loop.
+///
+/// Admission is on every connection's path, so it takes no process-wide lock: the total is an
+/// atomic counter, and addresses are counted (only while `--max-clients-per-ip` is set) in 16
+/// shards by address, each with its own lock.
 final class ConnectionLimiter: Sendable {
     enum Refusal: Error {
         /// Over `--max-clients`: 503.
@@ -10,50 +15,86 @@ final class ConnectionLimiter: Sendable {
         case tooManyFromAddress
     }
 
-    private struct Counts {
-        var total = 0
-        var byAddress: [String: Int] = [:]
-        var maxClients: Int?
-        var maxPerAddress: Int?
+    /// What ``admit(address:)`` counted, for the matching ``release(_:)``: a reload may turn
+    /// the per-address limit on or off while the connection is open.
+    struct Admission: Sendable {
+        let address: String
+        let countedByAddress: Bool
     }
 
-    private let counts: NIOLockedValueBox<Counts>
+    private static let unlimited = Int.max
+    private static let shardCount = 16
+
+    private let admitted = ManagedAtomic(0)
+    private let maxClients: ManagedAtomic<Int>
+    private let maxPerAddress: ManagedAtomic<Int>
+    private let byAddress: [NIOLockedValueBox<[String: Int]>] = (0..<ConnectionLimiter.shardCount).map { _ in
+        NIOLockedValueBox([:])
+    }
 
     init(maxClients: Int?, maxPerAddress: Int?) {
-        self.counts = NIOLockedValueBox(Counts(maxClients: maxClients, maxPerAddress: maxPerAddress))
+        self.maxClients = ManagedAtomic(maxClients ?? Self.unlimited)
+        self.maxPerAddress = ManagedAtomic(maxPerAddress ?? Self.unlimited)
     }
 
     /// New limits (a configuration reload); connections already admitted stay.
     func updateLimits(maxClients: Int?, maxPerAddress: Int?) {
-        self.counts.withLockedValue {
-            $0.maxClients = maxClients
-            $0.maxPerAddress = maxPerAddress
+        self.maxClients.store(maxClients ?? Self.unlimited, ordering: .relaxed)
+        self.maxPerAddress.store(maxPerAddress ?? Self.unlimited, ordering: .relaxed)
+    }
+
+    var total: Int { self.admitted.load(ordering: .relaxed) }
+
+    /// Admits a connection; it must later be released with what this returns.
+    func admit(address: String) -> Result<Admission, Refusal> {
+        let maxClients = self.maxClients.load(ordering: .relaxed)
+        var current = self.admitted.load(ordering: .relaxed)
+        while true {
+            if current >= maxClients {
+                return .failure(.tooManyClients)
+            }
+            let (exchanged, original) = self.admitted.weakCompareExchange(
+                expected: current,
+                desired: current + 1,
+                ordering: .relaxed
+            )
+            if exchanged { break }
+            current = original
+        }
+        let maxPerAddress = self.maxPerAddress.load(ordering: .relaxed)
+        guard maxPerAddress != Self.unlimited else {
+            return .success(Admission(address: address, countedByAddress: false))
+        }
+        let fits = self.shard(address).withLockedValue { counts -> Bool in
+            let fromAddress = counts[address, default: 0]
+            guard fromAddress < maxPerAddress else { return false }
+            counts[address] = fromAddress + 1
+            return true
+        }
+        guard fits else {
+            self.admitted.wrappingDecrement(ordering: .relaxed)
+            return .failure(.tooManyFromAddress)
+        }
+        return .success(Admission(address: address, countedByAddress: true))
+    }
+
+    func release(_ admission: Admission) {
+        self.admitted.wrappingDecrement(ordering: .relaxed)
+        guard admission.countedByAddress else { return }
+        self.shard(admission.address).withLockedValue { counts in
+            let left = counts[admission.address, default: 1] - 1
+            counts[admission.address] = left > 0 ? left : nil
         }
     }
 
-    var total: Int { self.counts.withLockedValue { $0.total } }
-
-    /// Admits a connection, which must later be released with the same address.
-    func admit(address: String) -> Refusal? {
-        self.counts.withLockedValue { counts in
-            if let max = counts.maxClients, counts.total >= max {
-                return .tooManyClients
-            }
-            let fromAddress = counts.byAddress[address, default: 0]
-            if let max = counts.maxPerAddress, fromAddress >= max {
-                return .tooManyFromAddress
-            }
-            counts.total += 1
-            counts.byAddress[address] = fromAddress + 1
-            return nil
-        }
+    /// Connections counted for `address` (only while the per-address limit is set).
+    func count(for address: String) -> Int {
+        self.shard(address).withLockedValue { $0[address, default: 0] }
     }
 
-    func release(address: String) {
-        self.counts.withLockedValue { counts in
-            counts.total -= 1
-            let left = counts.byAddress[address, default: 1] - 1
-            counts.byAddress[address] = left > 0 ? left : nil
-        }
+    private func shard(_ address: String) -> NIOLockedValueBox<[String: Int]> {
+        var hasher = Hasher()
+        hasher.combine(address)
+        return self.byAddress[Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))]
     }
 }

@@ -1,9 +1,9 @@
-import NIOConcurrencyHelpers
+import Atomics
 
 /// Counters shared by all handlers of a process, for logs and metrics. Each TLS connection ends
 /// up in at most one of the "ending" counters, so they add up.
 ///
-/// Increments take a lock: they happen once or twice per connection, never per byte.
+/// Lock-free: they happen once or twice per connection, on every loop.
 public final class TLSMetrics: Sendable {
     public struct Snapshot: Sendable, Hashable, CustomStringConvertible {
         /// Handshakes that finished (certificate verified, when the client verifies).
@@ -33,7 +33,7 @@ public final class TLSMetrics: Sendable {
         }
     }
 
-    enum Event {
+    enum Event: Int, CaseIterable {
         case handshakeCompleted
         case handshakeFailed
         case handshakeAbandoned
@@ -42,24 +42,23 @@ public final class TLSMetrics: Sendable {
         case protocolError
     }
 
-    private let counters = NIOLockedValueBox(Snapshot())
+    private let counters: [ManagedAtomic<Int>] = Event.allCases.map { _ in ManagedAtomic(0) }
 
     public init() {}
 
     public var snapshot: Snapshot {
-        counters.withLockedValue { $0 }
+        func value(_ event: Event) -> Int { self.counters[event.rawValue].load(ordering: .relaxed) }
+        var snapshot = Snapshot()
+        snapshot.handshakesCompleted = value(.handshakeCompleted)
+        snapshot.handshakesFailed = value(.handshakeFailed)
+        snapshot.handshakesAbandoned = value(.handshakeAbandoned)
+        snapshot.cleanCloses = value(.cleanClose)
+        snapshot.uncleanEOFs = value(.uncleanEOF)
+        snapshot.protocolErrors = value(.protocolError)
+        return snapshot
     }
 
     func record(_ event: Event) {
-        counters.withLockedValue { counters in
-            switch event {
-            case .handshakeCompleted: counters.handshakesCompleted += 1
-            case .handshakeFailed: counters.handshakesFailed += 1
-            case .handshakeAbandoned: counters.handshakesAbandoned += 1
-            case .cleanClose: counters.cleanCloses += 1
-            case .uncleanEOF: counters.uncleanEOFs += 1
-            case .protocolError: counters.protocolErrors += 1
-            }
-        }
+        self.counters[event.rawValue].wrappingIncrement(ordering: .relaxed)
     }
 }
