@@ -74,7 +74,7 @@ struct ClientConnectionRecord {
         case .pending:
             return
         case .admitted(let admission):
-            shared.limiter.release(admission)
+            shared.limiter.release(admission, address: self.client ?? "unknown")
         case .refused:
             break
         }

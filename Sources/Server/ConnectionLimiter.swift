@@ -15,10 +15,10 @@ final class ConnectionLimiter: Sendable {
         case tooManyFromAddress
     }
 
-    /// What ``admit(address:)`` counted, for the matching ``release(_:)``: a reload may turn
-    /// the per-address limit on or off while the connection is open.
+    /// What ``admit(address:)`` counted, for the matching ``release(_:address:)``: a reload may
+    /// turn the per-address limit on or off while the connection is open. (No copy of the
+    /// address: the connection keeps it anyway, and this sits in every connection's record.)
     struct Admission: Sendable {
-        let address: String
         let countedByAddress: Bool
     }
 
@@ -63,7 +63,7 @@ final class ConnectionLimiter: Sendable {
         }
         let maxPerAddress = self.maxPerAddress.load(ordering: .relaxed)
         guard maxPerAddress != Self.unlimited else {
-            return .success(Admission(address: address, countedByAddress: false))
+            return .success(Admission(countedByAddress: false))
         }
         let fits = self.shard(address).withLockedValue { counts -> Bool in
             let fromAddress = counts[address, default: 0]
@@ -75,15 +75,16 @@ final class ConnectionLimiter: Sendable {
             self.admitted.wrappingDecrement(ordering: .relaxed)
             return .failure(.tooManyFromAddress)
         }
-        return .success(Admission(address: address, countedByAddress: true))
+        return .success(Admission(countedByAddress: true))
     }
 
-    func release(_ admission: Admission) {
+    /// Releases a connection admitted from `address`.
+    func release(_ admission: Admission, address: String) {
         self.admitted.wrappingDecrement(ordering: .relaxed)
         guard admission.countedByAddress else { return }
-        self.shard(admission.address).withLockedValue { counts in
-            let left = counts[admission.address, default: 1] - 1
-            counts[admission.address] = left > 0 ? left : nil
+        self.shard(address).withLockedValue { counts in
+            let left = counts[address, default: 1] - 1
+            counts[address] = left > 0 ? left : nil
         }
     }
 

@@ -24,7 +24,7 @@ final class ConnectionLimiterTests: XCTestCase {
         guard case .failure(.tooManyClients) = limiter.admit(address: "10.0.0.3") else {
             return XCTFail("a fourth connection is over --max-clients=3")
         }
-        limiter.release(a1!)
+        limiter.release(a1!, address: "10.0.0.1")
         XCTAssertEqual(limiter.count(for: "10.0.0.1"), 1)
         XCTAssertNotNil(self.admitted(limiter.admit(address: "10.0.0.3")), "a released slot is free again")
         XCTAssertEqual(limiter.total, 3)
@@ -37,13 +37,13 @@ final class ConnectionLimiterTests: XCTestCase {
         limiter.updateLimits(maxClients: nil, maxPerAddress: 1)
         let after = self.admitted(limiter.admit(address: "10.0.0.1"))!
         XCTAssertEqual(limiter.count(for: "10.0.0.1"), 1)
-        limiter.release(before)
+        limiter.release(before, address: "10.0.0.1")
         XCTAssertEqual(limiter.count(for: "10.0.0.1"), 1, "releasing an uncounted connection leaves the count")
         guard case .failure(.tooManyFromAddress) = limiter.admit(address: "10.0.0.1") else {
             return XCTFail("the counted connection still holds the address's one slot")
         }
         limiter.updateLimits(maxClients: nil, maxPerAddress: nil)
-        limiter.release(after)
+        limiter.release(after, address: "10.0.0.1")
         XCTAssertEqual(limiter.count(for: "10.0.0.1"), 0)
         XCTAssertEqual(limiter.total, 0)
     }
@@ -56,7 +56,7 @@ final class ConnectionLimiterTests: XCTestCase {
             for _ in 0..<rounds {
                 if case .success(let admission) = limiter.admit(address: address) {
                     XCTAssertLessThanOrEqual(limiter.total, 3)
-                    limiter.release(admission)
+                    limiter.release(admission, address: address)
                 }
             }
         }
