@@ -91,12 +91,13 @@ class Proc:
         return self.popen.poll() is None
 
     def kill(self, sig: int = signal.SIGKILL, wait: float = 5.0) -> None:
-        """Send `sig` to the process (and its process group) and wait for it to exit."""
-        if self.alive():
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
+        """Send `sig` to the process's group and wait for the process to exit. The group is
+        signalled even when the process itself has exited: what it started (the new process of an
+        in-place upgrade) is still in it."""
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
         try:
             self.popen.wait(timeout=wait)
         except subprocess.TimeoutExpired:
@@ -203,11 +204,14 @@ class Processes:
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
-            if proc.alive():
-                try:
-                    proc.kill(signal.SIGTERM, wait=2.0)  # falls back to SIGKILL
-                except Exception:  # noqa: BLE001 - keep killing the others
-                    pass
+            try:
+                proc.kill(signal.SIGTERM, wait=2.0)  # falls back to SIGKILL
+                # Whatever is left of its group (e.g. a process that took over in an upgrade).
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except Exception:  # noqa: BLE001 - keep killing the others
+                pass
 
 
 _PROCS_KEY = pytest.StashKey[Processes]()
