@@ -141,7 +141,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         }
     }
 
-    /// Openers that have neither attached nor said they will not (for tests and the status page).
+    /// Openers that have neither attached nor said they will not (for tests).
     public var openersOwed: Int { self.openingBacklog.owed }
 
     public var subscriberCount: Int { self.lifecycle.subscribers }
@@ -193,7 +193,10 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         mayWait: Bool = true
     ) {
         // An opener settles its claim on the opening backlog here, unless it waits for its id.
-        let sinceStart = fromStart ? (self.openingBacklog.eventsSinceStart ?? self.replay.all) : []
+        // Taken only where used: a hit or a wait needs neither the backlog nor a copy of the buffer.
+        func sinceStart() -> [EncodedEvent] {
+            fromStart ? (self.openingBacklog.eventsSinceStart ?? self.replay.all) : []
+        }
         var waitsForItsID = false
         defer {
             if fromStart && !waitsForItsID {
@@ -209,7 +212,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         if let lastEventID, !lastEventID.isEmpty {
             if isCreator {
                 status = .miss
-                events = sinceStart
+                events = sinceStart()
             } else {
                 switch self.replay.events(after: lastEventID, now: self.eventLoop.now) {
                 case .hit(let missed):
@@ -236,11 +239,11 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                         return
                     }
                     status = .miss
-                    events = sinceStart
+                    events = sinceStart()
                 }
             }
         } else {
-            events = sinceStart
+            events = sinceStart()
         }
         self.eventsSent += events.count
         self.apply(self.lifecycle.subscriberJoined())
