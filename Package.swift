@@ -82,7 +82,8 @@ let package = Package(
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
-        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "Admin", "CMalloc", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "Admin", "CMalloc", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded,
+                                                       .product(name: "Atomics", package: "swift-atomics")]),
 
         // Fuzz targets (Tests/Fuzz; docs/reliability.md). `scripts/fuzz` builds them with libFuzzer
         // (-sanitize=fuzzer,address -DLIFELINE_FUZZ); an ordinary build makes input replayers.

@@ -67,6 +67,11 @@ enum MetricsExposition {
         let replayHelp = "Clients that resumed with a Last-Event-ID, by whether the replay buffer had their place."
         counter("lifeline_replay_requests_total", replayHelp, counters.replayHits, labels: [("result", "hit")])
         counter("lifeline_replay_requests_total", replayHelp, counters.replayMisses, labels: [("result", "miss")])
+        counter(
+            "lifeline_catch_up_joins_total",
+            "Clients that missed, caught up from the origin on a connection of their own, then joined the shared stream.",
+            counters.catchUpsJoined
+        )
         for reason in UpstreamDisconnect.allCases {
             counter(
                 "lifeline_upstream_reconnects_total", "Origin connections that ended and were reconnected, by why they ended.",

@@ -159,7 +159,7 @@ final class StatusSampler: Sendable {
                     id: status.id,
                     path: status.path,
                     origin: status.origin,
-                    shared: !status.isPrivate,
+                    shared: status.sharing.isShared,
                     subscribers: status.subscribers,
                     ageSeconds: status.ageSeconds,
                     upstream: .init(

@@ -21,6 +21,9 @@ public struct GatewayCounters: Sendable, Equatable {
     public var bytesSent = 0
     public var replayHits = 0
     public var replayMisses = 0
+    /// Clients that missed, caught up from the origin on a stream of their own, and continued on
+    /// the shared stream (their own origin connection closed).
+    public var catchUpsJoined = 0
     /// Clients disconnected for going over `--client-buffer`.
     public var slowClientDisconnects = 0
     /// `Last-Event-ID`s refused at the edge (control characters, too long) and treated as absent.
@@ -49,6 +52,7 @@ public struct GatewayCounters: Sendable, Equatable {
         sum.bytesSent = a.bytesSent + b.bytesSent
         sum.replayHits = a.replayHits + b.replayHits
         sum.replayMisses = a.replayMisses + b.replayMisses
+        sum.catchUpsJoined = a.catchUpsJoined + b.catchUpsJoined
         sum.slowClientDisconnects = a.slowClientDisconnects + b.slowClientDisconnects
         sum.lastEventIDsRejected = a.lastEventIDsRejected + b.lastEventIDsRejected
         sum.refused = a.refused + b.refused

@@ -8,7 +8,7 @@ import NIOCore
 public final class StreamHub: Sendable {
     public enum OpeningOutcome: Sendable {
         /// The origin answered with an event stream: join it.
-        case stream(Stream)
+        case stream(EventStream)
         /// The origin answered with something else; it went to the client that asked first.
         /// Make a request of your own.
         case notAStream
@@ -16,7 +16,7 @@ public final class StreamHub: Sendable {
 
     public enum Lookup: Sendable {
         /// A stream exists: attach to it.
-        case stream(Stream)
+        case stream(EventStream)
         /// No stream: the caller opens the origin request, then calls `promote` or `abandon`.
         case open(OpeningTicket)
         /// Another client is opening it: `onOpened` will be called on the caller's loop.
@@ -36,7 +36,7 @@ public final class StreamHub: Sendable {
 
     private enum Entry {
         case opening(Opening)
-        case live(Stream)
+        case live(EventStream)
     }
 
     private static let shardCount = 16
@@ -46,7 +46,7 @@ public final class StreamHub: Sendable {
         self.shards[Int(UInt(bitPattern: key.hashValue) % UInt(Self.shardCount))]
     }
     /// Private streams (one client each): not found by key, but counted and shut down.
-    private let privateStreams = NIOLockedValueBox<[ObjectIdentifier: Stream]>([:])
+    private let privateStreams = NIOLockedValueBox<[ObjectIdentifier: EventStream]>([:])
     /// Streams that have ended, for those who act when memory has been freed.
     private let ended = NIOLockedValueBox(0)
 
@@ -73,7 +73,7 @@ public final class StreamHub: Sendable {
     }
 
     /// The live stream for `key`, if there is one.
-    public func stream(for key: StreamKey) -> Stream? {
+    public func stream(for key: StreamKey) -> EventStream? {
         self.entries(key).withLockedValue { entries in
             if case .live(let stream) = entries[key] { return stream }
             return nil
@@ -83,7 +83,7 @@ public final class StreamHub: Sendable {
     /// The origin answered with an event stream: `stream` now serves the key. Returns how many
     /// clients waited for it (each will attach as an opener, or say it will not).
     @discardableResult
-    public func promote(_ ticket: OpeningTicket, to stream: Stream) -> Int {
+    public func promote(_ ticket: OpeningTicket, to stream: EventStream) -> Int {
         let waiters = self.entries(ticket.key).withLockedValue { entries in
             entries[ticket.key] = .live(stream)
             return ticket.opening.waiters
@@ -108,16 +108,16 @@ public final class StreamHub: Sendable {
     }
 
     /// Records a private stream, so that status and shutdown see it.
-    public func registerPrivate(_ stream: Stream) {
+    public func registerPrivate(_ stream: EventStream) {
         self.privateStreams.withLockedValue { $0[ObjectIdentifier(stream)] = stream }
     }
 
     /// How many streams have ended since the hub was made.
     public var endedStreamCount: Int { self.ended.withLockedValue { $0 } }
 
-    func streamEnded(_ stream: Stream) {
+    func streamEnded(_ stream: EventStream) {
         self.ended.withLockedValue { $0 += 1 }
-        if stream.isPrivate {
+        if !stream.sharing.isShared {
             self.privateStreams.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(stream)) }
             return
         }
@@ -129,10 +129,10 @@ public final class StreamHub: Sendable {
     }
 
     /// Every live stream, private ones included, for the status page, metrics and shutdown.
-    public var streams: [Stream] {
+    public var streams: [EventStream] {
         let shared = self.shards.flatMap { shard in
             shard.withLockedValue { entries in
-                entries.values.compactMap { entry -> Stream? in
+                entries.values.compactMap { entry -> EventStream? in
                     if case .live(let stream) = entry { return stream }
                     return nil
                 }
@@ -143,7 +143,7 @@ public final class StreamHub: Sendable {
 
     /// What the status page shows of every live stream, each taken on its own loop.
     public func statuses() async -> [StreamStatus] {
-        var byLoop: [ObjectIdentifier: (EventLoop, [Stream])] = [:]
+        var byLoop: [ObjectIdentifier: (EventLoop, [EventStream])] = [:]
         for stream in self.streams {
             byLoop[ObjectIdentifier(stream.eventLoop), default: (stream.eventLoop, [])].1.append(stream)
         }

@@ -3,14 +3,14 @@ import NIOCore
 /// One subscriber's place in a stream: held by the subscriber, used to leave. It is also the
 /// subscriber's entry in its loop's `HeartbeatClock` (one object per subscriber instead of two).
 public final class StreamMembership: HeartbeatEntry, @unchecked Sendable {
-    public let stream: Stream
+    public let stream: EventStream
     unowned let loopSet: LoopSubscribers
     /// The subscriber; weak because the subscriber owns its membership.
     weak var subscriber: StreamSubscriber?
     /// Index in `loopSet.members`, kept current so that leaving is O(1).
     var slot = -1
 
-    init(stream: Stream, loopSet: LoopSubscribers, subscriber: StreamSubscriber) {
+    init(stream: EventStream, loopSet: LoopSubscribers, subscriber: StreamSubscriber) {
         self.stream = stream
         self.loopSet = loopSet
         self.subscriber = subscriber

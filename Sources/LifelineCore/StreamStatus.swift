@@ -5,7 +5,7 @@ public struct StreamStatus: Sendable, Equatable {
     public var path: String
     /// The origin's URL for it (scheme, host, port, path; query values masked).
     public var origin: String
-    public var isPrivate: Bool
+    public var sharing: StreamSharing
     public var subscribers: Int
     /// `connecting`, `connected`, `reconnecting` or `ended`.
     public var upstreamState: String
@@ -25,7 +25,7 @@ public struct StreamStatus: Sendable, Equatable {
     public var ageSeconds: Double
 
     public init(
-        id: String, path: String, origin: String, isPrivate: Bool, subscribers: Int, upstreamState: String,
+        id: String, path: String, origin: String, sharing: StreamSharing, subscribers: Int, upstreamState: String,
         upstreamStateSeconds: Double, reconnects: Int, lastError: String?, eventsReceived: Int, eventsSent: Int,
         replayEvents: Int, replayBytes: Int, replayAgeSeconds: Double, replayEventLimit: Int, replayByteLimit: Int,
         replayAgeLimitSeconds: Double, ageSeconds: Double
@@ -33,7 +33,7 @@ public struct StreamStatus: Sendable, Equatable {
         self.id = id
         self.path = path
         self.origin = origin
-        self.isPrivate = isPrivate
+        self.sharing = sharing
         self.subscribers = subscribers
         self.upstreamState = upstreamState
         self.upstreamStateSeconds = upstreamStateSeconds

@@ -8,7 +8,9 @@ import NIOCore
 public protocol StreamSubscriber: HeartbeatTarget {
     var eventLoop: EventLoop { get }
     /// The subscriber is in the stream: write the response head, the opening bytes and
-    /// `attachment.replay`, in that order; live chunks follow through `streamDeliver`.
+    /// `attachment.replay`, in that order; live chunks follow through `streamDeliver`. A
+    /// `.continuation` moves a subscriber that caught up on a stream of its own to this one:
+    /// leave the old membership and write only `attachment.replay`.
     func streamAttached(_ attachment: StreamAttachment)
     /// One batch of live events, to be written and flushed. `now` is the loop's time, read once
     /// per batch rather than once per subscriber.
@@ -23,12 +25,22 @@ public enum StreamRefusal: Sendable, Equatable {
     /// The stream ended before the subscriber got in: look it up again.
     case ended
     /// The buffer cannot serve the client's `Last-Event-ID` and the policy is to give the client
-    /// a stream of its own, opened upstream with that id.
-    case needsPrivateStream(lastEventID: String)
+    /// a stream of its own, opened upstream with that id, until it catches up with this one.
+    case needsCatchUp(lastEventID: String)
+    /// A catching-up subscriber asked to continue after an id this stream does not hold (yet).
+    case notHeld
 }
 
-/// What a subscriber learns when it joins a stream.
+/// What a subscriber learns when it joins a stream: everything it needs from the stream, by
+/// value, taken on the stream's loop (nothing of the stream is read from the subscriber's loop).
 public struct StreamAttachment {
+    public enum Kind: Sendable, Equatable {
+        /// The subscriber's response starts with this stream.
+        case first
+        /// The subscriber caught up on a stream of its own and continues on this one: its
+        /// response is already open.
+        case continuation
+    }
     public enum Replay: Sendable, Equatable {
         /// The client sent no `Last-Event-ID`.
         case none
@@ -38,6 +50,7 @@ public struct StreamAttachment {
         case miss
     }
     public let membership: StreamMembership
+    public let kind: Kind
     public let replayStatus: Replay
     /// Events the client missed, oldest first.
     public let replay: [EncodedEvent]
@@ -45,6 +58,9 @@ public struct StreamAttachment {
     public let originRetry: Int?
     /// The in-band gap event for a miss, when `--gap-event` is set.
     public let gapEvent: ByteBuffer?
+    /// Headers of the origin's latest event-stream response that every subscriber's response
+    /// repeats (CORS and the like), as they were when the subscriber got in.
+    public let originHeaders: [(String, String)]
 }
 
 public enum StreamEndReason: Sendable, Equatable {
@@ -54,4 +70,8 @@ public enum StreamEndReason: Sendable, Equatable {
     case originGaveUp
     /// The gateway is shutting down.
     case shutdown
+    /// A client catching up on a stream of its own got further ahead of what it could be sent
+    /// than the replay buffer's bounds while the splice onto the shared stream was decided: it
+    /// reconnects with its last id.
+    case catchUpOverflow
 }

@@ -23,7 +23,7 @@ final class ClientExchange {
         /// This client's request went to the origin to open a stream.
         indirect case opening(ClientRequest, StreamOpener)
         /// Attached or about to be; `streamAttached` or `streamRefused` follows.
-        indirect case waitingForAttach(ClientRequest, Stream)
+        indirect case waitingForAttach(ClientRequest, EventStream)
         /// An event-stream response is being written.
         case streaming(StreamMembership)
         /// A plain response is being proxied.
@@ -210,7 +210,7 @@ final class ClientExchange {
         if request.isUnshared {
             // A stream of its own, opened with the client's id: the origin replays, as it would
             // to a browser talking to it directly.
-            return self.openStream(request, ticket: nil, resumeID: request.lastEventID)
+            return self.openStream(request, ticket: nil, sharing: .unsharedRoute, resumeID: request.lastEventID)
         }
         let weakSelf = NIOLoopBound(WeakExchange(self), eventLoop: self.eventLoop)
         let lookup = self.shared.hub.lookup(request.key, on: self.eventLoop) { outcome in
@@ -222,16 +222,16 @@ final class ClientExchange {
         case .wait:
             self.state = .waitingForOpening(request)
         case .open(let ticket):
-            self.openStream(request, ticket: ticket, resumeID: self.resumeID(for: request))
+            self.openStream(request, ticket: ticket, sharing: .shared, resumeID: self.resumeID(for: request))
         }
     }
 
     /// Attaches to `stream`, unless the origin's head for it does not fit this client's request
     /// (`Vary`): then the client gets a stream of its own.
-    private func attach(_ request: ClientRequest, to stream: Stream, waitedForOpening: Bool) {
+    private func attach(_ request: ClientRequest, to stream: EventStream, waitedForOpening: Bool) {
         guard stream.variant.fits(request.headerValue) else {
             if waitedForOpening { stream.openerWillNotJoin() }
-            self.openStream(request, ticket: nil, resumeID: request.lastEventID)
+            self.openStream(request, ticket: nil, sharing: .varyMismatch, resumeID: request.lastEventID)
             return
         }
         self.state = .waitingForAttach(request, stream)
@@ -266,12 +266,13 @@ final class ClientExchange {
         }
     }
 
-    /// Sends this client's request to the origin to open a stream (shared when `ticket` is
-    /// given, private otherwise).
-    private func openStream(_ request: ClientRequest, ticket: StreamHub.OpeningTicket?, resumeID: String?) {
+    /// Sends this client's request to the origin to open a stream: the shared one for its key
+    /// (`ticket` given), or one of the client's own.
+    private func openStream(_ request: ClientRequest, ticket: StreamHub.OpeningTicket?, sharing: StreamSharing, resumeID: String?) {
         let opener = StreamOpener.open(
             request,
             ticket: ticket,
+            sharing: sharing,
             resumeID: resumeID,
             shared: self.shared,
             eventLoop: self.eventLoop,
@@ -282,7 +283,7 @@ final class ClientExchange {
 
     /// The client whose request opened `stream` joins it. On an unshared route its id went to
     /// the origin by design, so the buffer not knowing it is no miss.
-    private func attachAsCreator(_ request: ClientRequest, to stream: Stream) {
+    private func attachAsCreator(_ request: ClientRequest, to stream: EventStream) {
         self.state = .waitingForAttach(request, stream)
         stream.attach(self, lastEventID: request.isUnshared ? nil : request.lastEventID, isCreator: true)
     }
@@ -343,7 +344,10 @@ final class ClientExchange {
 
 extension ClientExchange: StreamSubscriber {
     func streamAttached(_ attachment: StreamAttachment) {
-        guard case .waitingForAttach(_, let stream) = self.state, let responder = self.responder else {
+        if attachment.kind == .continuation {
+            return self.continueOnSharedStream(attachment)
+        }
+        guard case .waitingForAttach = self.state, let responder = self.responder else {
             attachment.membership.leave()
             return
         }
@@ -368,7 +372,7 @@ extension ClientExchange: StreamSubscriber {
             headers.add(name: "Lifeline-Heartbeat", value: String(heartbeat.nanoseconds / 1_000_000))
         }
         var exposed = false
-        for (name, value) in stream.originHeaders {
+        for (name, value) in attachment.originHeaders {
             if name.lowercased() == "access-control-expose-headers" {
                 headers.add(name: name, value: value + ", Lifeline-Replay, Lifeline-Heartbeat")
                 exposed = true
@@ -405,23 +409,45 @@ extension ClientExchange: StreamSubscriber {
         self.state = .streaming(attachment.membership)
         let introChunk = StreamChunk(bytes: intro, eventCount: 0, allocator: responder.allocator)
         self.send(introChunk.bytes, counted: false, chunk: introChunk)
-        // Replay in pieces of about 64 KiB: they go out as the client takes them.
-        var piece: [ByteBuffer] = []
-        var pieceBytes = 0
-        for (index, event) in attachment.replay.enumerated() {
-            piece.append(event.bytes)
-            pieceBytes += event.bytes.readableBytes
-            if pieceBytes >= 64 << 10 || index == attachment.replay.count - 1 {
-                let chunk = StreamChunk(joining: piece, eventCount: piece.count, allocator: responder.allocator)
-                self.send(chunk.bytes, counted: false, chunk: chunk)
-                piece.removeAll(keepingCapacity: true)
-                pieceBytes = 0
-            }
-        }
+        self.sendReplay(attachment.replay, allocator: responder.allocator)
         responder.flush()
         self.loop.heartbeatClock.register(attachment.membership)
         if self.loop.drainClock.isDraining {
             self.loop.drainClock.add(self)
+        }
+    }
+
+    /// The client caught up on a stream of its own and continues on the shared one: it leaves
+    /// its own (which then ends, closing that origin connection) and gets exactly the events
+    /// that followed the last one it was sent.
+    private func continueOnSharedStream(_ attachment: StreamAttachment) {
+        guard case .streaming(let own) = self.state, let responder = self.responder else {
+            attachment.membership.leave()
+            return
+        }
+        self.loop.heartbeatClock.remove(own)
+        own.leave()
+        self.state = .streaming(attachment.membership)
+        self.eventsSent += attachment.replay.count
+        self.loop.counters.values.eventsSent += attachment.replay.count
+        self.sendReplay(attachment.replay, allocator: responder.allocator)
+        responder.flush()
+        self.loop.heartbeatClock.register(attachment.membership)
+    }
+
+    /// Replay in pieces of about 64 KiB: they go out as the client takes them.
+    private func sendReplay(_ events: [EncodedEvent], allocator: ByteBufferAllocator) {
+        var piece: [ByteBuffer] = []
+        var pieceBytes = 0
+        for (index, event) in events.enumerated() {
+            piece.append(event.bytes)
+            pieceBytes += event.bytes.readableBytes
+            if pieceBytes >= 64 << 10 || index == events.count - 1 {
+                let chunk = StreamChunk(joining: piece, eventCount: piece.count, allocator: allocator)
+                guard self.send(chunk.bytes, counted: false, chunk: chunk) else { return }
+                piece.removeAll(keepingCapacity: true)
+                pieceBytes = 0
+            }
         }
     }
 
@@ -485,8 +511,10 @@ extension ClientExchange: StreamSubscriber {
         switch refusal {
         case .ended:
             self.joinStream(request)
-        case .needsPrivateStream(let lastEventID):
-            self.openStream(request, ticket: nil, resumeID: lastEventID)
+        case .needsCatchUp(let lastEventID):
+            self.openStream(request, ticket: nil, sharing: .catchUp, resumeID: lastEventID)
+        case .notHeld:
+            break  // only a catching-up stream hears this
         }
     }
 }
@@ -532,6 +560,7 @@ extension ClientExchange: PlainProxyOwner {
             let stream = StreamOpener.makeStream(
                 for: request,
                 ticket: ticket,
+                sharing: .shared,
                 resumeID: self.resumeID(for: request),
                 adopting: connection,
                 originHead: head,

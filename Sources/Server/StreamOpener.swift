@@ -18,7 +18,7 @@ final class StreamOpener: OriginConnectionDelegate {
     enum Outcome {
         /// The origin answered with an event stream (or could not be reached: the stream starts
         /// by reconnecting); attach to it.
-        case stream(Stream)
+        case stream(EventStream)
         /// The origin answered with something else: it is the client's response as it is. The
         /// client takes over the connection (its body is still to come).
         case plainResponse(HTTPResponseHead, OriginConnection)
@@ -27,8 +27,9 @@ final class StreamOpener: OriginConnectionDelegate {
     private let request: ClientRequest
     private let shared: GatewayShared
     private let eventLoop: EventLoop
-    /// The hub's right to open the key; nil for a private stream.
+    /// The hub's right to open the key; nil for a stream of the client's own.
     private let ticket: StreamHub.OpeningTicket?
+    private let sharing: StreamSharing
     private let resumeID: String?
     private weak var client: StreamOpenerClient?
     private var connection: OriginConnection?
@@ -36,24 +37,28 @@ final class StreamOpener: OriginConnectionDelegate {
     private init(
         request: ClientRequest,
         ticket: StreamHub.OpeningTicket?,
+        sharing: StreamSharing,
         resumeID: String?,
         shared: GatewayShared,
         eventLoop: EventLoop,
         client: StreamOpenerClient
     ) {
+        precondition((ticket != nil) == sharing.isShared, "a shared stream is opened under the hub's ticket")
         self.request = request
         self.ticket = ticket
+        self.sharing = sharing
         self.resumeID = resumeID
         self.shared = shared
         self.eventLoop = eventLoop
         self.client = client
     }
 
-    /// Sends `request` to the origin to open a stream (shared when `ticket` is given, private
-    /// otherwise), resuming from `resumeID`.
+    /// Sends `request` to the origin to open a stream (shared under `ticket`, or the client's
+    /// own), resuming from `resumeID`.
     static func open(
         _ request: ClientRequest,
         ticket: StreamHub.OpeningTicket?,
+        sharing: StreamSharing,
         resumeID: String?,
         shared: GatewayShared,
         eventLoop: EventLoop,
@@ -62,6 +67,7 @@ final class StreamOpener: OriginConnectionDelegate {
         let opener = StreamOpener(
             request: request,
             ticket: ticket,
+            sharing: sharing,
             resumeID: resumeID,
             shared: shared,
             eventLoop: eventLoop,
@@ -97,6 +103,7 @@ final class StreamOpener: OriginConnectionDelegate {
             let stream = Self.makeStream(
                 for: self.request,
                 ticket: self.ticket,
+                sharing: self.sharing,
                 resumeID: self.resumeID,
                 adopting: connection,
                 originHead: head,
@@ -135,6 +142,7 @@ final class StreamOpener: OriginConnectionDelegate {
         let stream = Self.makeStream(
             for: self.request,
             ticket: self.ticket,
+            sharing: self.sharing,
             resumeID: self.resumeID,
             adopting: nil,
             originHead: nil,
@@ -145,7 +153,7 @@ final class StreamOpener: OriginConnectionDelegate {
         self.reportOpened(stream)
     }
 
-    private func reportOpened(_ stream: Stream) {
+    private func reportOpened(_ stream: EventStream) {
         if let client = self.client {
             client.streamOpened(.stream(stream))
         } else {
@@ -162,26 +170,27 @@ final class StreamOpener: OriginConnectionDelegate {
 
     /// Makes the stream for `request` from the origin's event-stream answer on `connection` (nil:
     /// the origin could not be reached and the stream starts by reconnecting), and hands it to the
-    /// hub: promoted under `ticket`, or registered as private.
+    /// hub: promoted under `ticket`, or registered as the client's own.
     static func makeStream(
         for request: ClientRequest,
         ticket: StreamHub.OpeningTicket?,
+        sharing: StreamSharing,
         resumeID: String?,
         adopting connection: OriginConnection?,
         originHead: HTTPResponseHead?,
         shared: GatewayShared,
         eventLoop: EventLoop
-    ) -> Stream {
+    ) -> EventStream {
         let configuration = shared.configuration
         let originHeaders = originHead.map { SharedResponseHeaders.filter($0.headers) } ?? []
-        let stream = Stream(
+        let stream = EventStream(
             key: request.key,
             eventLoop: eventLoop,
             configuration: configuration.stream,
             resumeID: resumeID,
             originHeaders: originHeaders,
             variant: originHead.map { StreamVariant(vary: $0.headers["vary"], value: request.headerValue) } ?? .any,
-            isPrivate: ticket == nil,
+            sharing: sharing,
             hub: shared.hub,
             counters: shared.metrics.counters(for: eventLoop),
             displayPath: request.displayPath,

@@ -118,7 +118,7 @@ final class RequestPathOrderTests: XCTestCase {
         self.leave(second)
         XCTAssertEqual(self.shared.hub.streams.first?.subscriberCount, 0)
         self.loop.advanceTime(by: .seconds(31))
-        XCTAssertEqual(self.shared.hub.streams.count, 0, "lingered out: \(self.shared.hub.streams.map { "\($0.isPrivate) \($0.isEnded) \($0.subscriberCount) \($0.upstreamState)" })")
+        XCTAssertEqual(self.shared.hub.streams.count, 0, "lingered out: \(self.shared.hub.streams.map { "\($0.sharing) \($0.isEnded) \($0.subscriberCount) \($0.upstreamState)" })")
     }
 
     func testClientLeavesThenOriginFails() throws {
@@ -406,7 +406,7 @@ final class HeapTrimmerTests: XCTestCase {
         trimmer.start()
         loop.advanceTime(by: .seconds(30))
         XCTAssertEqual(trimmer.trims, 0, "nothing ended: no trim")
-        let stream = LifelineCore.Stream(
+        let stream = EventStream(
             key: StreamKey(method: "GET", origin: "o", path: "/", query: nil, headerValues: []),
             eventLoop: loop,
             configuration: StreamConfiguration(),

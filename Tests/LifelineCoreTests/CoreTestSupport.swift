@@ -91,11 +91,38 @@ final class FakeSubscriber: StreamSubscriber, @unchecked Sendable {
         self.name = name
     }
 
+    /// Everything written to the subscriber, in order: replays, live chunks, continuations.
+    private(set) var received: [ByteBuffer] = []
+    /// Attachments that moved this subscriber from a catching-up stream to a shared one.
+    private(set) var continuations: [StreamAttachment] = []
+
+    /// The client has gone (`leave()`): what attaches later is left at once, as a front end does.
+    private(set) var hasLeft = false
+
     func streamAttached(_ attachment: StreamAttachment) {
         self.eventLoop.preconditionInEventLoop()
+        if self.hasLeft {
+            attachment.membership.leave()
+            return
+        }
+        if attachment.kind == .continuation {
+            // As the front end does: leave the stream it caught up on, go on with this one.
+            XCTAssertNotNil(self.attachment, "\(self.name) got a continuation before it was attached")
+            self.current?.leave()
+            self.continuations.append(attachment)
+            self.received += attachment.replay.map(\.bytes)
+            return
+        }
         XCTAssertNil(self.attachment, "\(self.name) attached twice")
         self.attachment = attachment
+        self.received += attachment.replay.map(\.bytes)
     }
+
+    /// The membership the subscriber streams from now.
+    var current: StreamMembership? { self.continuations.last?.membership ?? self.attachment?.membership }
+
+    /// Ids (in force) of every event received, in order, whichever stream sent it.
+    var receivedIDs: [String] { parseEvents(self.received).map(\.lastEventID) }
 
     func heartbeatDue() {
         self.heartbeats += 1
@@ -105,6 +132,7 @@ final class FakeSubscriber: StreamSubscriber, @unchecked Sendable {
         self.eventLoop.preconditionInEventLoop()
         XCTAssertNotNil(self.attachment, "\(self.name) got a chunk before it was attached")
         self.chunks.append(chunk)
+        self.received.append(chunk.bytes)
         self.onDeliver?(self)
     }
 
@@ -127,12 +155,10 @@ final class FakeSubscriber: StreamSubscriber, @unchecked Sendable {
     var liveText: String { self.chunks.map { string($0.bytes) }.joined() }
 
     func leave() {
-        self.attachment?.membership.leave()
+        self.hasLeft = true
+        self.current?.leave()
     }
 }
-
-/// `Stream` alone is ambiguous next to Foundation's.
-typealias CoreStream = LifelineCore.Stream
 
 func makeKey(_ path: String = "/events") -> StreamKey {
     StreamKey(method: "GET", origin: "http://origin:3000", path: path, query: "", headerValues: [nil, nil])

@@ -14,8 +14,8 @@ final class StreamHubTests: XCTestCase {
         self.loop = nil
     }
 
-    private func stream(_ key: StreamKey, hub: StreamHub) -> CoreStream {
-        let stream = CoreStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), hub: hub)
+    private func stream(_ key: StreamKey, hub: StreamHub) -> EventStream {
+        let stream = EventStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), hub: hub)
         stream.start(upstream: FakeFeed())
         return stream
     }
@@ -88,7 +88,7 @@ final class StreamHubTests: XCTestCase {
     func testPrivateStreamsAreListedUntilTheyEndButNeverFoundByKey() {
         let hub = StreamHub()
         let key = makeKey()
-        let stream = CoreStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), isPrivate: true, hub: hub)
+        let stream = EventStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), sharing: .unsharedRoute, hub: hub)
         stream.start(upstream: FakeFeed())
         hub.registerPrivate(stream)
         XCTAssertTrue(hub.streams.contains { $0 === stream })

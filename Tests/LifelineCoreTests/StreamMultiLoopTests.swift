@@ -17,7 +17,7 @@ final class StreamMultiLoopTests: XCTestCase {
         let otherLoop = subscriberLoop
 
         let total = 3000
-        let stream = CoreStream(
+        let stream = EventStream(
             key: makeKey(),
             eventLoop: streamLoop,
             configuration: StreamConfiguration(replayLimits: .init(events: 10_000), replayMiss: .live)

@@ -24,18 +24,18 @@ final class StreamTests: XCTestCase {
     private func makeStream(
         _ configuration: StreamConfiguration = StreamConfiguration(),
         resumeID: String? = nil,
-        isPrivate: Bool = false,
+        sharing: StreamSharing = .shared,
         hub: StreamHub? = nil,
         resumeWait: TimeAmount = .zero
-    ) -> CoreStream {
+    ) -> EventStream {
         var configuration = configuration
         configuration.resumeWait = resumeWait
-        let stream = CoreStream(
+        let stream = EventStream(
             key: makeKey(),
             eventLoop: self.loop,
             configuration: configuration,
             resumeID: resumeID,
-            isPrivate: isPrivate,
+            sharing: sharing,
             hub: hub
         )
         stream.start(upstream: self.feed)
@@ -44,7 +44,7 @@ final class StreamTests: XCTestCase {
     }
 
     private func attach(
-        _ stream: CoreStream,
+        _ stream: EventStream,
         lastEventID: String? = nil,
         isCreator: Bool = false,
         name: String = "subscriber"
@@ -113,7 +113,7 @@ final class StreamTests: XCTestCase {
         stream.upstreamReceived(outputs([5, 6]))
         let subscriber = self.attach(stream, lastEventID: "3")
         XCTAssertNil(subscriber.attachment)
-        XCTAssertEqual(subscriber.refusals, [.needsPrivateStream(lastEventID: "3")])
+        XCTAssertEqual(subscriber.refusals, [.needsCatchUp(lastEventID: "3")])
         XCTAssertEqual(stream.subscriberCount, 0, "a refused subscriber is not counted")
     }
 
@@ -163,7 +163,7 @@ final class StreamTests: XCTestCase {
         stream.upstreamReceived(outputs([7]))
         XCTAssertEqual(behind.refusals, [], "still waiting")
         self.loop.advanceTime(by: .milliseconds(100))
-        XCTAssertEqual(behind.refusals, [.needsPrivateStream(lastEventID: "3")])
+        XCTAssertEqual(behind.refusals, [.needsCatchUp(lastEventID: "3")])
         XCTAssertNil(behind.attachment)
     }
 
@@ -173,7 +173,7 @@ final class StreamTests: XCTestCase {
         let stream = self.makeStream(configuration, resumeWait: .seconds(2))
         stream.upstreamReceived(outputs([1, 2, 3]))
         let old = self.attach(stream, lastEventID: "1")
-        XCTAssertEqual(old.refusals, [.needsPrivateStream(lastEventID: "1")], "evicted: no use waiting")
+        XCTAssertEqual(old.refusals, [.needsCatchUp(lastEventID: "1")], "evicted: no use waiting")
     }
 
     func testWaitersLookAgainWhenTheStreamEnds() {
@@ -186,7 +186,7 @@ final class StreamTests: XCTestCase {
 
     func testMissOnAPrivateStreamAttaches() {
         // A private stream is the answer to a miss; it never refuses its client.
-        let stream = self.makeStream(StreamConfiguration(replayMiss: .upstream), isPrivate: true)
+        let stream = self.makeStream(StreamConfiguration(replayMiss: .upstream), sharing: .unsharedRoute)
         let subscriber = self.attach(stream, lastEventID: "3")
         XCTAssertEqual(subscriber.replayStatus, .miss)
         XCTAssertEqual(subscriber.refusals, [])
@@ -259,16 +259,20 @@ final class StreamTests: XCTestCase {
     }
 
     func testOriginResponseHeadersOfAReconnectReplaceTheFirstOnes() {
-        let stream = CoreStream(
+        let stream = EventStream(
             key: makeKey(),
             eventLoop: self.loop,
             configuration: StreamConfiguration(),
             originHeaders: [("Access-Control-Allow-Origin", "*")]
         )
         stream.start(upstream: self.feed)
-        XCTAssertEqual(stream.originHeaders.map { "\($0.0): \($0.1)" }, ["Access-Control-Allow-Origin: *"])
+        let first = self.attach(stream, name: "first")
+        XCTAssertEqual(first.attachment?.originHeaders.map { "\($0.0): \($0.1)" }, ["Access-Control-Allow-Origin: *"])
         stream.upstreamResponseHeaders([("Access-Control-Allow-Origin", "https://app.example")])
-        XCTAssertEqual(stream.originHeaders.map { "\($0.0): \($0.1)" }, ["Access-Control-Allow-Origin: https://app.example"])
+        let later = self.attach(stream, name: "later")
+        XCTAssertEqual(later.attachment?.originHeaders.map { "\($0.0): \($0.1)" }, ["Access-Control-Allow-Origin: https://app.example"])
+        XCTAssertEqual(first.attachment?.originHeaders.map { "\($0.0): \($0.1)" }, ["Access-Control-Allow-Origin: *"],
+                       "what a subscriber was given is its own copy")
     }
 
     // MARK: Fan-out
@@ -392,7 +396,7 @@ final class StreamTests: XCTestCase {
     }
 
     func testPrivateStreamEndsWithItsClient() {
-        let stream = self.makeStream(StreamConfiguration(linger: .seconds(30)), isPrivate: true)
+        let stream = self.makeStream(StreamConfiguration(linger: .seconds(30)), sharing: .unsharedRoute)
         let subscriber = self.attach(stream, lastEventID: "9", isCreator: true)
         subscriber.leave()
         self.loop.run()

@@ -56,6 +56,7 @@ METRICS_CONTRACT: dict[str, tuple[str, dict[str, set[str]]]] = {
     "lifeline_heartbeats_sent_total": ("counter", {}),
     "lifeline_sent_bytes_total": ("counter", {}),
     "lifeline_replay_requests_total": ("counter", {"result": {"hit", "miss"}}),
+    "lifeline_catch_up_joins_total": ("counter", {}),
     "lifeline_upstream_reconnects_total": ("counter", {"reason": RECONNECT_REASONS}),
     "lifeline_slow_client_disconnects_total": ("counter", {}),
     "lifeline_requests_refused_total": ("counter", {"reason": REFUSAL_REASONS}),

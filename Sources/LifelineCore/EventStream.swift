@@ -8,16 +8,15 @@ import SSE
 /// A stream lives on one event loop; every method runs there unless it says otherwise. Events
 /// are encoded once and handed to each other loop once per batch; the loop writes them to its
 /// own subscribers.
-public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
+public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
     public enum UpstreamState: String, Sendable {
         case connecting, connected, reconnecting, ended
     }
 
     public let key: StreamKey
     public let eventLoop: EventLoop
-    /// A private stream serves one client that resumed from an id the buffer did not know; no one
-    /// else joins it and it ends with its client.
-    public let isPrivate: Bool
+    /// Whether every client with the key joins this stream, or why only one client has it.
+    public let sharing: StreamSharing
     let configuration: StreamConfiguration
     private let logger: Logger
     private let allocator = ByteBufferAllocator()
@@ -31,9 +30,10 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     private var upstream: UpstreamFeed?
     /// The origin's last `retry:` value, passed on to clients that join later.
     private var originRetry: Int?
-    /// Headers of the origin's first response (CORS and the like) that every subscriber's
-    /// response repeats. The front end has already removed what must not be shared.
-    public private(set) var originHeaders: [(String, String)]
+    /// Headers of the origin's latest response (CORS and the like) that every subscriber's
+    /// response repeats; they reach subscribers in their attachment, by value. The front end has
+    /// already removed what must not be shared.
+    private var originHeaders: [(String, String)]
     /// Which clients the origin's head fits (its `Vary`); others do not join.
     public let variant: StreamVariant
 
@@ -58,19 +58,22 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     /// The counters of this stream's loop, if the gateway keeps any.
     private let counters: LoopCounters?
 
-    /// A client whose `Last-Event-ID` the buffer did not hold yet, waiting for it to arrive.
-    private struct ResumeWaiter {
+    /// A subscriber that has asked to attach, held without keeping it alive.
+    struct Joiner {
         let subscriber: NIOLoopBound<WeakSubscriber>
         let loop: EventLoop
-        let lastEventID: String
-        let fromStart: Bool
-        let deadline: NIODeadline
+        let lastEventID: String?
     }
 
-    private var resumeWaiters: [ResumeWaiter] = []
-    /// Every event since the start, for the clients that opened the stream until they are in.
-    private var openingBacklog: OpeningBacklog
+    /// Hit, miss, wait or refusal for each attach; the clients waiting for their id; the events
+    /// since the start while openers are owed them.
+    private var admission: SubscriberAdmission<Joiner>
+    /// One timer per stream, for its earliest waiter.
     private var resumeTimer: Scheduled<Void>?
+    /// For a `.catchUp` stream: its progress towards the shared stream.
+    private var catchUp: CatchUpSplice
+    /// The one subscriber of a `.catchUp` stream, for handing it to the shared stream.
+    private var catchUpSubscriber: Joiner?
 
     private struct LoopSet {
         let set: LoopSubscribers
@@ -86,7 +89,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         resumeID: String? = nil,
         originHeaders: [(String, String)] = [],
         variant: StreamVariant = .any,
-        isPrivate: Bool = false,
+        sharing: StreamSharing = .shared,
         hub: StreamHub? = nil,
         counters: LoopCounters? = nil,
         displayPath: String? = nil,
@@ -100,18 +103,26 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         self.upstreamStateSince = self.createdAt
         self.eventLoop = eventLoop
         self.configuration = configuration
-        self.isPrivate = isPrivate
+        self.sharing = sharing
         self.originHeaders = originHeaders
         self.variant = variant
         self.hub = hub
         self.replay = ReplayBuffer(limits: configuration.replayLimits, baseID: resumeID)
-        self.openingBacklog = OpeningBacklog(byteLimit: configuration.replayLimits.bytes)
+        self.admission = SubscriberAdmission(
+            policy: .init(replayMiss: configuration.replayMiss, resumeWait: configuration.resumeWait, isShared: sharing.isShared),
+            backlogByteLimit: configuration.replayLimits.bytes
+        )
+        // Assigned ids are the gateway's own per stream: a catching-up stream's never match.
+        self.catchUp = CatchUpSplice(
+            enabled: sharing == .catchUp && !configuration.assignIDs,
+            holdLimit: configuration.replayLimits.bytes
+        )
         // Random per incarnation, so that a client holding an assigned id from an earlier
         // incarnation of this stream misses instead of matching a different event.
         let incarnation = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
         self.id = incarnation
         self.ingest = EventIngest(assignIDs: configuration.assignIDs, incarnation: incarnation)
-        self.lifecycle = StreamLifecycle(linger: isPrivate ? .zero : configuration.linger)
+        self.lifecycle = StreamLifecycle(linger: sharing.isShared ? configuration.linger : .zero)
         var logger = logger
         logger[metadataKey: "stream"] = "\(key)"
         self.logger = logger
@@ -129,26 +140,26 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
     /// can deliver anything; each of them then attaches or calls ``openerWillNotJoin()``.
     public func expectOpeners(_ count: Int) {
         self.eventLoop.preconditionInEventLoop()
-        self.openingBacklog.expect(count)
+        self.admission.expectOpeners(count)
     }
 
     /// An expected opener left (or went elsewhere) before attaching; callable from any loop.
     public func openerWillNotJoin() {
         if self.eventLoop.inEventLoop {
-            self.openingBacklog.settle()
+            self.admission.openerWillNotJoin()
         } else {
-            self.eventLoop.execute { self.openingBacklog.settle() }
+            self.eventLoop.execute { self.admission.openerWillNotJoin() }
         }
     }
 
-    /// Openers that have neither attached nor said they will not (for tests).
-    public var openersOwed: Int { self.openingBacklog.owed }
-
-    public var subscriberCount: Int { self.lifecycle.subscribers }
-    public var replayCount: Int { self.replay.count }
-    public var replayBytes: Int { self.replay.byteCount }
-    public var duplicatesDropped: Int { self.ingest.duplicatesDropped }
-    public var isEnded: Bool { self.lifecycle.isEnded }
+    // Read on the stream's loop (tests and the status page).
+    /// Openers that have neither attached nor said they will not.
+    public var openersOwed: Int { self.eventLoop.assertInEventLoop(); return self.admission.openersOwed }
+    public var subscriberCount: Int { self.eventLoop.assertInEventLoop(); return self.lifecycle.subscribers }
+    public var replayCount: Int { self.eventLoop.assertInEventLoop(); return self.replay.count }
+    public var replayBytes: Int { self.eventLoop.assertInEventLoop(); return self.replay.byteCount }
+    public var duplicatesDropped: Int { self.eventLoop.assertInEventLoop(); return self.ingest.duplicatesDropped }
+    public var isEnded: Bool { self.eventLoop.assertInEventLoop(); return self.lifecycle.isEnded }
 
     // MARK: Subscribers
 
@@ -169,84 +180,45 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         waitedForOpening: Bool = false
     ) {
         // Weak: a client may leave before its attach runs, and nothing here may keep it.
-        let bound = NIOLoopBound(WeakSubscriber(subscriber), eventLoop: subscriber.eventLoop)
-        let loop = subscriber.eventLoop
+        let joiner = Joiner(
+            subscriber: NIOLoopBound(WeakSubscriber(subscriber), eventLoop: subscriber.eventLoop),
+            loop: subscriber.eventLoop,
+            lastEventID: lastEventID
+        )
+        let request = SubscriberAdmission<Joiner>.Request(
+            lastEventID: lastEventID,
+            isCreator: isCreator,
+            fromStart: isCreator || waitedForOpening
+        )
         // Always a new task, also on the same loop: the caller is usually inside a channel
         // handler, and the subscriber's callbacks must not re-enter it.
         self.eventLoop.execute {
-            self.attachOnLoop(
-                bound,
-                loop: loop,
-                lastEventID: lastEventID,
-                isCreator: isCreator,
-                fromStart: isCreator || waitedForOpening
+            let decision = self.admission.admit(
+                joiner, request, replay: &self.replay, isEnded: self.lifecycle.isEnded, now: self.eventLoop.now
             )
+            self.carryOut(decision, for: joiner, kind: .first)
         }
     }
 
-    private func attachOnLoop(
-        _ bound: NIOLoopBound<WeakSubscriber>,
-        loop: EventLoop,
-        lastEventID: String?,
-        isCreator: Bool,
-        fromStart: Bool,
-        mayWait: Bool = true
-    ) {
-        // An opener settles its claim on the opening backlog here, unless it waits for its id.
-        // Taken only where used: a hit or a wait needs neither the backlog nor a copy of the buffer.
-        func sinceStart() -> [EncodedEvent] {
-            fromStart ? (self.openingBacklog.eventsSinceStart ?? self.replay.all) : []
+    /// Acts on one admission decision for `joiner`.
+    private func carryOut(_ decision: SubscriberAdmission<Joiner>.Decision, for joiner: Joiner, kind: StreamAttachment.Kind) {
+        switch decision {
+        case .wait:
+            self.armResumeTimer()
+        case .refuse(let refusal):
+            joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(refusal) }
+        case .attach(let status, let events):
+            self.add(joiner, status: status, events: events, kind: kind)
         }
-        var waitsForItsID = false
-        defer {
-            if fromStart && !waitsForItsID {
-                self.openingBacklog.settle()
-            }
-        }
-        if self.lifecycle.isEnded {
-            loop.execute { bound.value.subscriber?.streamRefused(.ended) }
-            return
-        }
-        var status = StreamAttachment.Replay.none
-        var events: [EncodedEvent] = []
-        if let lastEventID, !lastEventID.isEmpty {
-            if isCreator {
-                status = .miss
-                events = sinceStart()
-            } else {
-                switch self.replay.events(after: lastEventID, now: self.eventLoop.now) {
-                case .hit(let missed):
-                    status = .hit
-                    events = missed
-                case .miss:
-                    if mayWait, !self.isPrivate, !self.replay.evictedAny, self.configuration.resumeWait > .zero {
-                        // Nothing has left the buffer, so the id is not an old one: probably
-                        // just ahead of what has arrived (a stream opened from another client's
-                        // id after a restart). Wait for it rather than miss.
-                        self.resumeWaiters.append(ResumeWaiter(
-                            subscriber: bound,
-                            loop: loop,
-                            lastEventID: lastEventID,
-                            fromStart: fromStart,
-                            deadline: self.eventLoop.now + self.configuration.resumeWait
-                        ))
-                        self.armResumeTimer()
-                        waitsForItsID = true
-                        return
-                    }
-                    if self.configuration.replayMiss == .upstream, !self.isPrivate {
-                        loop.execute { bound.value.subscriber?.streamRefused(.needsPrivateStream(lastEventID: lastEventID)) }
-                        return
-                    }
-                    status = .miss
-                    events = sinceStart()
-                }
-            }
-        } else {
-            events = sinceStart()
-        }
+    }
+
+    private func add(_ joiner: Joiner, status: StreamAttachment.Replay, events: [EncodedEvent], kind: StreamAttachment.Kind) {
+        let loop = joiner.loop
         self.eventsSent += events.count
         self.apply(self.lifecycle.subscriberJoined())
+        if self.sharing == .catchUp {
+            self.catchUpSubscriber = joiner
+        }
 
         let loopID = ObjectIdentifier(loop)
         let loopSet: LoopSubscribers
@@ -257,8 +229,10 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
             loopSet = LoopSubscribers(eventLoop: loop)
             self.loopSets[loopID] = LoopSet(set: loopSet, count: 1)
         }
-        let gapEvent = status == .miss ? self.gapEvent(for: lastEventID ?? "") : nil
+        // Everything the subscriber needs from the stream goes by value, taken here.
+        let gapEvent = status == .miss ? self.gapEvent(for: joiner.lastEventID ?? "") : nil
         let retry = self.originRetry
+        let headers = self.originHeaders
         let attach = { (subscriber: StreamSubscriber?) in
             guard let subscriber else {
                 // Gone before it got in: leave again, so that the stream counts right.
@@ -270,22 +244,28 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
             subscriber.streamAttached(
                 StreamAttachment(
                     membership: membership,
+                    kind: kind,
                     replayStatus: status,
                     replay: events,
                     originRetry: retry,
-                    gapEvent: gapEvent
+                    gapEvent: gapEvent,
+                    originHeaders: headers
                 )
             )
         }
         if loop === self.eventLoop {
             // Same loop: add now, so that no batch can slip between the replay snapshot and the
             // subscriber's first live chunk.
-            attach(bound.value.subscriber)
+            attach(joiner.subscriber.value.subscriber)
         } else {
             // Another loop: tasks run in the order they were submitted, so this add runs before
             // any batch this stream hands that loop later.
             let sendableAttach = UncheckedSendableBox(attach)
-            loop.execute { sendableAttach.value(bound.value.subscriber) }
+            loop.execute { sendableAttach.value(joiner.subscriber.value.subscriber) }
+        }
+        // A catching-up client may already have what the shared stream holds.
+        if self.sharing == .catchUp, let last = events.last {
+            self.catchUpDelivered(lastEventCarriesID: last.id)
         }
     }
 
@@ -293,22 +273,11 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
 
     /// After new events: the waiters whose id has arrived attach now (a hit).
     private func admitResumeWaiters() {
-        guard !self.resumeWaiters.isEmpty else { return }
-        var waiting: [ResumeWaiter] = []
-        var arrived: [ResumeWaiter] = []
-        for waiter in self.resumeWaiters {
-            if self.replay.contains(id: waiter.lastEventID) {
-                arrived.append(waiter)
-            } else {
-                waiting.append(waiter)
-            }
+        guard self.admission.waiterCount > 0 else { return }
+        for (joiner, decision) in self.admission.eventsArrived(replay: &self.replay, now: self.eventLoop.now) {
+            self.carryOut(decision, for: joiner, kind: .first)
         }
-        self.resumeWaiters = waiting
-        for waiter in arrived {
-            self.attachOnLoop(waiter.subscriber, loop: waiter.loop, lastEventID: waiter.lastEventID,
-                              isCreator: false, fromStart: waiter.fromStart, mayWait: false)
-        }
-        if self.resumeWaiters.isEmpty {
+        if self.admission.waiterCount == 0 {
             self.resumeTimer?.cancel()
             self.resumeTimer = nil
         }
@@ -316,15 +285,11 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
 
     /// One timer per stream, for its earliest waiter; a waiter whose time is up is a miss.
     private func armResumeTimer() {
-        guard self.resumeTimer == nil, let earliest = self.resumeWaiters.map(\.deadline).min() else { return }
+        guard self.resumeTimer == nil, let earliest = self.admission.nextDeadline else { return }
         self.resumeTimer = self.eventLoop.scheduleTask(deadline: earliest) { [self] in
             self.resumeTimer = nil
-            let now = self.eventLoop.now
-            let expired = self.resumeWaiters.filter { $0.deadline <= now }
-            self.resumeWaiters.removeAll { $0.deadline <= now }
-            for waiter in expired {
-                self.attachOnLoop(waiter.subscriber, loop: waiter.loop, lastEventID: waiter.lastEventID,
-                                  isCreator: false, fromStart: waiter.fromStart, mayWait: false)
+            for (joiner, decision) in self.admission.deadlinesPassed(replay: &self.replay, now: self.eventLoop.now) {
+                self.carryOut(decision, for: joiner, kind: .first)
             }
             self.armResumeTimer()
         }
@@ -354,6 +319,60 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         return buffer
     }
 
+    // MARK: Catching up, then joining
+
+    /// A `.catchUp` stream's subscriber has been sent everything up to an event; when that event
+    /// carries an id, ask the shared stream whether it holds it.
+    private func catchUpDelivered(lastEventCarriesID id: String?) {
+        guard case .ask(let lastEventID) = self.catchUp.delivered(lastEventID: id) else { return }
+        self.askToContinue(after: lastEventID)
+    }
+
+    private func askToContinue(after lastEventID: String) {
+        guard let joiner = self.catchUpSubscriber,
+            let shared = self.hub?.stream(for: self.key), shared !== self
+        else {
+            // No shared stream to join (it ended): go on alone, try again later.
+            return self.catchUpAnswered(joined: false)
+        }
+        shared.continueCatchUp(joiner, after: lastEventID, from: self)
+    }
+
+    /// On the shared stream: `joiner` caught up on `catchUp` as far as `lastEventID`; if this
+    /// stream holds that id, the subscriber continues here with exactly what followed it.
+    private func continueCatchUp(_ joiner: Joiner, after lastEventID: String, from catchUp: EventStream) {
+        self.eventLoop.execute {
+            let decision = self.admission.continuation(
+                after: lastEventID, replay: &self.replay, isEnded: self.lifecycle.isEnded, now: self.eventLoop.now
+            )
+            let joined: Bool
+            if case .attach(let status, let events) = decision {
+                self.counters?.values.catchUpsJoined += 1
+                self.add(joiner, status: status, events: events, kind: .continuation)
+                joined = true
+            } else {
+                joined = false
+            }
+            catchUp.eventLoop.execute { catchUp.catchUpAnswered(joined: joined) }
+        }
+    }
+
+    /// The shared stream's answer. Joined: the subscriber leaves this stream when it gets its
+    /// continuation, and this stream ends with it; what was held back is the shared stream's to
+    /// send. Not held: what was held back goes out now.
+    private func catchUpAnswered(joined: Bool) {
+        self.eventLoop.preconditionInEventLoop()
+        switch self.catchUp.answered(joined: joined) {
+        case .none:
+            break
+        case .release(let held, let eventCount, let askAgainAfter):
+            self.deliver(held, eventCount: eventCount)
+            if let askAgainAfter {
+                self.askToContinue(after: askAgainAfter)
+            }
+        }
+    }
+
     // MARK: Upstream
 
     public func upstreamConnected(isReconnect: Bool) {
@@ -375,6 +394,8 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         let now = self.eventLoop.now
         var blocks: [ByteBuffer] = []
         var eventCount = 0
+        /// The id the batch's last event carries (nil if it carries none).
+        var lastCarriedID: String?
         blocks.reserveCapacity(outputs.count)
         for output in outputs {
             switch output {
@@ -388,21 +409,40 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
                 guard let encoded = self.ingest.ingest(event, replay: self.replay, now: now, allocator: self.allocator)
                 else { continue }
                 self.replay.append(encoded, now: now)
-                self.openingBacklog.record(encoded)
+                self.admission.record(encoded)
                 self.eventsReceived += 1
                 self.counters?.values.eventsReceived += 1
                 eventCount += 1
+                lastCarriedID = encoded.id
                 blocks.append(encoded.bytes)
             }
         }
-        if !blocks.isEmpty, self.lifecycle.subscribers > 0 {
-            self.eventsSent += eventCount * self.lifecycle.subscribers
-            self.fanOut(StreamChunk(joining: blocks, eventCount: eventCount, allocator: self.allocator))
+        if !blocks.isEmpty {
+            switch self.catchUp.batchArrived(blocks, eventCount: eventCount, lastEventID: lastCarriedID) {
+            case .deliver:
+                self.deliver(blocks, eventCount: eventCount)
+                if eventCount > 0, self.lifecycle.subscribers > 0 {
+                    self.catchUpDelivered(lastEventCarriesID: lastCarriedID)
+                }
+            case .hold, .drop:
+                break
+            case .overflow:
+                self.logger.info("catching-up client too far ahead of the shared stream's answer; letting it reconnect")
+                self.end(.catchUpOverflow)
+                return
+            }
         }
         // After the fan-out: a waiter that gets in now has these events in its replay.
         if eventCount > 0 {
             self.admitResumeWaiters()
         }
+    }
+
+    /// Sends one batch to every subscriber.
+    private func deliver(_ blocks: [ByteBuffer], eventCount: Int) {
+        guard !blocks.isEmpty, self.lifecycle.subscribers > 0 else { return }
+        self.eventsSent += eventCount * self.lifecycle.subscribers
+        self.fanOut(StreamChunk(joining: blocks, eventCount: eventCount, allocator: self.allocator))
     }
 
     public func upstreamResponseHeaders(_ headers: [(String, String)]) {
@@ -455,7 +495,7 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
             id: self.id,
             path: self.displayPath,
             origin: self.key.origin + self.key.displayPath,
-            isPrivate: self.isPrivate,
+            sharing: self.sharing,
             subscribers: self.lifecycle.subscribers,
             upstreamState: self.upstreamState.rawValue,
             upstreamStateSeconds: seconds(now - self.upstreamStateSince),
@@ -530,11 +570,10 @@ public final class Stream: UpstreamFeedDelegate, @unchecked Sendable {
         // Waiters look the key up again (a new stream, or their own).
         self.resumeTimer?.cancel()
         self.resumeTimer = nil
-        for waiter in self.resumeWaiters {
-            let subscriber = waiter.subscriber
-            waiter.loop.execute { subscriber.value.subscriber?.streamRefused(.ended) }
+        for joiner in self.admission.streamEnded() {
+            joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(.ended) }
         }
-        self.resumeWaiters.removeAll()
+        self.catchUpSubscriber = nil
         self.hub?.streamEnded(self)
         self.logger.debug("stream ended", metadata: ["reason": "\(reason.map { "\($0)" } ?? "linger expired")"])
     }
