@@ -68,7 +68,7 @@ public struct ShareByError: Error, CustomStringConvertible, Sendable {
 }
 
 extension StringProtocol {
-    func trimmingASCIISpaces() -> String {
+    public func trimmingASCIISpaces() -> String {
         var slice = Substring(self)
         while slice.first == " " || slice.first == "\t" { slice = slice.dropFirst() }
         while slice.last == " " || slice.last == "\t" { slice = slice.dropLast() }

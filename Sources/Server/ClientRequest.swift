@@ -33,6 +33,9 @@ struct ClientRequest {
     /// The path as the client asked for it (normalized), with its query's values masked: what
     /// the status page and the access log show.
     var displayPath: String
+    /// A browser would send cookies with this request (and keep the ones its answer sets): the
+    /// stream's upstream reconnects may then repeat the cookies the origin set.
+    var sendsCookies: Bool
 
     /// The longest `Last-Event-ID` taken from a client. Origins' ids are short; a longer one is an
     /// abuse of the header that would be repeated in every origin request of a stream.
@@ -154,9 +157,48 @@ struct ClientRequest {
                 key: key,
                 wantsEvents: wantsEvents,
                 isUnshared: configuration.unsharedRoutes.contains(match.route.prefix),
-                displayPath: clientQuery.map { $0.isEmpty ? path : path + "?" + StreamKey.maskedQuery($0) } ?? path
+                displayPath: clientQuery.map { $0.isEmpty ? path : path + "?" + StreamKey.maskedQuery($0) } ?? path,
+                sendsCookies: Self.browserSendsCookies(head.headers)
             )
         )
+    }
+
+    /// Whether a browser would send cookies with this request, and so keep those of its answer.
+    /// An `EventSource` sends them only to its own origin unless the page asked for credentials,
+    /// and a request with credentials carries the cookies it has. So: a request that carries a
+    /// `Cookie`; one the browser marks same-origin or user-initiated (`Sec-Fetch-Site`); one
+    /// without that header (older browsers, SDKs, curl) whose `Origin`, if any, is the `Host` it
+    /// asks. Not a same-site but cross-origin one: that is still "cross-origin" to
+    /// `EventSource`'s default credentials mode.
+    static func browserSendsCookies(_ headers: HTTPHeaders) -> Bool {
+        if headers.contains(name: "cookie") {
+            return true
+        }
+        if let site = headers.first(name: "sec-fetch-site")?.trimmingASCIISpaces().lowercased() {
+            return site == "same-origin" || site == "none"
+        }
+        guard let origin = headers.first(name: "origin") else { return true }
+        guard let host = headers.first(name: "host"), let originAuthority = Self.authority(ofOrigin: origin) else { return false }
+        return Self.sameAuthority(originAuthority, host.trimmingASCIISpaces())
+    }
+
+    /// `example.com:8443` of `https://example.com:8443`; nil for `null` and other non-URLs.
+    private static func authority(ofOrigin origin: String) -> Substring? {
+        guard let range = origin.firstRange(of: "://") else { return nil }
+        let authority = origin[range.upperBound...]
+        return authority.isEmpty || authority.contains("/") ? nil : authority
+    }
+
+    /// Host and port equal, a default port (80, 443) or none being the same.
+    private static func sameAuthority(_ a: Substring, _ b: String) -> Bool {
+        func normalized(_ value: Substring) -> String {
+            var lowered = value.lowercased()
+            for suffix in [":80", ":443"] where lowered.hasSuffix(suffix) {
+                lowered.removeLast(suffix.count)
+            }
+            return lowered
+        }
+        return normalized(a) == normalized(Substring(b))
     }
 
     /// The value of a request header, all its lines joined (as the share key reads them).

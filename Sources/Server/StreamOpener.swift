@@ -202,6 +202,7 @@ final class StreamOpener: OriginConnectionDelegate {
             resumeID: resumeID,
             eventLoop: eventLoop,
             configuration: configuration.upstream,
+            keepsOriginCookies: request.sendsCookies,
             logger: shared.logger
         )
         stream.start(upstream: session)

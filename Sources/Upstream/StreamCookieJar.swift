@@ -3,6 +3,11 @@
 /// a cookie then work through the gateway as they do directly. One jar per stream (never shared
 /// across stream keys); `Set-Cookie` itself is never repeated to other clients.
 ///
+/// Only for streams whose opening request the browser would have sent cookies with
+/// (`isEnabled`; the front end decides, see `ClientRequest.browserSendsCookies`): a browser
+/// neither keeps nor sends cookies for a cross-origin `EventSource` without credentials, and
+/// neither does the gateway for it.
+///
 /// Deliberately small: name and value only; `Max-Age` ≤ 0 or an empty value deletes; `Path`,
 /// `Domain` and `Expires` are not interpreted (every request of a stream goes to one URL).
 struct StreamCookieJar: Sendable, Equatable {
@@ -10,16 +15,23 @@ struct StreamCookieJar: Sendable, Equatable {
     static let maxCookies = 32
     static let maxCookieLength = 4096
 
+    /// False: `Set-Cookie` is ignored and nothing is ever added to requests.
+    let isEnabled: Bool
     private(set) var cookies: [(name: String, value: String)] = []
 
+    init(isEnabled: Bool = true) {
+        self.isEnabled = isEnabled
+    }
+
     static func == (lhs: StreamCookieJar, rhs: StreamCookieJar) -> Bool {
-        lhs.cookies.elementsEqual(rhs.cookies) { $0.name == $1.name && $0.value == $1.value }
+        lhs.isEnabled == rhs.isEnabled && lhs.cookies.elementsEqual(rhs.cookies) { $0.name == $1.name && $0.value == $1.value }
     }
 
     var isEmpty: Bool { self.cookies.isEmpty }
 
     /// Takes the `Set-Cookie` lines of one response.
     mutating func store(setCookie lines: [String]) {
+        guard self.isEnabled else { return }
         for line in lines {
             let parts = line.split(separator: ";", omittingEmptySubsequences: false)
             guard let pair = parts.first, let equals = pair.firstIndex(of: "=") else { continue }

@@ -65,7 +65,7 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     private var pending: [SSEParser.Output] = []
     private var stopped = false
     /// Cookies the origin set on this stream's responses, sent on its later requests.
-    private var cookies = StreamCookieJar()
+    private var cookies: StreamCookieJar
     /// The current connection hit an oversized event; the rest of its bytes are ignored.
     private var connectionFailed = false
     /// Injected in tests for deterministic jitter.
@@ -77,8 +77,10 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         resumeID: String?,
         eventLoop: EventLoop,
         configuration: Configuration,
+        keepsOriginCookies: Bool = true,
         logger: Logger
     ) {
+        self.cookies = StreamCookieJar(isEnabled: keepsOriginCookies)
         self.target = target
         self.requestHead = requestHead
         self.eventLoop = eventLoop

@@ -464,6 +464,47 @@ final class UpstreamFidelityTests: XCTestCase {
         await harness.shutdown()
     }
 
+    /// The jar is used only where a browser would send cookies: web-platform-tests'
+    /// `request-credentials` through the gateway. A cross-origin EventSource without credentials
+    /// must not get, on the gateway's reconnect, a cookie the origin set on the first response.
+    func testTheJarFollowsTheBrowsersCredentialsRule() async throws {
+        let harness = try await GatewayHarness.start(origin: { request, responder in
+            responder.sendHead(headers: [
+                ("Content-Type", "text/event-stream"),
+                ("Set-Cookie", "resume=\(request.path.split(separator: "/").last ?? "")-first; Path=/"),
+            ])
+        })
+        let host = "127.0.0.1:\(harness.port)"
+        let cases: [(path: String, headers: [(String, String)], expected: String?)] = [
+            ("cross-site", [("Origin", "https://other.example"), ("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "cors")], nil),
+            ("same-site", [("Origin", "https://app.\(host)"), ("Sec-Fetch-Site", "same-site")], nil),
+            ("same-origin", [("Origin", "http://\(host)"), ("Sec-Fetch-Site", "same-origin")], "resume=same-origin-first"),
+            ("old-browser-cross", [("Origin", "https://other.example")], nil),
+            ("old-browser-same", [("Origin", "http://\(host)")], "resume=old-browser-same-first"),
+            ("opaque", [("Origin", "null")], nil),
+            ("sdk", [], "resume=sdk-first"),
+            ("with-credentials", [("Origin", "https://other.example"), ("Sec-Fetch-Site", "cross-site"), ("Cookie", "session=s")],
+             "session=s; resume=with-credentials-first"),
+        ]
+        var clients: [SSETestClient] = []
+        for item in cases {
+            let client = try await harness.client("/events/\(item.path)", headers: item.headers)
+            _ = try await client.waitForHead()
+            clients.append(client)
+        }
+        try await harness.origin.waitForStreams(count: cases.count)
+        harness.origin.closeAllConnections()
+        try await harness.origin.waitForRequests(count: 2 * cases.count)
+        let reconnects = harness.origin.requests.suffix(cases.count)
+        for item in cases {
+            let request = reconnects.first { $0.path.hasSuffix("/" + item.path) }
+            XCTAssertNotNil(request, item.path)
+            XCTAssertEqual(request?.header("cookie"), item.expected, item.path)
+        }
+        for client in clients { await client.close() }
+        await harness.shutdown()
+    }
+
     func testUnsharedRouteGivesEachClientItsOwnSnapshot() async throws {
         let harness = try await GatewayHarness.start(
             routes: [("/state", "/state")],
