@@ -16,6 +16,8 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
 
     /// Set while this connection streams ticks; the broadcaster writes through it.
     private var streamContext: ChannelHandlerContext?
+    /// The path this connection streams, counted in `DemoControls.openStreams` while it does.
+    private var streamPath: String?
     private var lastSentTick: Int64 = 0
     private(set) var dropDeadline: NIODeadline?
 
@@ -92,13 +94,18 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
         }
         if path == "/events" || path.hasPrefix("/events/") {
             self.controls.streamRequests.withLockedValue { $0[String(path), default: 0] += 1 }
+            self.controls.openStreams.withLockedValue { $0[String(path), default: 0] += 1 }
+            self.streamPath = String(path)
             self.startStream(context: context, head: head, query: query)
             return
         }
         if path == "/demo/stats" {
-            let counts = self.controls.streamRequests.withLockedValue { $0 }
-            let body = "{\"streamRequests\":{" + counts.sorted { $0.key < $1.key }
-                .map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}}\n"
+            func json(_ counts: [String: Int]) -> String {
+                "{" + counts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
+            }
+            let requests = self.controls.streamRequests.withLockedValue { $0 }
+            let open = self.controls.openStreams.withLockedValue { $0 }
+            let body = "{\"streamRequests\":\(json(requests)),\"openStreams\":\(json(open))}\n"
             return self.sendPlain(context: context, head: head, status: .ok, contentType: "application/json", body: body)
         }
         switch path {
@@ -217,6 +224,10 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
     }
 
     private func stopStreaming() {
+        if let path = self.streamPath {
+            self.streamPath = nil
+            self.controls.openStreams.withLockedValue { $0[path, default: 0] -= 1 }
+        }
         guard self.streamContext != nil else { return }
         self.streamContext = nil
         self.dropDeadline = nil

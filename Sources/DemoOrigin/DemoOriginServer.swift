@@ -11,7 +11,7 @@ import NIOPosix
 ///
 /// Routes: `GET /` (the demo page, `DemoPage`), `GET /events` and `/events/...` (the stream, open
 /// to pages of any site: CORS `*`), `GET /healthz` (`ok`), `POST /demo/cut` (cuts the attached
-/// `DemoNetworkPaths`), `GET /demo/stats` (stream requests so far, by path, as JSON), `OPTIONS`
+/// `DemoNetworkPaths`), `GET /demo/stats` (stream requests so far and streams open now, by path, as JSON), `OPTIONS`
 /// (CORS preflight); other paths get `404`, other methods `405`.
 public final class DemoOriginServer: Sendable {
     private struct Connections {
@@ -149,4 +149,6 @@ final class DemoControls: Sendable {
     let paths = NIOLockedValueBox<DemoNetworkPaths?>(nil)
     /// Stream requests by path, for `/demo/stats` (tests count a gateway's origin requests).
     let streamRequests = NIOLockedValueBox<[String: Int]>([:])
+    /// Streams open now, by path (tests check that a gateway's origin connections merge).
+    let openStreams = NIOLockedValueBox<[String: Int]>([:])
 }
