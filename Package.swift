@@ -82,6 +82,9 @@ let package = Package(
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        // The request path and the connection layer without sockets: pure state machines and
+        // every order of events on an EmbeddedEventLoop with in-memory origins.
+        .testTarget(name: "ServerTests", dependencies: ["Server", "LifelineCore", "Upstream", "CMalloc", nioCore, nioHTTP1, nioEmbedded, logging, nioConcurrency]),
         .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "Admin", "CMalloc", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded,
                                                        .product(name: "Atomics", package: "swift-atomics")]),
 

@@ -407,7 +407,7 @@ extension ClientExchange: StreamSubscriber {
         self.loop.counters.values.eventsSent += attachment.replay.count
         self.loop.counters.values.subscribers += 1
         self.state = .streaming(attachment.membership)
-        let introChunk = StreamChunk(bytes: intro, eventCount: 0, allocator: responder.allocator)
+        let introChunk = StreamChunk(bytes: intro, eventCount: 0)
         self.send(introChunk.bytes, counted: false, chunk: introChunk)
         self.sendReplay(attachment.replay, allocator: responder.allocator)
         responder.flush()

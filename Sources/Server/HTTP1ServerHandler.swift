@@ -305,14 +305,15 @@ extension HTTP1ServerHandler: ClientResponder {
 
     func writeChunk(_ chunk: StreamChunk) {
         guard let context = self.context, self.exchange != nil, let framing = self.machine.framing else { return }
-        self.write(framing.chunked ? chunk.chunked : chunk.bytes, context: context)
+        let allocator = context.channel.allocator
+        self.write(framing.chunked ? self.loop.chunkFramer.framed(chunk.bytes, allocator: allocator) : chunk.bytes, context: context)
     }
 
     func writeBody(_ bytes: ByteBuffer) {
         guard let context = self.context, self.exchange != nil, let framing = self.machine.framing, !framing.bodyless
         else { return }
         if framing.chunked {
-            self.write(StreamChunk(bytes: bytes, eventCount: 0, allocator: context.channel.allocator).chunked, context: context)
+            self.write(HTTP1ChunkFramer.frame(bytes, allocator: context.channel.allocator), context: context)
         } else {
             self.write(bytes, context: context)
         }

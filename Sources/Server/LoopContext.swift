@@ -24,6 +24,8 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     private(set) var heartbeat: StreamChunk
     /// The comment written right after an event-stream response head.
     private(set) var opening: ByteBuffer
+    /// Frames the bytes this loop's HTTP/1.1 subscribers are sent alike, once for all of them.
+    let chunkFramer = HTTP1ChunkFramer()
 
     init(eventLoop: EventLoop, shared: GatewayShared) {
         self.eventLoop = eventLoop
