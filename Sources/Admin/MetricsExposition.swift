@@ -82,6 +82,13 @@ enum MetricsExposition {
             "lifeline_slow_client_disconnects_total", "Clients disconnected for falling more than --client-buffer behind.",
             counters.slowClientDisconnects
         )
+        for party in EndingParty.allCases {
+            counter(
+                "lifeline_exchanges_ended_total",
+                "Requests that ended, by whose doing: none (complete), client, origin or lifeline.",
+                counters.exchangesEnded[party], labels: [("by", party.rawValue)]
+            )
+        }
         for reason in RefusalReason.allCases {
             counter(
                 "lifeline_requests_refused_total", "Requests and connections answered by the gateway itself, by reason.",

@@ -30,6 +30,8 @@ public struct GatewayCounters: Sendable, Equatable {
     public var lastEventIDsRejected = 0
     /// Requests and connections the gateway answered itself instead of serving them.
     public var refused = RefusalCounts()
+    /// Requests (exchanges) that ended, by whose doing.
+    public var exchangesEnded = EndingCounts()
 
     // MARK: Streams
 
@@ -56,6 +58,7 @@ public struct GatewayCounters: Sendable, Equatable {
         sum.slowClientDisconnects = a.slowClientDisconnects + b.slowClientDisconnects
         sum.lastEventIDsRejected = a.lastEventIDsRejected + b.lastEventIDsRejected
         sum.refused = a.refused + b.refused
+        sum.exchangesEnded = a.exchangesEnded + b.exchangesEnded
         sum.eventsReceived = a.eventsReceived + b.eventsReceived
         sum.upstreamReconnects = a.upstreamReconnects + b.upstreamReconnects
         return sum
@@ -139,6 +142,45 @@ public enum RefusalReason: String, Sendable, CaseIterable {
         case .originUnreachable: return 502
         case .originTimeout: return 504
         }
+    }
+}
+
+/// Whose doing the end of a request or connection was (as Pingora tags its errors).
+public enum EndingParty: String, Sendable, CaseIterable {
+    /// Nobody's: the response was complete.
+    case none
+    /// The client's: it left, was too slow, or sent what could not be served.
+    case client
+    /// The origin's: unreachable, too slow, failed mid-response, or ended the stream.
+    case origin
+    /// Lifeline's own: its limits, a drain or a shutdown.
+    case lifeline
+}
+
+/// Counts by `EndingParty`.
+public struct EndingCounts: Sendable, Equatable {
+    private var counts = [Int](repeating: 0, count: EndingParty.allCases.count)
+
+    public init() {}
+
+    public subscript(_ party: EndingParty) -> Int {
+        get { self.counts[Self.index(party)] }
+        set { self.counts[Self.index(party)] = newValue }
+    }
+
+    private static func index(_ party: EndingParty) -> Int {
+        switch party {
+        case .none: return 0
+        case .client: return 1
+        case .origin: return 2
+        case .lifeline: return 3
+        }
+    }
+
+    public static func + (a: EndingCounts, b: EndingCounts) -> EndingCounts {
+        var sum = EndingCounts()
+        for index in sum.counts.indices { sum.counts[index] = a.counts[index] + b.counts[index] }
+        return sum
     }
 }
 

@@ -41,57 +41,13 @@ struct ClientRequest {
     /// abuse of the header that would be repeated in every origin request of a stream.
     static let maxLastEventIDLength = 1024
 
-    /// Why a request is answered by the gateway itself.
-    enum Refusal: Equatable, Error {
-        /// Not origin-form or absolute-form, or a path that climbs above the root.
-        case badTarget
-        /// HTTP/1.1 without `Host`, or more than one `Host`.
-        case badHost
-        /// A header whose name is not a token or whose value holds a control character: it could
-        /// not be sent on to an origin (RFC 9110 §5.1, §5.5).
-        case badHeader
-        case noRoute(path: String)
-
-        var status: HTTPResponseStatus {
-            switch self {
-            case .badTarget, .badHost, .badHeader: return .badRequest
-            case .noRoute: return .notFound
-            }
-        }
-
-        var body: String {
-            switch self {
-            case .badTarget: return "bad request target\n"
-            case .badHost: return "missing or repeated Host header\n"
-            case .badHeader: return "malformed header field\n"
-            case .noRoute(let path): return "no route for \(path)\n"
-            }
-        }
-
-        /// A request the gateway cannot make sense of may leave the connection out of step.
-        var closesConnection: Bool {
-            switch self {
-            case .badTarget, .badHost, .badHeader: return true
-            case .noRoute: return false
-            }
-        }
-
-        var endReason: String {
-            switch self {
-            case .badTarget: return "bad request target (400)"
-            case .badHost: return "bad Host (400)"
-            case .badHeader: return "malformed header field (400)"
-            case .noRoute: return "no route (404)"
-            }
-        }
-    }
-
+    /// Validates `head` and resolves its route and stream key; a refusal is answered by the gateway.
     static func parse(
         _ head: HTTPRequestHead,
         client: ClientFacts,
         router: Router,
         configuration: GatewayConfiguration
-    ) -> Result<ClientRequest, Refusal> {
+    ) -> Result<ClientRequest, RequestRefusal> {
         var head = head
         let isHTTP1 = head.version.major < 2
         if isHTTP1 {

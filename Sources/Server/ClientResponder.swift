@@ -21,8 +21,9 @@ protocol ClientResponder: AnyObject {
     /// Writes the response head. `isEventStream`: an event-stream response of unknown length.
     /// Otherwise `headers` are the origin's (hop-by-hop removed) and decide the body's framing.
     func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders, isEventStream: Bool)
-    /// Event-stream bytes shared by many subscribers (a responder may use the pre-framed form).
-    func writeChunk(_ chunk: StreamChunk)
+    /// Event-stream bytes that other subscribers on this loop are sent alike (a batch, a
+    /// heartbeat): HTTP/1.1 frames them once per loop (`HTTP1ChunkFramer`).
+    func writeShared(_ bytes: ByteBuffer)
     /// Plain body bytes.
     func writeBody(_ bytes: ByteBuffer)
     func flush()

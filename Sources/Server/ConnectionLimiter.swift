@@ -8,13 +8,6 @@ import NIOConcurrencyHelpers
 /// atomic counter, and addresses are counted (only while `--max-clients-per-ip` is set) in 16
 /// shards by address, each with its own lock.
 final class ConnectionLimiter: Sendable {
-    enum Refusal: Error {
-        /// Over `--max-clients`: 503.
-        case tooManyClients
-        /// Over `--max-clients-per-ip`: 429.
-        case tooManyFromAddress
-    }
-
     /// What ``admit(address:)`` counted, for the matching ``release(_:address:)``: a reload may
     /// turn the per-address limit on or off while the connection is open. (No copy of the
     /// address: the connection keeps it anyway, and this sits in every connection's record.)
@@ -46,7 +39,7 @@ final class ConnectionLimiter: Sendable {
     var total: Int { self.admitted.load(ordering: .relaxed) }
 
     /// Admits a connection; it must later be released with what this returns.
-    func admit(address: String) -> Result<Admission, Refusal> {
+    func admit(address: String) -> Result<Admission, RequestRefusal> {
         let maxClients = self.maxClients.load(ordering: .relaxed)
         var current = self.admitted.load(ordering: .relaxed)
         while true {

@@ -5,9 +5,10 @@ import NIOHTTP1
 import Upstream
 
 /// One client connection over HTTP/1.1: the I/O around `HTTP1ConnectionStateMachine` (which
-/// decides keep-alive, pipelining, framing and when reads flow), admission and the access log
-/// (`ClientConnectionRecord`), and the request-head timeout. Each request is a `ClientExchange`,
-/// which this handler serves as its `ClientResponder`.
+/// decides keep-alive, pipelining, framing and when reads flow). Admission, the request-head
+/// timer, byte counts and the access log are the connection core's (`ClientConnection`), shared
+/// with HTTP/2. Each request is a `ClientExchange`, which this handler serves as its
+/// `ClientResponder`.
 ///
 /// The handler writes its own response heads and framing, so that event bytes reach the socket
 /// as the stream's shared, pre-framed buffers.
@@ -35,8 +36,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var machine = HTTP1ConnectionStateMachine()
     /// The exchange answering the current request, while the machine is exchanging.
     private var exchange: ClientExchange?
-    private var headTimer: Scheduled<Void>?
-    private var record: ClientConnectionRecord
+    private let connection: ClientConnection
     private let isTLS: Bool
 
     init(shared: GatewayShared, loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
@@ -44,7 +44,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.loop = loop
         self.isTLS = scheme == "https"
         self.decoder = decoder
-        self.record = ClientConnectionRecord(protocolName: "http/1.1", connectedAt: loop.eventLoop.now)
+        self.connection = ClientConnection(protocolName: "http/1.1", loop: loop)
     }
 
     /// The decoder is gone: no further request can be read on this connection.
@@ -56,7 +56,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.loop.addConnection(context, protocol: .http1, tls: self.isTLS)
+        self.connection.register(context, protocol: .http1, tls: self.isTLS)
         if context.channel.isActive {
             self.start(context: context)
         }
@@ -70,35 +70,34 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Admission and the first head timer; once per connection (the handler may be added to an
     /// active channel after TLS and protocol negotiation).
     private func start(context: ChannelHandlerContext) {
-        guard case .pending = self.record.admission else { return }
+        guard self.connection.isPendingAdmission else { return }
         self.clientAddress = context.channel.remoteAddress?.ipAddress
-        if let refusal = self.record.admit(address: self.clientAddress, shared: self.shared, counters: self.loop.counters) {
+        if let refusal = self.connection.admit(address: self.clientAddress) {
             self.respondAndClose(context: context, status: refusal.status, body: refusal.body, extraHeaders: [("Retry-After", "5")])
             return
         }
-        self.armHeadTimer(context: context)
+        self.armHeadTimer()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         self.tearDown()
-        self.record.close(shared: self.shared, now: context.eventLoop.now)
+        self.connection.close()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.loop.removeConnection(context)
+        self.connection.unregister(context)
         self.tearDown()
         self.context = nil
     }
 
     /// The connection is gone: the exchange in flight leaves its stream or origin.
     private func tearDown() {
-        self.headTimer?.cancel()
-        self.headTimer = nil
+        self.connection.cancelIdleTimer()
         if let exchange = self.exchange {
             self.exchange = nil
             exchange.clientGone()
-            self.record.account(exchange)
+            self.connection.account(exchange)
         }
         self.machine.closed()
     }
@@ -107,7 +106,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if event is GatewayDrain {
             // Like a shutdown for what is idle or plain; a stream goes at its drain moment.
             if self.machine.shutdown() {
-                self.record.endReason = "gateway drain"
+                self.connection.ended(.drained)
                 self.tearDown()
                 context.close(promise: nil)
             } else {
@@ -117,7 +116,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if event is GatewayShutdown {
             if self.machine.shutdown() {
-                self.record.endReason = "gateway shutdown"
+                self.connection.ended(.shutdown)
                 self.tearDown()
                 context.close(promise: nil)
             }
@@ -128,51 +127,38 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let parserError = error as? HTTPParserError {
-            self.loop.counters.values.refused[parserError == .headerOverflow ? .headTooLarge : .badRequest] += 1
+            let refusal: RequestRefusal = parserError == .headerOverflow ? .headTooLarge : .malformed
+            self.loop.counters.values.refused[refusal.reason] += 1
+            self.connection.ended(.refused(refusal))
             guard self.machine.isAwaitingHead else {
                 self.tearDown()
                 context.close(promise: nil)
                 return
             }
-            switch parserError {
-            case .headerOverflow:
-                self.record.endReason = "request head too large (431)"
-                self.respondAndClose(
-                    context: context,
-                    status: .init(statusCode: 431, reasonPhrase: "Request Header Fields Too Large"),
-                    body: "request head too large\n"
-                )
-            default:
-                self.record.endReason = "bad request (400)"
-                self.respondAndClose(context: context, status: .badRequest, body: "bad request\n")
-            }
+            self.respondAndClose(context: context, status: refusal.status, body: refusal.body)
             return
         }
         // Resets and the like: nothing to say to a client that is gone.
-        self.record.endReason = "error: \(error)"
+        self.connection.ended(.connectionError("\(error)"))
         self.tearDown()
         context.close(promise: nil)
     }
 
-    private func armHeadTimer(context: ChannelHandlerContext) {
-        self.headTimer?.cancel()
-        let timeout = self.shared.configuration.requestHeadTimeout
-        guard timeout > .zero else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        self.headTimer = context.eventLoop.scheduleTask(in: timeout) {
-            bound.value.headTimedOut()
+    /// Waiting for a request head: the connection core's one timer (slowloris, idle keep-alive).
+    private func armHeadTimer() {
+        self.connection.armIdleTimer { [weak self] in
+            self?.headTimedOut()
         }
     }
 
     private func headTimedOut() {
-        self.headTimer = nil
         guard self.machine.isAwaitingHead, let context = self.context else { return }
-        if self.machine.requests == 0 {
-            self.record.endReason = "request head timeout (408)"
-            self.loop.counters.values.refused[.requestTimeout] += 1
-            self.respondAndClose(context: context, status: .requestTimeout, body: "request head timeout\n")
+        let outcome = self.connection.idleOutcome
+        self.connection.ended(outcome)
+        if case .refused(let refusal) = outcome {
+            self.loop.counters.values.refused[refusal.reason] += 1
+            self.respondAndClose(context: context, status: refusal.status, body: refusal.body)
         } else {
-            self.record.endReason = "idle keep-alive timeout"
             self.machine.closed()
             context.close(promise: nil)
         }
@@ -203,9 +189,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch self.machine.receive(part) {
         case .startExchange(let head):
-            self.headTimer?.cancel()
-            self.headTimer = nil
-            self.record.requests += 1
+            self.connection.requestStarted()
             // The loop's configuration now: after a reload, a kept-alive connection's next request
             // follows the new routes and limits.
             let exchange = ClientExchange(shared: self.loop.shared, loop: self.loop, responder: self)
@@ -224,8 +208,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Writing
 
     private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
-        self.record.bytesSent += buffer.readableBytes
-        self.loop.counters.values.bytesSent += buffer.readableBytes
+        self.connection.countSent(buffer.readableBytes)
         context.write(self.wrapOutboundOut(buffer), promise: nil)
     }
 
@@ -237,8 +220,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         self.tearDown()
         let buffer = HTTP1ResponseHead.simple(status: status, body: body, close: true, extraHeaders: extraHeaders)
-        self.record.bytesSent += buffer.readableBytes
-        self.loop.counters.values.bytesSent += buffer.readableBytes
+        self.connection.countSent(buffer.readableBytes)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(self.wrapOutboundOut(buffer)).whenComplete { _ in
             boundContext.value.close(promise: nil)
@@ -249,12 +231,12 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func responseFinished(close: Bool) {
         guard let context = self.context, let exchange = self.exchange else { return }
         self.exchange = nil
-        self.record.account(exchange)
+        self.connection.account(exchange)
         switch self.machine.responseEnded(closeRequested: close, streamingOnly: self.decoderReleased) {
         case .close:
             context.close(promise: nil)
         case .awaitNext(let replay, let passHeldRead):
-            self.armHeadTimer(context: context)
+            self.armHeadTimer()
             for part in replay {
                 self.handle(part, context: context)
             }
@@ -303,10 +285,10 @@ extension HTTP1ServerHandler: ClientResponder {
         }
     }
 
-    func writeChunk(_ chunk: StreamChunk) {
+    func writeShared(_ bytes: ByteBuffer) {
         guard let context = self.context, self.exchange != nil, let framing = self.machine.framing else { return }
         let allocator = context.channel.allocator
-        self.write(framing.chunked ? self.loop.chunkFramer.framed(chunk.bytes, allocator: allocator) : chunk.bytes, context: context)
+        self.write(framing.chunked ? self.loop.chunkFramer.framed(bytes, allocator: allocator) : bytes, context: context)
     }
 
     func writeBody(_ bytes: ByteBuffer) {
@@ -335,7 +317,7 @@ extension HTTP1ServerHandler: ClientResponder {
     func abortResponse() {
         guard let context = self.context, let exchange = self.exchange else { return }
         self.exchange = nil
-        self.record.account(exchange)
+        self.connection.account(exchange)
         self.machine.responseAborted()
         context.close(promise: nil)
     }

@@ -6,26 +6,25 @@ import NIOHTTP1
 import Upstream
 
 /// One client connection over HTTP/2: each request stream is a `ClientExchange`, served by an
-/// `HTTP2StreamResponder`. Admission, the access log and shutdown are per connection, as for
-/// HTTP/1.1; heartbeats, replay and slow-client bounds are per stream, exactly as over HTTP/1.1.
+/// `HTTP2StreamResponder`. Admission, the idle timer, byte counts and the access log are the
+/// connection core's (`ClientConnection`), as for HTTP/1.1; heartbeats, replay and slow-client
+/// bounds are per stream, exactly as over HTTP/1.1. What is HTTP/2's own: streams, GOAWAY, and
+/// an access-log line per stream.
 final class HTTP2FrontEnd {
     private let shared: GatewayShared
     private let loop: LoopContext
     private let scheme: String
     private let clientAddress: String?
     private var responders: [Int32: HTTP2StreamResponder] = [:]
-    private var record: ClientConnectionRecord
+    let connection: ClientConnection
     private weak var handler: HTTP2ServerHandler?
-    /// A connection with no stream open for `--request-head-timeout` is closed (GOAWAY), as an
-    /// idle HTTP/1.1 connection is: otherwise a client could hold a slot with a bare preface.
-    private var idleTimer: Scheduled<Void>?
 
     init(shared: GatewayShared, loop: LoopContext, scheme: String, clientAddress: String?) {
         self.shared = shared
         self.loop = loop
         self.scheme = scheme
         self.clientAddress = clientAddress
-        self.record = ClientConnectionRecord(protocolName: "h2", connectedAt: loop.eventLoop.now)
+        self.connection = ClientConnection(protocolName: "h2", loop: loop)
     }
 
     /// Adds the HTTP/2 handler for this front end to `channel`'s pipeline.
@@ -55,25 +54,21 @@ final class HTTP2FrontEnd {
 
     /// A refused connection's first request is answered 503/429 (as over HTTP/1.1), then GOAWAY.
     private func admit() {
-        _ = self.record.admit(address: self.clientAddress, shared: self.shared, counters: self.loop.counters)
+        _ = self.connection.admit(address: self.clientAddress)
     }
 
+    /// A connection with no stream open for `--request-head-timeout` is closed (GOAWAY), as an
+    /// idle HTTP/1.1 connection is: otherwise a client could hold a slot with a bare preface.
     private func armIdleTimer() {
-        self.idleTimer?.cancel()
-        let timeout = self.shared.configuration.requestHeadTimeout
-        guard timeout > .zero else { return }
-        let bound = NIOLoopBound(self, eventLoop: self.loop.eventLoop)
-        self.idleTimer = self.loop.eventLoop.scheduleTask(in: timeout) {
-            let frontEnd = bound.value
-            frontEnd.idleTimer = nil
-            guard frontEnd.responders.isEmpty else { return }
-            frontEnd.record.endReason = frontEnd.record.requests == 0 ? "no request in time" : "idle timeout"
-            frontEnd.handler?.beginGracefulShutdown()
+        self.connection.armIdleTimer { [weak self] in
+            guard let self, self.responders.isEmpty else { return }
+            // HTTP/2 has no 408 to send: the connection just goes.
+            self.connection.ended(.idleTimeout)
+            self.handler?.beginGracefulShutdown()
         }
     }
 
     private func request(_ stream: HTTP2ServerStream) {
-        self.record.requests += 1
         let responder = HTTP2StreamResponder(
             stream: stream,
             frontEnd: self,
@@ -81,13 +76,12 @@ final class HTTP2FrontEnd {
             scheme: self.scheme,
             clientAddress: self.clientAddress
         )
-        if case .refused(let refusal) = self.record.admission {
+        self.connection.requestStarted()
+        if let refusal = self.connection.refusal {
             responder.respond(status: refusal.status, body: refusal.body, closeConnection: true)
             self.handler?.beginGracefulShutdown()
             return
         }
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
         self.responders[stream.streamID] = responder
         let exchange = ClientExchange(shared: self.loop.shared, loop: self.loop, responder: responder)
         responder.exchange = exchange
@@ -103,13 +97,12 @@ final class HTTP2FrontEnd {
     /// Response bytes handed to the connection (DATA payloads), for the access log and metrics.
     func countSent(_ bytes: Int, by responder: HTTP2StreamResponder) {
         responder.bytesSent += bytes
-        self.record.bytesSent += bytes
-        self.loop.counters.values.bytesSent += bytes
+        self.connection.countSent(bytes)
     }
 
     func streamFinished(_ responder: HTTP2StreamResponder) {
         guard let exchange = self.responders.removeValue(forKey: responder.streamID)?.exchange else { return }
-        self.record.account(exchange)
+        self.connection.account(exchange)
         self.logStream(responder, exchange)
         if self.responders.isEmpty {
             self.armIdleTimer()
@@ -128,26 +121,40 @@ final class HTTP2FrontEnd {
             "duration_ms": .stringConvertible(Int((self.loop.eventLoop.now - responder.startedAt).nanoseconds / 1_000_000)),
             "events": .stringConvertible(exchange.eventsSent),
             "bytes": .stringConvertible(responder.bytesSent),
-            "end": "\(exchange.endReason)",
+            "end": "\(exchange.outcome)",
+            "end_by": "\(exchange.outcome.party.rawValue)",
         ]
         self.shared.accessLogger.info("stream closed", metadata: metadata)
     }
 
     func connectionClosed(reason: String?) {
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
         for responder in self.responders.values {
             if let exchange = responder.exchange {
                 exchange.clientGone()
-                self.record.account(exchange)
+                self.connection.account(exchange)
                 self.logStream(responder, exchange)
             }
         }
         self.responders.removeAll()
         if let reason {
-            self.record.endReason = reason
+            self.connection.ended(Self.outcome(ofConnectionEnd: reason, current: self.connection.outcome))
         }
-        self.record.close(shared: self.shared, now: self.loop.eventLoop.now)
+        self.connection.close()
+    }
+
+    /// The HTTP/2 session's reason for ending, as the connection's outcome. A graceful shutdown
+    /// is the gateway's (drain, shutdown, idle timeout: the outcome set then stays).
+    static func outcome(ofConnectionEnd reason: String, current: ExchangeOutcome) -> ExchangeOutcome {
+        if reason == "graceful shutdown" {
+            switch current {
+            case .drained, .shutdown, .idleTimeout, .refused: return current
+            default: return .shutdown
+            }
+        }
+        if reason == "session ended (GOAWAY)" {
+            return .clientClosed
+        }
+        return .connectionError(reason)
     }
 }
 
@@ -169,11 +176,11 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.loop.addConnection(context, protocol: .h2, tls: self.isTLS)
+        self.frontEnd.connection.register(context, protocol: .h2, tls: self.isTLS)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.loop.removeConnection(context)
+        self.frontEnd.connection.unregister(context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -184,11 +191,13 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandl
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is GatewayShutdown {
             // GOAWAY: no new streams; the streams' responses end as their streams do.
+            self.frontEnd.connection.ended(.shutdown)
             self.handler.beginGracefulShutdown()
             return
         }
         if event is GatewayDrain {
             // GOAWAY, and each stream goes at its drain moment.
+            self.frontEnd.connection.ended(.drained)
             self.handler.beginGracefulShutdown()
             self.frontEnd.drainRequested()
             return
@@ -236,9 +245,9 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
         self.stream.sendHead(status: status, headers: fields)
     }
 
-    func writeChunk(_ chunk: StreamChunk) {
-        self.frontEnd.countSent(chunk.bytes.readableBytes, by: self)
-        self.stream.write(chunk.bytes)
+    func writeShared(_ bytes: ByteBuffer) {
+        self.frontEnd.countSent(bytes.readableBytes, by: self)
+        self.stream.write(bytes)
     }
 
     func writeBody(_ bytes: ByteBuffer) {

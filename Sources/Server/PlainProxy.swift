@@ -5,8 +5,8 @@ import Upstream
 
 /// Who a `PlainProxy` reports to: the exchange of its client.
 protocol PlainProxyOwner: AnyObject {
-    /// The response is over (complete, failed, or cut short); `reason` is for the access log.
-    func proxyFinished(reason: String)
+    /// The response is over (complete, failed, or cut short).
+    func proxyFinished(_ outcome: ExchangeOutcome)
     /// A plain GET was answered with an event stream (`curl -N` sends no
     /// `Accept: text/event-stream`): the owner makes it a stream subscription.
     func proxyAnsweredWithEventStream(_ head: HTTPResponseHead, connection: OriginConnection)
@@ -150,7 +150,7 @@ final class PlainProxy: OriginConnectionDelegate {
         guard self.state == .streamingBody else { return }
         self.state = .finished
         self.resumeIfPaused()
-        self.owner?.proxyFinished(reason: "response complete")
+        self.owner?.proxyFinished(.completed)
         self.responder?.endResponse(closeConnection: !self.requestEnded)
     }
 
@@ -165,20 +165,20 @@ final class PlainProxy: OriginConnectionDelegate {
         switch state {
         case .streamingBody:
             // The body was cut short: so is the client's response.
-            self.owner?.proxyFinished(reason: "origin failed mid-response")
+            self.owner?.proxyFinished(.originFailedMidResponse)
             self.responder?.abortResponse()
         case .awaitingHead:
             let counters = self.shared.metrics.counters(for: connection.eventLoop)
+            let refusal: RequestRefusal
             if case OriginConnection.Failure.headTimeout = error {
-                counters.values.refused[.originTimeout] += 1
-                self.owner?.proxyFinished(reason: "origin timeout (504)")
-                self.responder?.respond(status: .gatewayTimeout, body: "origin did not answer in time\n", closeConnection: close)
+                refusal = .originTimeout
             } else {
-                counters.values.refused[.originUnreachable] += 1
+                refusal = .originUnreachable
                 self.shared.logger.info("origin unreachable", metadata: ["error": "\(error)"])
-                self.owner?.proxyFinished(reason: "origin unreachable (502)")
-                self.responder?.respond(status: .badGateway, body: "origin unreachable\n", closeConnection: close)
             }
+            counters.values.refused[refusal.reason] += 1
+            self.owner?.proxyFinished(.refused(refusal))
+            self.responder?.respond(status: refusal.status, body: refusal.body, closeConnection: close)
         case .finished:
             break
         }

@@ -15,7 +15,7 @@ final class ClientRequestTests: XCTestCase {
         _ uri: String,
         version: HTTPVersion = .http1_1,
         headers: [(String, String)] = [("Host", "gw")]
-    ) -> Result<ClientRequest, ClientRequest.Refusal> {
+    ) -> Result<ClientRequest, RequestRefusal> {
         let head = HTTPRequestHead(version: version, method: .GET, uri: uri, headers: HTTPHeaders(headers))
         return ClientRequest.parse(
             head,
@@ -66,7 +66,7 @@ final class ClientRequestTests: XCTestCase {
         XCTAssertEqual(self.parse("/x", headers: [("Host", "gw"), ("X Y", "a")]).failure, .badHeader, "a space in a name")
         XCTAssertEqual(self.parse("/x", headers: [("Host", "gw"), ("X", "a\u{01}b")]).failure, .badHeader)
         XCTAssertEqual(self.parse("/x", headers: [("Host", "gw"), ("X", "a\u{7F}")]).failure, .badHeader)
-        XCTAssertEqual(ClientRequest.Refusal.badHeader.status, .badRequest)
+        XCTAssertEqual(RequestRefusal.badHeader.status, .badRequest)
         // Tabs, visible characters and obs-text are fine.
         XCTAssertNotNil(try? self.parse("/x", headers: [("Host", "gw"), ("X-Ok_1!", "a\tb ~ é")]).get())
     }

@@ -57,6 +57,7 @@ METRICS_CONTRACT: dict[str, tuple[str, dict[str, set[str]]]] = {
     "lifeline_sent_bytes_total": ("counter", {}),
     "lifeline_replay_requests_total": ("counter", {"result": {"hit", "miss"}}),
     "lifeline_catch_up_joins_total": ("counter", {}),
+    "lifeline_exchanges_ended_total": ("counter", {"by": {"none", "client", "origin", "lifeline"}}),
     "lifeline_upstream_reconnects_total": ("counter", {"reason": RECONNECT_REASONS}),
     "lifeline_slow_client_disconnects_total": ("counter", {}),
     "lifeline_requests_refused_total": ("counter", {"reason": REFUSAL_REASONS}),
@@ -72,6 +73,7 @@ METRICS_CONTRACT: dict[str, tuple[str, dict[str, set[str]]]] = {
 ALL_LABEL_COMBINATIONS = {
     "lifeline_connections": {(("protocol", p), ("tls", t)) for p in ("http1", "h2") for t in ("true", "false")},
     "lifeline_replay_requests_total": {(("result", r),) for r in ("hit", "miss")},
+    "lifeline_exchanges_ended_total": {(("by", b),) for b in ("none", "client", "origin", "lifeline")},
     "lifeline_upstream_reconnects_total": {(("reason", r),) for r in RECONNECT_REASONS},
     "lifeline_requests_refused_total": {(("reason", r),) for r in REFUSAL_REASONS},
 }

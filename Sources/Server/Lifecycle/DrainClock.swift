@@ -7,7 +7,7 @@ import NIOCore
 final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
     private struct Due {
         var at: NIODeadline
-        weak var exchange: ClientExchange?
+        weak var writer: StreamWriter?
     }
 
     let eventLoop: EventLoop
@@ -29,11 +29,11 @@ final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
         self.schedule = schedule
     }
 
-    /// Gives `exchange` its moment, within what is left of the window.
-    func add(_ exchange: ClientExchange) {
+    /// Gives `writer` its moment, within what is left of the window.
+    func add(_ writer: StreamWriter) {
         guard let schedule = self.schedule else { return }
         let at = schedule.closeTime(now: self.eventLoop.now, unit: self.random())
-        self.push(Due(at: at, exchange: exchange))
+        self.push(Due(at: at, writer: writer))
         self.arm()
     }
 
@@ -63,7 +63,7 @@ final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
         let now = self.eventLoop.now
         while let first = self.heap.first, first.at <= now {
             let due = self.pop()
-            due.exchange?.drainNow()
+            due.writer?.drainNow()
         }
         self.arm()
     }

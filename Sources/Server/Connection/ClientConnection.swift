@@ -1,0 +1,174 @@
+import LifelineCore
+import Logging
+import NIOCore
+
+/// What both front ends (HTTP/1.1 and HTTP/2) keep of one client connection, and do the same way:
+/// its admission under the connection limits, its registration with its loop (for drain and
+/// shutdown), the one timer for a connection that sends no request (the request-head timeout,
+/// an idle keep-alive or HTTP/2 connection), the bytes it was sent, and the access-log line
+/// with the connection's `ExchangeOutcome` when it ends. The front ends keep only their framing.
+/// Confined to the connection's loop.
+final class ClientConnection {
+    enum Admission {
+        case pending
+        case admitted(ConnectionLimiter.Admission)
+        case refused(RequestRefusal)
+        /// Released at close.
+        case closed
+    }
+
+    let protocolName: String
+    let connectedAt: NIODeadline
+    let loop: LoopContext
+    private(set) var clientAddress: String?
+    private(set) var admission = Admission.pending
+    private(set) var requests = 0
+    private(set) var eventsSent = 0
+    private(set) var bytesSent = 0
+    private var lastTarget = "-"
+    /// The last request's path, its query values masked (`StreamKey.displayPath`).
+    private var lastPath = "-"
+    /// How the connection ended; a failed exchange's outcome wins over a later complete one.
+    private(set) var outcome = ExchangeOutcome.clientClosed
+    private var idleTimer: Scheduled<Void>?
+
+    init(protocolName: String, loop: LoopContext) {
+        self.protocolName = protocolName
+        self.loop = loop
+        self.connectedAt = loop.eventLoop.now
+    }
+
+    /// The configuration new requests on this connection take (the loop's, swapped by a reload).
+    var shared: GatewayShared { self.loop.shared }
+
+    // MARK: Admission
+
+    /// Admits the connection under `--max-clients` and `--max-clients-per-ip`; returns the refusal,
+    /// if any (the front end answers it and closes). Once per connection.
+    func admit(address: String?) -> RequestRefusal? {
+        guard case .pending = self.admission else { return nil }
+        self.clientAddress = address
+        switch self.shared.limiter.admit(address: address ?? "unknown") {
+        case .success(let admission):
+            self.admission = .admitted(admission)
+            self.loop.counters.values.connectionsAccepted += 1
+            return nil
+        case .failure(let refusal):
+            self.loop.counters.values.refused[refusal.reason] += 1
+            self.loop.counters.note(.refused, "\(refusal.status.code) \(refusal.reason.rawValue) from \(address ?? "unknown")")
+            self.admission = .refused(refusal)
+            self.outcome = .refused(refusal)
+            return refusal
+        }
+    }
+
+    var isPendingAdmission: Bool {
+        if case .pending = self.admission { return true }
+        return false
+    }
+
+    var refusal: RequestRefusal? {
+        if case .refused(let refusal) = self.admission { return refusal }
+        return nil
+    }
+
+    // MARK: Registration with the loop
+
+    func register(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
+        self.loop.addConnection(context, protocol: clientProtocol, tls: tls)
+    }
+
+    func unregister(_ context: ChannelHandlerContext) {
+        self.loop.removeConnection(context)
+    }
+
+    // MARK: The idle timer
+
+    /// Arms the one timer for a connection without a request in flight: `onExpiry` runs after
+    /// `--request-head-timeout` unless a request comes first (`requestStarted`).
+    func armIdleTimer(_ onExpiry: @escaping () -> Void) {
+        self.idleTimer?.cancel()
+        let timeout = self.shared.configuration.requestHeadTimeout
+        guard timeout > .zero else { return }
+        let bound = NIOLoopBound((self, onExpiry), eventLoop: self.loop.eventLoop)
+        self.idleTimer = self.loop.eventLoop.scheduleTask(in: timeout) {
+            let (connection, onExpiry) = bound.value
+            connection.idleTimer = nil
+            onExpiry()
+        }
+    }
+
+    func cancelIdleTimer() {
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+    }
+
+    /// The connection's outcome when its idle timer fires: before any request, the client did
+    /// not send one in time (408 over HTTP/1.1); after, the connection was merely idle.
+    var idleOutcome: ExchangeOutcome {
+        self.requests == 0 ? .refused(.headTimeout) : .idleTimeout
+    }
+
+    // MARK: Requests and bytes
+
+    /// A request arrived: the idle timer stops.
+    func requestStarted() {
+        self.requests += 1
+        self.cancelIdleTimer()
+    }
+
+    /// Response bytes handed to the connection (HTTP/1.1 as on the wire, HTTP/2 the DATA payloads).
+    func countSent(_ bytes: Int) {
+        self.bytesSent += bytes
+        self.loop.counters.values.bytesSent += bytes
+    }
+
+    /// What a finished (or abandoned) exchange adds to the record.
+    func account(_ exchange: ClientExchange) {
+        self.eventsSent += exchange.eventsSent
+        self.lastTarget = exchange.target
+        if let path = exchange.streamPath {
+            self.lastPath = path
+        }
+        if exchange.outcome != .completed {
+            self.outcome = exchange.outcome
+        }
+    }
+
+    /// The connection ends for a reason of its own (not an exchange's): a timeout, a drain, an
+    /// error, a protocol violation.
+    func ended(_ outcome: ExchangeOutcome) {
+        self.outcome = outcome
+    }
+
+    // MARK: Closing
+
+    /// The connection is gone: releases its admission and writes its access-log line (once; not
+    /// for a connection that never got as far as admission).
+    func close() {
+        self.cancelIdleTimer()
+        switch self.admission {
+        case .pending, .closed:
+            return
+        case .admitted(let admission):
+            self.shared.limiter.release(admission, address: self.clientAddress ?? "unknown")
+        case .refused:
+            break
+        }
+        self.admission = .closed
+        // Numbers as numbers: `--log-format=json` keeps them so for log pipelines.
+        let metadata: Logger.Metadata = [
+            "client": "\(self.clientAddress ?? "-")",
+            "protocol": "\(self.protocolName)",
+            "path": "\(self.lastPath)",
+            "target": "\(self.lastTarget)",
+            "requests": .stringConvertible(self.requests),
+            "duration_ms": .stringConvertible(Int((self.loop.eventLoop.now - self.connectedAt).nanoseconds / 1_000_000)),
+            "events": .stringConvertible(self.eventsSent),
+            "bytes": .stringConvertible(self.bytesSent),
+            "end": "\(self.outcome)",
+            "end_by": "\(self.outcome.party.rawValue)",
+        ]
+        self.shared.accessLogger.info("connection closed", metadata: metadata)
+    }
+}

@@ -1,0 +1,388 @@
+import LifelineCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import Upstream
+
+/// One client request, whatever protocol it came over: validates it (`ClientRequest`), decides
+/// what to do with it (`RequestDecision`), and hands the work to the part whose job it is: a
+/// `StreamWriter` writes a stream to the client (after joining one, waiting for one, or opening
+/// one with a `StreamOpener`), a `PlainProxy` proxies a plain request. The `ClientResponder`
+/// writes the response in its protocol's framing.
+///
+/// Owned by its client's connection (or HTTP/2 stream). Whatever may outlive the client (an
+/// opener, the hub's callbacks, a stream's attach) holds the exchange or its writer weakly, and
+/// both hold the responder weakly: a client may leave at any moment. Confined to the client's
+/// loop. It ends with one `ExchangeOutcome`.
+final class ClientExchange {
+    /// The cases that carry the request are indirect: an exchange lives as long as its client,
+    /// most of that time streaming, and a streaming exchange should not hold the request (and
+    /// the space for it) any more.
+    enum State {
+        case idle
+        /// Another client is opening the stream; we hear from the hub.
+        indirect case waitingForOpening(ClientRequest)
+        /// This client's request went to the origin to open a stream.
+        indirect case opening(ClientRequest, StreamOpener)
+        /// Attached or about to be: the writer hears `streamAttached` or `streamRefused`.
+        indirect case attaching(ClientRequest, StreamWriter)
+        /// An event-stream response is being written.
+        case streaming(StreamWriter)
+        /// A plain response is being proxied.
+        indirect case proxying(PlainProxy, ClientRequest)
+        /// The response is complete, failed, or the client is gone.
+        case finished
+    }
+
+    private let shared: GatewayShared
+    private let loop: LoopContext
+    private weak var responder: ClientResponder?
+    private(set) var state = State.idle
+
+    // For the access log.
+    /// The target once the exchange holds neither a request nor a stream.
+    private var finishedTarget = "-"
+    private var finishedPath: String?
+    private var finishedEventsSent = 0
+    /// How the exchange ended; until it has, what it would be if the client left now.
+    private(set) var outcome = ExchangeOutcome.clientClosed
+
+    /// The request's end has been read (set before `start` for requests without a body).
+    private var requestEnded = false
+
+    init(shared: GatewayShared, loop: LoopContext, responder: ClientResponder) {
+        self.shared = shared
+        self.loop = loop
+        self.responder = responder
+    }
+
+    /// What the access log names: the stream's key or the request's. Described only when logged,
+    /// so that a long-lived streaming exchange holds no string of its own.
+    var target: String {
+        switch self.state {
+        case .streaming(let writer):
+            return writer.stream.map { "\($0.key)" } ?? self.finishedTarget
+        case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request):
+            return "\(request.key)"
+        case .idle, .finished:
+            return self.finishedTarget
+        }
+    }
+
+    /// The stream's path as the status page shows it (query values masked).
+    var streamPath: String? {
+        switch self.state {
+        case .streaming(let writer):
+            return writer.stream?.displayPath ?? self.finishedPath
+        case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request):
+            return request.displayPath
+        case .idle, .finished:
+            return self.finishedPath
+        }
+    }
+
+    /// Events written to the client, for the access log.
+    var eventsSent: Int {
+        switch self.state {
+        case .streaming(let writer): return writer.eventsSent
+        default: return self.finishedEventsSent
+        }
+    }
+
+    var isFinished: Bool {
+        if case .finished = self.state { return true }
+        return false
+    }
+
+    /// The client's event loop (the responder's; kept by the loop context, which outlives it).
+    var eventLoop: EventLoop { self.loop.eventLoop }
+
+    /// Ends the exchange with `outcome`; the target is described now, as the request or stream goes.
+    private func finish(_ outcome: ExchangeOutcome) {
+        switch self.state {
+        case .finished: return
+        case .proxying: self.loop.counters.values.proxiedRequests += 1
+        default: break
+        }
+        self.outcome = outcome
+        self.finishedTarget = self.target
+        self.finishedPath = self.streamPath
+        self.finishedEventsSent = self.eventsSent
+        self.state = .finished
+        self.loop.counters.values.exchangesEnded[outcome.party] += 1
+    }
+
+    // MARK: From the client side
+
+    func start(_ head: HTTPRequestHead) {
+        guard let responder = self.responder else { return self.finish(.clientClosed) }
+        let client = ClientFacts(address: responder.clientAddress, scheme: responder.clientScheme)
+        let configuration = self.shared.configuration
+        let parsed = ClientRequest.parse(head, client: client, router: self.shared.router, configuration: configuration)
+        let hub = self.shared.hub
+        let dispatch = RequestDecision.dispatch(
+            head,
+            parsed: parsed,
+            clientScriptPath: configuration.clientScriptPath,
+            hasStream: { hub.stream(for: $0) != nil }
+        )
+        if case .success(let request) = parsed, request.rejectedLastEventID {
+            self.loop.counters.values.lastEventIDsRejected += 1
+        }
+        switch dispatch {
+        case .clientScript(let script):
+            self.serveClientScript(script, head, to: responder)
+        case .refuse(let refusal):
+            self.loop.counters.values.refused[refusal.reason] += 1
+            if case .noRoute(let path) = refusal {
+                self.finishedTarget = path
+            }
+            self.finish(.refused(refusal))
+            responder.respond(status: refusal.status, body: refusal.body, closeConnection: refusal.closesConnection)
+        case .stream(let request):
+            self.loop.counters.values.streamRequests += 1
+            self.subscribe(request)
+        case .proxy(let request):
+            self.proxy(request)  // counted when it ends: the answer may turn out to be a stream
+        }
+    }
+
+    func receiveBody(_ body: ByteBuffer) {
+        // A body on a stream request has nowhere to go.
+        if case .proxying(let proxy, _) = self.state {
+            proxy.receiveBody(body)
+        }
+    }
+
+    func receiveEnd() {
+        guard !self.requestEnded else { return }
+        self.requestEnded = true
+        if case .proxying(let proxy, _) = self.state {
+            proxy.receiveEnd()
+        }
+    }
+
+    func clientWritabilityChanged() {
+        switch self.state {
+        case .streaming(let writer):
+            writer.clientWritabilityChanged()
+        case .proxying(let proxy, _):
+            proxy.clientWritabilityChanged()
+        default:
+            break
+        }
+    }
+
+    /// The client is gone (connection closed, stream reset): leave any stream, drop any origin
+    /// connection. A stream this client was opening goes on, for the clients waiting on it.
+    func clientGone() {
+        switch self.state {
+        case .opening(_, let opener):
+            opener.clientLeft()
+        case .attaching(_, let writer), .streaming(let writer):
+            writer.clientGone()
+        case .proxying(let proxy, _):
+            proxy.clientGone()
+        case .idle, .waitingForOpening, .finished:
+            break
+        }
+        self.finish(.clientClosed)
+    }
+
+    /// The gateway drains: a streaming client is let go at its moment.
+    func drainRequested() {
+        if case .streaming(let writer) = self.state {
+            writer.drainRequested()
+        }
+    }
+
+    // MARK: Streams
+
+    /// A stream subscription: join, wait for or open the stream for the request's key.
+    private func subscribe(_ request: ClientRequest) {
+        if let step = RequestDecision.beforeLookup(request) {
+            return self.take(step, for: request)
+        }
+        let lookup = self.shared.hub.lookup(request.key, on: self.eventLoop, onOpened: self.openingCallback())
+        self.take(RequestDecision.afterLookup(request, lookup, replayMiss: self.shared.configuration.stream.replayMiss), for: request)
+    }
+
+    /// The hub's callback for a client that waits for another's opening. Weak: a client that has
+    /// gone meanwhile tells the stream it will not join, so that it stops keeping events for it.
+    private func openingCallback() -> @Sendable (StreamHub.OpeningOutcome) -> Void {
+        let weakSelf = NIOLoopBound(WeakExchange(self), eventLoop: self.eventLoop)
+        return { outcome in
+            if let exchange = weakSelf.value.exchange {
+                exchange.openingFinished(outcome)
+            } else if case .stream(let stream) = outcome {
+                stream.openerWillNotJoin()
+            }
+        }
+    }
+
+    private func take(_ step: RequestDecision.StreamStep, for request: ClientRequest) {
+        switch step {
+        case .attach(let stream, let waitedForOpening):
+            self.attach(request, to: stream, lastEventID: request.lastEventID, waitedForOpening: waitedForOpening)
+        case .waitForOpening:
+            self.state = .waitingForOpening(request)
+        case .open(let ticket, let sharing, let resumeID):
+            let opener = StreamOpener.open(
+                request,
+                ticket: ticket,
+                sharing: sharing,
+                resumeID: resumeID,
+                shared: self.shared,
+                eventLoop: self.eventLoop,
+                client: self
+            )
+            self.state = .opening(request, opener)
+        }
+    }
+
+    private func attach(_ request: ClientRequest, to stream: EventStream, lastEventID: String?, isCreator: Bool = false,
+                        waitedForOpening: Bool = false) {
+        guard let responder = self.responder else {
+            if waitedForOpening || isCreator { stream.openerWillNotJoin() }
+            return self.finish(.clientClosed)
+        }
+        let writer = StreamWriter(loop: self.loop, configuration: self.shared.configuration, responder: responder, owner: self)
+        self.state = .attaching(request, writer)
+        stream.attach(writer, lastEventID: lastEventID, isCreator: isCreator, waitedForOpening: waitedForOpening)
+    }
+
+    private func openingFinished(_ outcome: StreamHub.OpeningOutcome) {
+        guard case .waitingForOpening(let request) = self.state else {
+            if case .stream(let stream) = outcome { stream.openerWillNotJoin() }
+            return
+        }
+        switch outcome {
+        case .stream(let stream):
+            let step = RequestDecision.onStream(request, stream, waitedForOpening: true)
+            if case .open = step {
+                stream.openerWillNotJoin()  // a Vary mismatch: it gets a stream of its own
+            }
+            self.take(step, for: request)
+        case .notAStream:
+            self.proxy(request)
+        }
+    }
+
+    /// The client whose request opened `stream` joins it. On an unshared route its id went to
+    /// the origin by design, so the buffer not knowing it is no miss.
+    private func attachAsCreator(_ request: ClientRequest, to stream: EventStream) {
+        self.attach(request, to: stream, lastEventID: request.isUnshared ? nil : request.lastEventID, isCreator: true)
+    }
+
+    /// The gateway's own browser client, whatever the routes say.
+    private func serveClientScript(_ script: ClientScript, _ head: HTTPRequestHead, to responder: ClientResponder) {
+        let (status, headers, body) = script.response(to: head)
+        self.finishedTarget = "client script"
+        self.finish(.completed)
+        responder.writeHead(status: status, headers: headers, isEventStream: false)
+        if let body {
+            responder.writeBody(body)
+        }
+        responder.endResponse(closeConnection: false)
+    }
+
+    // MARK: Plain proxying
+
+    private func proxy(_ request: ClientRequest) {
+        guard let responder = self.responder else { return self.finish(.clientClosed) }
+        let proxy = PlainProxy(request, requestEnded: self.requestEnded, responder: responder, owner: self, shared: self.shared)
+        self.state = .proxying(proxy, request)
+        // Body parts that arrived while a stream was being looked up were dropped; a request
+        // that can have a body (not GET) never takes that path.
+    }
+}
+
+// MARK: - The stream writer's reports
+
+extension ClientExchange: StreamWriterOwner {
+    func streamWriter(_ writer: StreamWriter, wasRefused refusal: StreamRefusal) {
+        guard case .attaching(let request, let current) = self.state, current === writer else { return }
+        if let step = RequestDecision.afterRefusal(request, refusal) {
+            self.take(step, for: request)
+        } else {
+            self.subscribe(request)
+        }
+    }
+
+    func streamWriter(_ writer: StreamWriter, finishedWith outcome: ExchangeOutcome) {
+        switch self.state {
+        case .attaching(_, let current), .streaming(let current):
+            guard current === writer else { return }
+            self.finish(outcome)
+        default:
+            return
+        }
+    }
+
+    /// The writer got in: the exchange no longer needs the request.
+    func streamWriterStarted(_ writer: StreamWriter) {
+        if case .attaching(_, let current) = self.state, current === writer {
+            self.state = .streaming(writer)
+        }
+    }
+}
+
+// MARK: - Stream opening and proxying
+
+extension ClientExchange: StreamOpenerClient {
+    func streamOpened(_ outcome: StreamOpener.Outcome) {
+        guard case .opening(let request, _) = self.state else {
+            if case .stream(let stream) = outcome { stream.openerWillNotJoin() }
+            return
+        }
+        switch outcome {
+        case .stream(let stream):
+            self.attachAsCreator(request, to: stream)
+        case .plainResponse(let head, let connection):
+            guard let responder = self.responder else {
+                connection.detachAndClose()
+                return self.finish(.clientClosed)
+            }
+            let proxy = PlainProxy(adopting: connection, head: head, responder: responder, owner: self, shared: self.shared)
+            self.state = .proxying(proxy, request)
+        }
+    }
+}
+
+extension ClientExchange: PlainProxyOwner {
+    func proxyFinished(_ outcome: ExchangeOutcome) {
+        self.finish(outcome)
+    }
+
+    /// A plain request whose answer is an event stream becomes a stream subscription: the
+    /// connection opens the stream or, if one exists or is opening, is dropped for it.
+    func proxyAnsweredWithEventStream(_ head: HTTPResponseHead, connection: OriginConnection) {
+        guard case .proxying(_, let request) = self.state else { return connection.detachAndClose() }
+        self.loop.counters.values.streamRequests += 1
+        let lookup = self.shared.hub.lookup(request.key, on: self.eventLoop, onOpened: self.openingCallback())
+        switch RequestDecision.afterLookup(request, lookup, replayMiss: self.shared.configuration.stream.replayMiss) {
+        case .open(let ticket, let sharing, let resumeID):
+            // This connection's answer opens the stream.
+            let stream = StreamOpener.makeStream(
+                for: request,
+                ticket: ticket,
+                sharing: sharing,
+                resumeID: resumeID,
+                adopting: connection,
+                originHead: head,
+                shared: self.shared,
+                eventLoop: self.eventLoop
+            )
+            self.attachAsCreator(request, to: stream)
+        case let step:
+            connection.detachAndClose()
+            self.take(step, for: request)
+        }
+    }
+}
+
+/// A weak reference to an exchange that can cross to the hub's callbacks.
+struct WeakExchange {
+    weak var exchange: ClientExchange?
+    init(_ exchange: ClientExchange) { self.exchange = exchange }
+}
