@@ -7,7 +7,7 @@ import NIOHTTP1
 /// and the C callbacks. The callbacks find their `HTTP2ServerHandler` through nghttp2's
 /// `user_data` (unretained: the handler owns the session and deletes it before it goes away) and
 /// only record what happened; the handler acts on it after nghttp2 returns.
-enum NGHTTP2Session {
+package enum NGHTTP2Session {
     /// A server session for `configuration`, with the server's SETTINGS (and the connection
     /// window) already submitted. Nil when nghttp2 cannot create it.
     static func makeServerSession(configuration: HTTP2ServerConfiguration, userData: UnsafeMutableRawPointer) -> OpaquePointer? {
@@ -82,8 +82,8 @@ enum NGHTTP2Session {
     }
 
     /// Calls `body` with an `nghttp2_nv` array for `fields` (valid during the call; nghttp2 copies).
-    /// Used by the server and the client session alike.
-    static func withNameValues<R>(_ fields: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
+    /// Used by the server and the client session (module HTTP2Client) alike.
+    package static func withNameValues<R>(_ fields: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
         var storage: [UInt8] = []
         var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
         spans.reserveCapacity(fields.count)

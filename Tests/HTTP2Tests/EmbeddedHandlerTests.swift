@@ -1,34 +1,9 @@
 import HTTP2
+import HTTP2TestSupport
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import XCTest
-
-/// Records what a stream's delegate hears.
-final class RecordingDelegate: HTTP2ServerStreamDelegate {
-    var bodies: [String] = []
-    var ended = false
-    var closeReasons: [HTTP2StreamCloseReason] = []
-    var writability: [Bool] = []
-    var onEnd: ((HTTP2ServerStream) -> Void)?
-
-    func http2Stream(_ stream: HTTP2ServerStream, didReceiveBody body: ByteBuffer) {
-        self.bodies.append(String(buffer: body))
-    }
-
-    func http2StreamDidReceiveEnd(_ stream: HTTP2ServerStream) {
-        self.ended = true
-        self.onEnd?(stream)
-    }
-
-    func http2StreamDidClose(_ stream: HTTP2ServerStream, reason: HTTP2StreamCloseReason) {
-        self.closeReasons.append(reason)
-    }
-
-    func http2StreamWritabilityChanged(_ stream: HTTP2ServerStream) {
-        self.writability.append(stream.isWritable)
-    }
-}
 
 /// An `HTTP2ServerHandler` on an `EmbeddedChannel`, with a hand-driven client.
 final class EmbeddedH2 {
