@@ -67,6 +67,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     let configuration: HTTP2ServerConfiguration
+    /// Every stream's writability bounds, from `configuration.streamBufferLimit`.
+    let streamWatermarks: HTTP2StreamStateMachine.Watermarks
     private let onRequest: (HTTP2ServerStream) -> Void
 
     private(set) var state: State = .idle
@@ -120,6 +122,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     public init(configuration: HTTP2ServerConfiguration, onRequest: @escaping (HTTP2ServerStream) -> Void) {
         let configuration = configuration.sanitized
         self.configuration = configuration
+        self.streamWatermarks = HTTP2StreamStateMachine.Watermarks(streamBufferLimit: configuration.streamBufferLimit)
         self.onRequest = onRequest
         self.resetLimiter = FrameRateLimiter(perSecond: configuration.maxClientResetsPerSecond)
         self.controlLimiter = FrameRateLimiter(perSecond: configuration.maxControlFramesPerSecond)
@@ -259,9 +262,10 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         self.streams.removeAll()
         self.requestHeads.removeAll()
         self.pendingRejections.removeAll()
-        for stream in open where !stream.isClosed {
-            stream.markClosed()
-            self.events.append(.closed(stream, .connectionClosed))
+        for stream in open {
+            if let reason = stream.close(.connectionClosed) {
+                self.events.append(.closed(stream, reason))
+            }
         }
         if let session = self.session, !self.inNghttp2 {
             self.session = nil
@@ -369,38 +373,32 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         while let event = self.events.popFirst() {
             switch event {
             case .request(let stream):
-                // A stream reset (or lost) before the application saw it is dropped quietly:
-                // a rapid-reset client causes no work upstream.
-                guard !stream.isClosed else { continue }
-                stream.delivered = true
-                self.onRequest(stream)
+                if case .deliver = stream.state.requestReceived() {
+                    self.onRequest(stream)
+                }
             case .body(let stream, let bytes):
-                if stream.delivered && !stream.closeDelivered {
+                if stream.state.deliversEvents {
                     stream.delegate?.http2Stream(stream, didReceiveBody: bytes)
                 }
-                if stream.bodyPaused && !stream.isClosed {
-                    stream.unconsumedBodyBytes += bytes.readableBytes
-                } else {
-                    self.consume(streamID: stream.streamID, count: bytes.readableBytes)
+                // After the delegate: it may have paused the body.
+                if case .release(let count) = stream.state.requestBodyReceived(bytes.readableBytes) {
+                    self.consume(streamID: stream.streamID, count: count)
                 }
             case .end(let stream):
-                if stream.delivered && !stream.closeDelivered {
+                if stream.state.deliversEvents {
                     stream.delegate?.http2StreamDidReceiveEnd(stream)
                 }
             case .closed(let stream, let reason):
-                if stream.unconsumedBodyBytes > 0 {
+                switch stream.state.closeReceived() {
+                case .deliver(let held):
                     // Held by a paused body: the stream's window is gone, the connection's is not.
-                    self.consume(streamID: stream.streamID, count: stream.unconsumedBodyBytes)
-                    stream.unconsumedBodyBytes = 0
-                }
-                if stream.delivered && !stream.closeDelivered {
-                    stream.closeDelivered = true
-                    let delegate = stream.delegate
-                    delegate?.http2StreamDidClose(stream, reason: reason)
+                    self.consume(streamID: stream.streamID, count: held)
+                    stream.delegate?.http2StreamDidClose(stream, reason: reason)
+                case .drop(let held):
+                    self.consume(streamID: stream.streamID, count: held)
                 }
             case .writability(let stream):
-                if stream.delivered && !stream.isClosed && stream.isWritable != stream.reportedWritable {
-                    stream.reportedWritable = stream.isWritable
+                if case .deliver = stream.state.writabilityEventReceived() {
                     stream.delegate?.http2StreamWritabilityChanged(stream)
                 }
             case .consume(let streamID, let count):
@@ -475,28 +473,22 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
 
     /// Submits a stream's head, reset or resumption.
     private func apply(_ stream: HTTP2ServerStream, _ session: OpaquePointer) {
-        guard !stream.isClosed else { return }
-        if let code = stream.pendingReset {
-            stream.pendingReset = nil
-            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, code)
-            self.pumpNeeded = true
+        switch stream.state.nextSubmission() {
+        case .none:
             return
-        }
-        if case .pending(let status, let headers, let endStream) = stream.headState {
-            stream.headState = .submitted
+        case .reset(let errorCode):
+            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, errorCode)
+        case .response(let status, let headers, let endStream):
             let rv = NGHTTP2Session.submitResponse(
                 session, streamID: stream.streamID, status: status, headers: headers, dataProvider: !endStream
             )
             if rv != 0 {
                 _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, NGHTTP2_INTERNAL_ERROR.rawValue)
             }
-            self.pumpNeeded = true
-        }
-        if case .submitted = stream.headState, stream.deferred, stream.flushedBytes > 0 || stream.endRequested {
-            stream.deferred = false
+        case .resumeData:
             _ = nghttp2_session_resume_data(session, stream.streamID)
-            self.pumpNeeded = true
         }
+        self.pumpNeeded = true
     }
 
     /// Pulls frames from nghttp2 into one buffer (or a few of `outputChunkSize`) and writes them
@@ -578,8 +570,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         self.scheduleProcess()
     }
 
-    /// A stream's queue crossed its bound (either way); the delegate hears it after the current
-    /// call returns.
+    /// A stream's queue crossed a watermark (the high one up, or the low one down); the delegate
+    /// hears it after the current call returns.
     func streamWritabilityMayHaveChanged(_ stream: HTTP2ServerStream) {
         self.events.append(.writability(stream))
         self.scheduleProcess()

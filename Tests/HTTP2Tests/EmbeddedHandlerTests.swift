@@ -215,10 +215,19 @@ final class EmbeddedHandlerTests: XCTestCase {
         try h2.read()
         XCTAssertEqual(delegate.writability, [false])
 
+        // Back under the limit (the high watermark) is not enough: the stream stays unwritable
+        // until the queue has drained to half of it (the low watermark, 50).
         try h2.send(H2.windowUpdate(1, increment: 50))
-        let frames = try h2.read()
+        var frames = try h2.read()
         XCTAssertEqual(frames.filter { $0.kind == .data }.map(\.data.count), [50])
         XCTAssertEqual(stream.bufferedBytes, 70)
+        XCTAssertFalse(stream.isWritable)
+        XCTAssertEqual(delegate.writability, [false])
+
+        try h2.send(H2.windowUpdate(1, increment: 20))
+        frames = try h2.read()
+        XCTAssertEqual(frames.filter { $0.kind == .data }.map(\.data.count), [20])
+        XCTAssertEqual(stream.bufferedBytes, 50)
         XCTAssertTrue(stream.isWritable)
         XCTAssertEqual(delegate.writability, [false, true])
     }
