@@ -269,9 +269,11 @@ private func onStreamClose(
     return 0
 }
 
-/// The data provider: how many of the stream's flushed bytes go into the next DATA frame
-/// (taken without a copy in `sendData`), EOF when `end()` was called and this is the last of
-/// them, or DEFERRED when nothing is flushed yet.
+/// The data provider, as the stream's state machine answers (`readData(maxLength:)`): how many
+/// of the stream's flushed bytes go into the next DATA frame, with NO_COPY (nghttp2 keeps no copy
+/// of its own: `sendData` moves them from the stream's queue into the pump's output), and EOF when
+/// `end()` was called and these are the last of them; DEFERRED when nothing is flushed yet (or the
+/// application reset the stream: only its RST_STREAM goes out).
 private func readData(
     _ session: OpaquePointer?,
     _ streamID: Int32,
@@ -332,8 +334,7 @@ private func sendData(
         handler.events.append(.writability(stream))
     }
     if full {
-        handler.outputPaused = true
-        return NGHTTP2_ERR_PAUSE.rawValue
+        return NGHTTP2_ERR_PAUSE.rawValue  // the pump sees the full buffer
     }
     return 0
 }

@@ -399,6 +399,25 @@ final class EmbeddedHandlerTests: XCTestCase {
         XCTAssertEqual(h2.delegate(1)?.closeReasons, [.finished])
     }
 
+    func testGracefulShutdownAskedForBeforeTheStartBeginsWithTheSession() throws {
+        var configuration = HTTP2ServerConfiguration()
+        configuration.gracefulShutdownPingTimeout = .milliseconds(100)
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        let handler = HTTP2ServerHandler(configuration: configuration) { _ in }
+        try channel.pipeline.syncOperations.addHandler(handler)
+        handler.beginGracefulShutdown()
+        XCTAssertNil(try channel.readOutbound(as: ByteBuffer.self), "nothing before the start")
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        var bytes: [UInt8] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += buffer.readableBytesView }
+        let frames = H2.parse(bytes).frames
+        XCTAssertEqual(frames.first?.kind, .settings)
+        XCTAssertEqual(frames.filter { $0.kind == .goAway }.map(\.lastStreamID), [0x7fff_ffff])
+        XCTAssertEqual(frames.filter { $0.kind == .ping }.count, 1)
+        XCTAssertEqual(handler.terminationReason, "graceful shutdown")
+    }
+
     func testResponseHeadersAreSanitized() throws {
         let h2 = try self.make()
         h2.onRequest = { stream in
