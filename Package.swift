@@ -4,6 +4,7 @@ import PackageDescription
 // Module graph (data flows left to right):
 //   SSE ─► LifelineCore ─► Upstream ─► Server ─► LifelineMain ─► lifeline
 //   COpenSSL ─► TLS (used by Upstream and Server);  CNghttp2 ─► HTTP2 (used by Server)
+//   HTTP2 ─► HTTP2Client (used only by LifelineBench)
 // Flags and DemoOrigin stand alone; LifelineMain wires everything together.
 let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
 let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
@@ -42,6 +43,8 @@ let package = Package(
         .target(name: "TLS", dependencies: ["COpenSSL", nioCore, nioTLS, nioConcurrency, .product(name: "Atomics", package: "swift-atomics")]),
         // An nghttp2 server session as a SwiftNIO handler.
         .target(name: "HTTP2", dependencies: ["CNghttp2", nioCore, nioHTTP1, nioConcurrency]),
+        // An nghttp2 client session for the load tool; kept out of the gateway's HTTP2 module.
+        .target(name: "HTTP2Client", dependencies: ["HTTP2", "CNghttp2", nioCore]),
         // Streams, the hub, replay buffer, fan-out, heartbeats. Knows subscribers only as byte sinks.
         .target(name: "LifelineCore", dependencies: ["SSE", nioCore, nioConcurrency, logging]),
         // The origin client: HTTP/1.1 requests, SSE sessions that reconnect with backoff.
@@ -64,7 +67,7 @@ let package = Package(
         // The SSE load client and benchmark origin (`lifeline-bench`).
         .executableTarget(
             name: "LifelineBench",
-            dependencies: ["SSE", "TLS", "HTTP2", "Flags", nioCore, nioPosix, nioHTTP1, nioConcurrency,
+            dependencies: ["SSE", "TLS", "HTTP2Client", "Flags", nioCore, nioPosix, nioHTTP1, nioConcurrency,
                            .product(name: "Histogram", package: "hdrhistogram-swift")],
             path: "Sources/LifelineBench"
         ),
@@ -76,7 +79,10 @@ let package = Package(
             name: "LifelineBenchTests",
             dependencies: ["LifelineBench", "SSE", nioCore, .product(name: "Histogram", package: "hdrhistogram-swift")]
         ),
-        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "CNghttp2", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        // HTTP/2 test helpers: frames by hand, an HPACK decoder, a recording stream delegate.
+        .target(name: "HTTP2TestSupport", dependencies: ["HTTP2", "CNghttp2", nioCore], path: "Tests/HTTP2TestSupport"),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP2TestSupport", "CNghttp2", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
+        .testTarget(name: "HTTP2ClientTests", dependencies: ["HTTP2Client", "HTTP2", "HTTP2TestSupport", nioCore, nioEmbedded]),
         .testTarget(name: "SSETests", dependencies: ["SSE", nioCore]),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),

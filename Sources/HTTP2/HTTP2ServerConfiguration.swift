@@ -22,9 +22,10 @@ public struct HTTP2ServerConfiguration: Sendable, Hashable {
     public var maxHeaderListSize: Int = 32 << 10
 
     /// Per-stream bound on bytes queued by `HTTP2ServerStream.write(_:)` and not yet taken by
-    /// nghttp2 (`--client-buffer`). Over it the stream reports `isWritable == false` and its
-    /// delegate hears `http2StreamWritabilityChanged`; the bytes are still kept (the application
-    /// decides whether to stop writing or to reset the stream).
+    /// nghttp2 (`--client-buffer`): the high watermark. Over it the stream reports
+    /// `isWritable == false` and its delegate hears `http2StreamWritabilityChanged`; the bytes are
+    /// still kept (the application decides whether to stop writing or to reset the stream). The
+    /// stream is writable again once the queue has drained to half of it (the low watermark).
     public var streamBufferLimit: Int = 1 << 20
 
     /// The receive window of each stream (SETTINGS_INITIAL_WINDOW_SIZE): how many bytes of request

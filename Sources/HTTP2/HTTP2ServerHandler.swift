@@ -20,6 +20,9 @@ import NIOHTTP1
 ///   queued the provider answers NGHTTP2_ERR_DEFERRED and is resumed by the next flush.
 /// - The connection closes when nghttp2 wants neither to read nor to write (after GOAWAY with no
 ///   streams left, or after a connection error), once the last bytes are written.
+/// - Each stream's state (response, queue and watermarks, what its delegate has heard) is a pure
+///   `HTTP2StreamStateMachine`; the handler and the callbacks carry out the actions it returns.
+///   The connection's own state is `state` (lifecycle) and `activity` (what runs right now).
 public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = Never
@@ -45,14 +48,31 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     enum State: Equatable {
         /// Not started: the channel is not active yet.
         case idle
+        /// Not started, and a graceful shutdown was asked for already: it begins with the session.
+        case idleShutdownRequested
         /// Serving.
         case active
         /// Graceful shutdown in progress.
         case draining(DrainStep)
         /// The session is over; the last bytes are being written before the channel closes.
+        /// Nothing is read or submitted any more.
         case closing
         /// The channel is closed and the session deleted.
         case closed
+    }
+
+    /// What runs on this handler now. nghttp2 must not be re-entered (its callbacks only
+    /// record), and the work loop must not be re-entered from the application calls it makes;
+    /// work that comes in meanwhile is picked up by what runs.
+    enum Activity: Equatable {
+        /// Nothing runs and no run is scheduled.
+        case idle
+        /// A `process()` run is scheduled on the event loop (nothing runs).
+        case scheduled
+        /// `process()` runs: delivering events, submitting, pumping.
+        case processing
+        /// nghttp2 runs (`mem_recv` or `mem_send`): nothing may call into it.
+        case inNghttp2
     }
 
     /// What nghttp2's callbacks recorded, delivered once nghttp2 has returned.
@@ -67,6 +87,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     let configuration: HTTP2ServerConfiguration
+    /// Every stream's writability bounds, from `configuration.streamBufferLimit`.
+    let streamWatermarks: HTTP2StreamStateMachine.Watermarks
     private let onRequest: (HTTP2ServerStream) -> Void
 
     private(set) var state: State = .idle
@@ -83,19 +105,14 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     var events = CircularBuffer<Event>(initialCapacity: 16)
     private var dirtyStreams: [HTTP2ServerStream] = []
 
-    /// True while nghttp2 is running (mem_recv / mem_send): nothing may call into it then.
-    private var inNghttp2 = false
-    /// True while `process()` runs (delivering events, submitting, pumping).
-    private var processing = false
-    private var processScheduled = false
+    private var activity: Activity = .idle
+    /// nghttp2 may have output: the work loop runs a pump. Pending work, like `dirtyStreams`,
+    /// in any state, not a state of its own.
     private var pumpNeeded = false
-    private var closeRequested = false
-    private var shutdownRequestedBeforeStart = false
 
-    /// The pump's output while nghttp2 runs (the NO_COPY DATA callback appends to it).
+    /// The pump's output while nghttp2 runs `mem_send` (the NO_COPY DATA callback appends to it,
+    /// and pauses nghttp2 once it holds `outputChunkSize` bytes).
     var output: ByteBuffer?
-    /// The NO_COPY DATA callback paused nghttp2 because `output` is full.
-    var outputPaused = false
 
     var resetLimiter: FrameRateLimiter
     var controlLimiter: FrameRateLimiter
@@ -110,16 +127,17 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     /// Why the connection ended or is ending, for logs: nil while it serves normally.
     public private(set) var terminationReason: String?
 
+    /// Called for each request answered 431 (over `maxHeaderListSize`), for counting.
+    public var onHeadersRejected: (() -> Void)?
+
     /// - Parameters:
     ///   - configuration: settings and limits.
     ///   - onRequest: called on the event loop when a request's HEADERS are complete; set the
     ///     stream's delegate here. Never called from inside nghttp2.
-    /// Called for each request answered 431 (over `maxHeaderListSize`), for counting.
-    public var onHeadersRejected: (() -> Void)?
-
     public init(configuration: HTTP2ServerConfiguration, onRequest: @escaping (HTTP2ServerStream) -> Void) {
         let configuration = configuration.sanitized
         self.configuration = configuration
+        self.streamWatermarks = HTTP2StreamStateMachine.Watermarks(streamBufferLimit: configuration.streamBufferLimit)
         self.onRequest = onRequest
         self.resetLimiter = FrameRateLimiter(perSecond: configuration.maxClientResetsPerSecond)
         self.controlLimiter = FrameRateLimiter(perSecond: configuration.maxControlFramesPerSecond)
@@ -142,12 +160,12 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         self.context?.eventLoop.assertInEventLoop()
         switch self.state {
         case .idle:
-            self.shutdownRequestedBeforeStart = true
+            self.state = .idleShutdownRequested
         case .active:
             self.state = .draining(.noticePending)
             self.terminationReason = self.terminationReason ?? "graceful shutdown"
             self.scheduleProcess()
-        case .draining, .closing, .closed:
+        case .idleShutdownRequested, .draining, .closing, .closed:
             break
         }
     }
@@ -179,12 +197,12 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = self.unwrapInboundIn(data)
-        guard let session = self.session, !self.closeRequested, buffer.readableBytes > 0 else { return }
-        self.inNghttp2 = true
-        let result = buffer.withUnsafeReadableBytes { bytes in
-            nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
+        guard let session = self.session, !self.isClosing, buffer.readableBytes > 0 else { return }
+        let result = self.running(.inNghttp2) {
+            buffer.withUnsafeReadableBytes { bytes in
+                nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
+            }
         }
-        self.inNghttp2 = false
         if result < 0 {
             self.receiveFailed(Int32(truncatingIfNeeded: result))
         }
@@ -226,7 +244,13 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     // MARK: Session lifecycle
 
     private func start() {
-        guard case .idle = self.state, let context = self.context else { return }
+        let shutdownRequested: Bool
+        switch self.state {
+        case .idle: shutdownRequested = false
+        case .idleShutdownRequested: shutdownRequested = true
+        case .active, .draining, .closing, .closed: return
+        }
+        guard let context = self.context else { return }
         guard let session = NGHTTP2Session.makeServerSession(
             configuration: self.configuration,
             userData: Unmanaged.passUnretained(self).toOpaque()
@@ -237,10 +261,11 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
             return
         }
         self.session = session
-        self.state = .active
-        if self.shutdownRequestedBeforeStart {
+        if shutdownRequested {
             self.state = .draining(.noticePending)
             self.terminationReason = "graceful shutdown"
+        } else {
+            self.state = .active
         }
         self.pumpNeeded = true
         self.process()
@@ -259,11 +284,12 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         self.streams.removeAll()
         self.requestHeads.removeAll()
         self.pendingRejections.removeAll()
-        for stream in open where !stream.isClosed {
-            stream.markClosed()
-            self.events.append(.closed(stream, .connectionClosed))
+        for stream in open {
+            if let reason = stream.close(.connectionClosed) {
+                self.events.append(.closed(stream, reason))
+            }
         }
-        if let session = self.session, !self.inNghttp2 {
+        if let session = self.session, self.activity != .inNghttp2 {
             self.session = nil
             nghttp2_session_del(session)
         }
@@ -298,11 +324,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     /// Writes what nghttp2 still has (a GOAWAY), then closes the channel once it is written (or
     /// after `closeTimeout`).
     private func closeConnection() {
-        guard !self.closeRequested, let context = self.context else { return }
-        self.closeRequested = true
-        if self.state != .closed {
-            self.state = .closing
-        }
+        guard !self.isClosing, let context = self.context else { return }
+        self.state = .closing
         self.pump(ignoringWritability: true)
         guard context.channel.isActive else {
             context.close(promise: nil)
@@ -318,15 +341,32 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         }
     }
 
+    /// The connection is closing or closed: nothing more is read, submitted or closed again.
+    private var isClosing: Bool {
+        switch self.state {
+        case .closing, .closed: return true
+        case .idle, .idleShutdownRequested, .active, .draining: return false
+        }
+    }
+
     // MARK: The work loop
 
-    /// Runs the work loop now, unless it is already running (it will pick the work up) or a run
-    /// is already scheduled for later in this tick.
+    /// Runs `body` as `activity`, then goes back to what was before: nghttp2 runs inside a
+    /// `process()` run, and either can run while a run is scheduled (which stays scheduled).
+    private func running<Result>(_ activity: Activity, _ body: () -> Result) -> Result {
+        let outer = self.activity
+        self.activity = activity
+        defer { self.activity = outer }
+        return body()
+    }
+
+    /// Runs the work loop later in this tick, unless something runs now (it will pick the work
+    /// up) or a run is already scheduled.
     private func scheduleProcess() {
-        guard !self.processing, !self.inNghttp2, !self.processScheduled, let context = self.context else { return }
-        self.processScheduled = true
+        guard self.activity == .idle, let context = self.context else { return }
+        self.activity = .scheduled
         context.eventLoop.assumeIsolated().execute {
-            self.processScheduled = false
+            self.activity = .idle
             self.process()
         }
     }
@@ -334,9 +374,13 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     /// Delivers events, submits what the application asked for, pumps output, and closes the
     /// connection when nghttp2 is done; repeats until nothing is left.
     private func process() {
-        guard !self.processing, !self.inNghttp2 else { return }
-        self.processing = true
-        defer { self.processing = false }
+        switch self.activity {
+        case .idle, .scheduled: self.running(.processing, self.processRounds)
+        case .processing, .inNghttp2: return
+        }
+    }
+
+    private func processRounds() {
         var rounds = 0
         repeat {
             rounds += 1
@@ -355,7 +399,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     private var hasPendingWork: Bool {
-        guard self.session != nil, !self.closeRequested else { return false }
+        guard self.session != nil, !self.isClosing else { return false }
         if self.pumpNeeded || !self.dirtyStreams.isEmpty || !self.pendingRejections.isEmpty || self.floodErrorCode != nil {
             return true
         }
@@ -369,38 +413,32 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         while let event = self.events.popFirst() {
             switch event {
             case .request(let stream):
-                // A stream reset (or lost) before the application saw it is dropped quietly:
-                // a rapid-reset client causes no work upstream.
-                guard !stream.isClosed else { continue }
-                stream.delivered = true
-                self.onRequest(stream)
+                if case .deliver = stream.state.requestReceived() {
+                    self.onRequest(stream)
+                }
             case .body(let stream, let bytes):
-                if stream.delivered && !stream.closeDelivered {
+                if stream.state.deliversEvents {
                     stream.delegate?.http2Stream(stream, didReceiveBody: bytes)
                 }
-                if stream.bodyPaused && !stream.isClosed {
-                    stream.unconsumedBodyBytes += bytes.readableBytes
-                } else {
-                    self.consume(streamID: stream.streamID, count: bytes.readableBytes)
+                // After the delegate: it may have paused the body.
+                if case .release(let count) = stream.state.requestBodyReceived(bytes.readableBytes) {
+                    self.consume(streamID: stream.streamID, count: count)
                 }
             case .end(let stream):
-                if stream.delivered && !stream.closeDelivered {
+                if stream.state.deliversEvents {
                     stream.delegate?.http2StreamDidReceiveEnd(stream)
                 }
             case .closed(let stream, let reason):
-                if stream.unconsumedBodyBytes > 0 {
+                switch stream.state.closeReceived() {
+                case .deliver(let held):
                     // Held by a paused body: the stream's window is gone, the connection's is not.
-                    self.consume(streamID: stream.streamID, count: stream.unconsumedBodyBytes)
-                    stream.unconsumedBodyBytes = 0
-                }
-                if stream.delivered && !stream.closeDelivered {
-                    stream.closeDelivered = true
-                    let delegate = stream.delegate
-                    delegate?.http2StreamDidClose(stream, reason: reason)
+                    self.consume(streamID: stream.streamID, count: held)
+                    stream.delegate?.http2StreamDidClose(stream, reason: reason)
+                case .drop(let held):
+                    self.consume(streamID: stream.streamID, count: held)
                 }
             case .writability(let stream):
-                if stream.delivered && !stream.isClosed && stream.isWritable != stream.reportedWritable {
-                    stream.reportedWritable = stream.isWritable
+                if case .deliver = stream.state.writabilityEventReceived() {
                     stream.delegate?.http2StreamWritabilityChanged(stream)
                 }
             case .consume(let streamID, let count):
@@ -411,7 +449,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
 
     /// Gives `count` received body bytes back to the client's flow-control windows.
     private func consume(streamID: Int32, count: Int) {
-        guard count > 0, let session = self.session, !self.inNghttp2 else { return }
+        guard count > 0, let session = self.session, self.activity != .inNghttp2 else { return }
         _ = nghttp2_session_consume(session, streamID, count)
         self.pumpNeeded = true
     }
@@ -423,7 +461,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
             self.closeConnection()
             return
         }
-        guard !self.closeRequested else { return }
+        guard !self.isClosing else { return }
 
         switch self.state {
         case .draining(.noticePending):
@@ -475,45 +513,36 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
 
     /// Submits a stream's head, reset or resumption.
     private func apply(_ stream: HTTP2ServerStream, _ session: OpaquePointer) {
-        guard !stream.isClosed else { return }
-        if let code = stream.pendingReset {
-            stream.pendingReset = nil
-            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, code)
-            self.pumpNeeded = true
+        switch stream.state.nextSubmission() {
+        case .none:
             return
-        }
-        if case .pending(let status, let headers, let endStream) = stream.headState {
-            stream.headState = .submitted
+        case .reset(let errorCode):
+            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, errorCode)
+        case .response(let status, let headers, let endStream):
             let rv = NGHTTP2Session.submitResponse(
                 session, streamID: stream.streamID, status: status, headers: headers, dataProvider: !endStream
             )
             if rv != 0 {
                 _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.streamID, NGHTTP2_INTERNAL_ERROR.rawValue)
             }
-            self.pumpNeeded = true
-        }
-        if case .submitted = stream.headState, stream.deferred, stream.flushedBytes > 0 || stream.endRequested {
-            stream.deferred = false
+        case .resumeData:
             _ = nghttp2_session_resume_data(session, stream.streamID)
-            self.pumpNeeded = true
         }
+        self.pumpNeeded = true
     }
 
     /// Pulls frames from nghttp2 into one buffer (or a few of `outputChunkSize`) and writes them
     /// with one flush. Stops pulling while the channel is not writable.
     private func pump(ignoringWritability: Bool) {
-        guard let session = self.session, let context = self.context, !self.inNghttp2 else { return }
+        guard let session = self.session, let context = self.context, self.activity != .inNghttp2 else { return }
         self.pumpNeeded = false
         var wrote = false
         var failed = false
         let chunkSize = self.configuration.outputChunkSize
         self.output = self.allocator.buffer(capacity: 512)
         while ignoringWritability || context.channel.isWritable {
-            self.outputPaused = false
             var data: UnsafePointer<UInt8>? = nil
-            self.inNghttp2 = true
-            let count = nghttp2_session_mem_send(session, &data)
-            self.inNghttp2 = false
+            let count = self.running(.inNghttp2) { nghttp2_session_mem_send(session, &data) }
             if count < 0 {
                 failed = true
                 self.terminationReason = self.terminationReason
@@ -523,13 +552,16 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
             if count > 0, let data {
                 self.output!.writeBytes(UnsafeRawBufferPointer(start: data, count: count))
             }
+            // With nothing returned, a full buffer means that the DATA callback paused nghttp2
+            // (it pauses exactly when it fills it): there may be more. Else nghttp2 is done.
+            let paused = count == 0 && self.output!.readableBytes >= chunkSize
             if self.output!.readableBytes >= chunkSize {
                 let chunk = self.output!
                 self.output = self.allocator.buffer(capacity: 512)
                 context.write(self.wrapOutboundOut(chunk), promise: nil)
                 wrote = true
             }
-            if count == 0 && !self.outputPaused {
+            if count == 0 && !paused {
                 break
             }
         }
@@ -548,7 +580,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
 
     /// Closes the connection when nghttp2 wants neither to read nor to write.
     private func checkSessionEnd() {
-        guard let session = self.session, !self.closeRequested else { return }
+        guard let session = self.session, !self.isClosing else { return }
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
             if self.terminationReason == nil {
                 self.terminationReason = "session ended (GOAWAY)"
@@ -578,8 +610,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         self.scheduleProcess()
     }
 
-    /// A stream's queue crossed its bound (either way); the delegate hears it after the current
-    /// call returns.
+    /// A stream's queue crossed a watermark (the high one up, or the low one down); the delegate
+    /// hears it after the current call returns.
     func streamWritabilityMayHaveChanged(_ stream: HTTP2ServerStream) {
         self.events.append(.writability(stream))
         self.scheduleProcess()

@@ -61,7 +61,8 @@ public protocol HTTP2ServerStreamDelegate: AnyObject {
     /// The stream is gone: the response was completed, the client reset it (RST_STREAM), the
     /// server reset it, or the connection closed. No more calls after this.
     func http2StreamDidClose(_ stream: HTTP2ServerStream, reason: HTTP2StreamCloseReason)
-    /// `stream.isWritable` changed (queued bytes crossed `streamBufferLimit`, either way).
+    /// `stream.isWritable` changed: queued bytes went over `streamBufferLimit` (the high
+    /// watermark), or drained to half of it (the low watermark) after that.
     func http2StreamWritabilityChanged(_ stream: HTTP2ServerStream)
 }
 
@@ -88,52 +89,20 @@ public final class HTTP2ServerStream {
     /// The connection; nil once the stream has closed.
     private(set) weak var handler: HTTP2ServerHandler?
 
-    // ---- Response state (owned by the handler, which drives nghttp2) ----
-
-    enum HeadState {
-        case none
-        case pending(status: HTTPResponseStatus, headers: [(String, String)], endStream: Bool)
-        case submitted
-    }
-
-    var headState: HeadState = .none
-    /// Bytes written and not yet taken by nghttp2, oldest first.
-    var outbound = CircularBuffer<ByteBuffer>(initialCapacity: 4)
-    /// Total readable bytes in `outbound`.
-    var queuedBytes = 0
-    /// How many of `queuedBytes` have been flushed (nghttp2 may take them).
-    var flushedBytes = 0
-    /// `end()` was called: END_STREAM goes out after the queued bytes.
-    var endRequested = false
-    /// The data provider answered NGHTTP2_ERR_DEFERRED: `nghttp2_session_resume_data` is needed
-    /// before nghttp2 asks again.
-    var deferred = false
-    /// A reset the application asked for, not yet submitted.
-    var pendingReset: UInt32?
-    /// `reset(errorCode:)` was called.
-    var resetRequested = false
-    /// The stream is in the handler's list of streams with changes to apply.
+    /// Everything but the bytes: driven by the calls below and by the handler.
+    var state: HTTP2StreamStateMachine
+    /// Bytes written and not yet taken by nghttp2, oldest first (`state.bufferedBytes` of them).
+    private var outbound = CircularBuffer<ByteBuffer>(initialCapacity: 4)
+    /// The stream is in the handler's list of streams with changes to apply (the handler's
+    /// bookkeeping, kept here so that the list needs no lookup).
     var isDirty = false
-    /// The client sent RST_STREAM with this code.
-    var remoteResetCode: UInt32?
-    /// The application has been given this stream (`onRequest`).
-    var delivered = false
-    /// `isWritable` as last reported to the delegate.
-    var reportedWritable = true
-    /// `http2StreamDidClose` has been called.
-    var closeDelivered = false
-    /// Body bytes delivered while paused, whose window is given back on `resumeBody()`.
-    var unconsumedBodyBytes = 0
-    private(set) var bodyPaused = false
-    private(set) var closed = false
-    let bufferLimit: Int
 
-    init(streamID: Int32, head: HTTPRequestHead, scheme: String, handler: HTTP2ServerHandler, bufferLimit: Int) {
+    init(streamID: Int32, head: HTTPRequestHead, scheme: String, handler: HTTP2ServerHandler, watermarks: HTTP2StreamStateMachine.Watermarks) {
         self.streamID = streamID
         self.head = head
         self.scheme = scheme
         self.handler = handler
-        self.bufferLimit = bufferLimit
+        self.state = HTTP2StreamStateMachine(watermarks: watermarks)
     }
 
     // MARK: Public API
@@ -143,24 +112,21 @@ public final class HTTP2ServerStream {
     /// other than `trailers`) and fields with invalid names or values are dropped. With
     /// `endStream` the response has no body. A second call is ignored.
     public func sendHead(status: HTTPResponseStatus, headers: [(String, String)], endStream: Bool = false) {
-        guard !self.closed, !self.resetRequested, let handler = self.handler, case .none = self.headState else { return }
-        self.headState = .pending(status: status, headers: headers, endStream: endStream)
-        if endStream {
-            self.endRequested = true
-            self.dropQueued()
-        }
-        handler.streamNeedsAttention(self, pump: true)
+        guard let handler = self.handler else { return }
+        self.perform(self.state.sendHead(status: status, headers: headers, endStream: endStream), handler)
     }
 
     /// Appends `bytes` to the stream's queue. Nothing is sent until `flush()` (or `end()`).
     /// Ignored after `end()`, after a head with `endStream`, and once the stream has closed.
     public func write(_ bytes: ByteBuffer) {
-        guard !self.closed, !self.endRequested, !self.resetRequested, let handler = self.handler else { return }
-        guard bytes.readableBytes > 0 else { return }
-        let wasWritable = self.isWritable
-        self.outbound.append(bytes)
-        self.queuedBytes += bytes.readableBytes
-        if wasWritable != self.isWritable {
+        guard let handler = self.handler else { return }
+        switch self.state.write(bytes.readableBytes) {
+        case .ignore:
+            break
+        case .enqueue:
+            self.outbound.append(bytes)
+        case .enqueueAndNotifyWritability:
+            self.outbound.append(bytes)
             handler.streamWritabilityMayHaveChanged(self)
         }
     }
@@ -168,73 +134,71 @@ public final class HTTP2ServerStream {
     /// Lets the connection send what is queued. Flushes in the same event-loop tick share one
     /// nghttp2 send pump (one socket write + flush).
     public func flush() {
-        guard !self.closed, !self.resetRequested, let handler = self.handler else { return }
-        guard self.flushedBytes != self.queuedBytes else { return }
-        self.flushedBytes = self.queuedBytes
-        handler.streamNeedsAttention(self, pump: true)
+        guard let handler = self.handler else { return }
+        self.perform(self.state.flush(), handler)
     }
 
     /// Ends the response (END_STREAM) after the queued bytes; implies `flush()`.
     public func end() {
-        guard !self.closed, !self.endRequested, !self.resetRequested, let handler = self.handler else { return }
-        self.endRequested = true
-        self.flushedBytes = self.queuedBytes
-        handler.streamNeedsAttention(self, pump: true)
+        guard let handler = self.handler else { return }
+        self.perform(self.state.end(), handler)
     }
 
     /// Resets the stream (RST_STREAM with `errorCode`, CANCEL by default). Queued bytes are
     /// dropped; the delegate then hears `http2StreamDidClose` with `.resetLocally`.
     public func reset(errorCode: UInt32 = 0x8) {
-        guard !self.closed, !self.resetRequested, let handler = self.handler else { return }
-        self.resetRequested = true
-        self.pendingReset = errorCode
-        self.dropQueued()
-        handler.streamNeedsAttention(self, pump: true)
+        guard let handler = self.handler else { return }
+        self.perform(self.state.reset(errorCode: errorCode), handler)
     }
 
     /// Stops giving the request body's bytes back to the client's flow-control window: the client
     /// can send at most one window more. For a body whose destination is not taking bytes.
     public func pauseBody() {
-        self.bodyPaused = true
+        self.state.pauseBody()
     }
 
     /// Gives back what was held since `pauseBody()`, so that the client sends more.
     public func resumeBody() {
-        guard self.bodyPaused else { return }
-        self.bodyPaused = false
-        guard !self.closed, let handler = self.handler, self.unconsumedBodyBytes > 0 else { return }
-        let count = self.unconsumedBodyBytes
-        self.unconsumedBodyBytes = 0
+        guard case .release(let count) = self.state.resumeBody(), let handler = self.handler else { return }
         handler.streamConsumed(self, count: count)
     }
 
     /// Bytes queued by `write` and not yet taken by nghttp2 (flushed or not).
-    public var bufferedBytes: Int { self.queuedBytes }
+    public var bufferedBytes: Int { self.state.bufferedBytes }
 
-    /// `bufferedBytes <= streamBufferLimit`.
-    public var isWritable: Bool { self.queuedBytes <= self.bufferLimit }
+    /// False once `bufferedBytes` went over `streamBufferLimit` (the high watermark), until it
+    /// has drained to half of it (the low watermark): see `HTTP2StreamStateMachine.Watermarks`.
+    public var isWritable: Bool { self.state.isWritable }
 
     /// The stream has closed (for any reason); writes are ignored from now on.
-    public var isClosed: Bool { self.closed }
+    public var isClosed: Bool { self.state.isClosed }
 
     // MARK: Internal (the handler's side)
 
-    /// nghttp2 closed the stream, or the connection went away.
-    func markClosed() {
-        self.closed = true
-        self.dropQueued()
-        self.handler = nil
+    private func perform(_ action: HTTP2StreamStateMachine.OutboundAction, _ handler: HTTP2ServerHandler) {
+        switch action {
+        case .none:
+            break
+        case .submit:
+            handler.streamNeedsAttention(self, pump: true)
+        case .discardQueueAndSubmit:
+            self.outbound.removeAll()
+            handler.streamNeedsAttention(self, pump: true)
+        }
     }
 
-    private func dropQueued() {
+    /// The stream closes (nghttp2 closed it, or the connection went away): its queue is dropped
+    /// and it lets go of the connection. Nil when it was already closed.
+    func close(_ cause: HTTP2StreamStateMachine.CloseCause) -> HTTP2StreamCloseReason? {
+        guard let reason = self.state.close(cause) else { return nil }
         self.outbound.removeAll()
-        self.queuedBytes = 0
-        self.flushedBytes = 0
+        self.handler = nil
+        return reason
     }
 
     /// Moves the first `count` queued bytes into `output` (for a DATA frame nghttp2 is sending).
-    func take(_ count: Int, into output: inout ByteBuffer) {
-        var remaining = min(count, self.queuedBytes)
+    func take(_ count: Int, into output: inout ByteBuffer) -> HTTP2StreamStateMachine.WritabilityAction {
+        var remaining = min(count, self.state.bufferedBytes)
         while remaining > 0, var first = self.outbound.first {
             if first.readableBytes <= remaining {
                 remaining -= first.readableBytes
@@ -247,8 +211,6 @@ public final class HTTP2ServerStream {
                 remaining = 0
             }
         }
-        let taken = min(count, self.queuedBytes)
-        self.queuedBytes -= taken
-        self.flushedBytes = max(self.flushedBytes - taken, 0)
+        return self.state.sent(count)
     }
 }

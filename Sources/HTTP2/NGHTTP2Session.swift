@@ -7,7 +7,7 @@ import NIOHTTP1
 /// and the C callbacks. The callbacks find their `HTTP2ServerHandler` through nghttp2's
 /// `user_data` (unretained: the handler owns the session and deletes it before it goes away) and
 /// only record what happened; the handler acts on it after nghttp2 returns.
-enum NGHTTP2Session {
+package enum NGHTTP2Session {
     /// A server session for `configuration`, with the server's SETTINGS (and the connection
     /// window) already submitted. Nil when nghttp2 cannot create it.
     static func makeServerSession(configuration: HTTP2ServerConfiguration, userData: UnsafeMutableRawPointer) -> OpaquePointer? {
@@ -82,8 +82,8 @@ enum NGHTTP2Session {
     }
 
     /// Calls `body` with an `nghttp2_nv` array for `fields` (valid during the call; nghttp2 copies).
-    /// Used by the server and the client session alike.
-    static func withNameValues<R>(_ fields: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
+    /// Used by the server and the client session (module HTTP2Client) alike.
+    package static func withNameValues<R>(_ fields: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>?, Int) -> R) -> R {
         var storage: [UInt8] = []
         var spans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
         spans.reserveCapacity(fields.count)
@@ -192,7 +192,7 @@ private func onFrameRecv(
                 head: head,
                 scheme: scheme,
                 handler: handler,
-                bufferLimit: handler.configuration.streamBufferLimit
+                watermarks: handler.streamWatermarks
             )
             handler.streams[streamID] = stream
             handler.events.append(.request(stream))
@@ -207,7 +207,7 @@ private func onFrameRecv(
             handler.events.append(.end(stream))
         }
     case frameRstStream:
-        handler.streams[streamID]?.remoteResetCode = cnghttp2_frame_rst_stream_error_code(frame)
+        handler.streams[streamID]?.state.resetReceived(errorCode: cnghttp2_frame_rst_stream_error_code(frame))
         if !handler.resetLimiter.admit(now: handler.now) {
             handler.floodErrorCode = NGHTTP2_ENHANCE_YOUR_CALM.rawValue
             handler.noteTermination("flood: rapid reset (RST_STREAM over \(handler.configuration.maxClientResetsPerSecond)/s)")
@@ -262,23 +262,18 @@ private func onStreamClose(
 ) -> Int32 {
     guard let handler = handler(userData) else { return callbackFailure }
     handler.requestHeads[streamID] = nil
-    guard let stream = handler.streams.removeValue(forKey: streamID) else { return 0 }
-    let reason: HTTP2StreamCloseReason
-    if let code = stream.remoteResetCode {
-        reason = .reset(errorCode: code)
-    } else if errorCode == NGHTTP2_NO_ERROR.rawValue {
-        reason = .finished
-    } else {
-        reason = .resetLocally(errorCode: errorCode)
-    }
-    stream.markClosed()
+    guard let stream = handler.streams.removeValue(forKey: streamID),
+        let reason = stream.close(.nghttp2(errorCode: errorCode))
+    else { return 0 }
     handler.events.append(.closed(stream, reason))
     return 0
 }
 
-/// The data provider: how many of the stream's flushed bytes go into the next DATA frame
-/// (taken without a copy in `sendData`), EOF when `end()` was called and this is the last of
-/// them, or DEFERRED when nothing is flushed yet.
+/// The data provider, as the stream's state machine answers (`readData(maxLength:)`): how many
+/// of the stream's flushed bytes go into the next DATA frame, with NO_COPY (nghttp2 keeps no copy
+/// of its own: `sendData` moves them from the stream's queue into the pump's output), and EOF when
+/// `end()` was called and these are the last of them; DEFERRED when nothing is flushed yet (or the
+/// application reset the stream: only its RST_STREAM goes out).
 private func readData(
     _ session: OpaquePointer?,
     _ streamID: Int32,
@@ -289,19 +284,21 @@ private func readData(
     _ userData: UnsafeMutableRawPointer?
 ) -> Int {
     guard let handler = handler(userData), let dataFlags else { return Int(callbackFailure) }
-    guard let stream = handler.streams[streamID], !stream.isClosed else {
+    guard let stream = handler.streams[streamID] else {
         return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
     }
-    let count = min(length, stream.flushedBytes)
-    if count == 0 && !stream.endRequested {
-        stream.deferred = true
+    switch stream.state.readData(maxLength: length) {
+    case .streamClosed:
+        return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+    case .deferred:
         return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+    case .send(let count, let endStream):
+        dataFlags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+        if endStream {
+            dataFlags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+        }
+        return count
     }
-    dataFlags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
-    if stream.endRequested && count == stream.flushedBytes {
-        dataFlags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-    }
-    return count
 }
 
 /// Writes one DATA frame (header from nghttp2, payload from the stream's queue) into the
@@ -318,7 +315,7 @@ private func sendData(
         return callbackFailure
     }
     let streamID = cnghttp2_frame_stream_id(frame)
-    guard let stream = handler.streams[streamID], stream.queuedBytes >= length else {
+    guard let stream = handler.streams[streamID], stream.bufferedBytes >= length else {
         return callbackFailure  // nghttp2 asked for bytes the provider did not offer: a bug, not input
     }
     handler.output = nil  // keep `output` uniquely referenced while it grows
@@ -327,19 +324,17 @@ private func sendData(
     if padding > 0 {
         output.writeInteger(UInt8(truncatingIfNeeded: padding - 1))
     }
-    let wasWritable = stream.isWritable
-    stream.take(length, into: &output)
+    let writability = stream.take(length, into: &output)
     if padding > 1 {
         output.writeRepeatingByte(0, count: padding - 1)
     }
     let full = output.readableBytes >= handler.configuration.outputChunkSize
     handler.output = output
-    if wasWritable != stream.isWritable {
+    if case .notifyWritability = writability {
         handler.events.append(.writability(stream))
     }
     if full {
-        handler.outputPaused = true
-        return NGHTTP2_ERR_PAUSE.rawValue
+        return NGHTTP2_ERR_PAUSE.rawValue  // the pump sees the full buffer
     }
     return 0
 }

@@ -3,11 +3,17 @@ import CNghttp2
 /// What creating an nghttp2 session takes in either role: the callbacks and option objects (only
 /// read by `nghttp2_session_*_new2`, so deleted before this returns), the options both roles
 /// share, the first SETTINGS and the connection's receive window. On failure nothing is left
-/// allocated.
-enum NGHTTP2SessionSetup {
-    enum Role {
+/// allocated. `package`: the client session (module HTTP2Client) uses it too.
+package enum NGHTTP2SessionSetup {
+    package enum Role {
         case client
         case server
+    }
+
+    /// An nghttp2 call that failed while the session was made: its error code and name.
+    package struct Failure: Error {
+        package var code: Int32
+        package var operation: String
     }
 
     /// - Parameters:
@@ -16,13 +22,13 @@ enum NGHTTP2SessionSetup {
     ///   - connectionWindow: the connection's receive window; above the protocol's 65535 it is
     ///     raised with a WINDOW_UPDATE that goes out with the SETTINGS.
     ///   - configure: sets the role's callbacks and its own options.
-    static func makeSession(
+    package static func makeSession(
         _ role: Role,
         userData: UnsafeMutableRawPointer,
         settings: [(nghttp2_settings_id, Int)],
         connectionWindow: Int32,
         configure: (_ callbacks: OpaquePointer, _ option: OpaquePointer) -> Void
-    ) throws(HTTP2ClientSession.Failure) -> OpaquePointer {
+    ) throws(Failure) -> OpaquePointer {
         var callbacks: OpaquePointer?
         guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else {
             throw .init(code: NGHTTP2_ERR_NOMEM.rawValue, operation: "nghttp2_session_callbacks_new")

@@ -1,4 +1,4 @@
-import HTTP2
+import HTTP2Client
 import NIOCore
 import TLS
 

@@ -1,34 +1,9 @@
 import HTTP2
+import HTTP2TestSupport
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import XCTest
-
-/// Records what a stream's delegate hears.
-final class RecordingDelegate: HTTP2ServerStreamDelegate {
-    var bodies: [String] = []
-    var ended = false
-    var closeReasons: [HTTP2StreamCloseReason] = []
-    var writability: [Bool] = []
-    var onEnd: ((HTTP2ServerStream) -> Void)?
-
-    func http2Stream(_ stream: HTTP2ServerStream, didReceiveBody body: ByteBuffer) {
-        self.bodies.append(String(buffer: body))
-    }
-
-    func http2StreamDidReceiveEnd(_ stream: HTTP2ServerStream) {
-        self.ended = true
-        self.onEnd?(stream)
-    }
-
-    func http2StreamDidClose(_ stream: HTTP2ServerStream, reason: HTTP2StreamCloseReason) {
-        self.closeReasons.append(reason)
-    }
-
-    func http2StreamWritabilityChanged(_ stream: HTTP2ServerStream) {
-        self.writability.append(stream.isWritable)
-    }
-}
 
 /// An `HTTP2ServerHandler` on an `EmbeddedChannel`, with a hand-driven client.
 final class EmbeddedH2 {
@@ -240,10 +215,19 @@ final class EmbeddedHandlerTests: XCTestCase {
         try h2.read()
         XCTAssertEqual(delegate.writability, [false])
 
+        // Back under the limit (the high watermark) is not enough: the stream stays unwritable
+        // until the queue has drained to half of it (the low watermark, 50).
         try h2.send(H2.windowUpdate(1, increment: 50))
-        let frames = try h2.read()
+        var frames = try h2.read()
         XCTAssertEqual(frames.filter { $0.kind == .data }.map(\.data.count), [50])
         XCTAssertEqual(stream.bufferedBytes, 70)
+        XCTAssertFalse(stream.isWritable)
+        XCTAssertEqual(delegate.writability, [false])
+
+        try h2.send(H2.windowUpdate(1, increment: 20))
+        frames = try h2.read()
+        XCTAssertEqual(frames.filter { $0.kind == .data }.map(\.data.count), [20])
+        XCTAssertEqual(stream.bufferedBytes, 50)
         XCTAssertTrue(stream.isWritable)
         XCTAssertEqual(delegate.writability, [false, true])
     }
@@ -413,6 +397,25 @@ final class EmbeddedHandlerTests: XCTestCase {
         h2.channel.embeddedEventLoop.run()
         XCTAssertFalse(h2.channel.isActive, "the last stream ended: the connection closes")
         XCTAssertEqual(h2.delegate(1)?.closeReasons, [.finished])
+    }
+
+    func testGracefulShutdownAskedForBeforeTheStartBeginsWithTheSession() throws {
+        var configuration = HTTP2ServerConfiguration()
+        configuration.gracefulShutdownPingTimeout = .milliseconds(100)
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        let handler = HTTP2ServerHandler(configuration: configuration) { _ in }
+        try channel.pipeline.syncOperations.addHandler(handler)
+        handler.beginGracefulShutdown()
+        XCTAssertNil(try channel.readOutbound(as: ByteBuffer.self), "nothing before the start")
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        var bytes: [UInt8] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += buffer.readableBytesView }
+        let frames = H2.parse(bytes).frames
+        XCTAssertEqual(frames.first?.kind, .settings)
+        XCTAssertEqual(frames.filter { $0.kind == .goAway }.map(\.lastStreamID), [0x7fff_ffff])
+        XCTAssertEqual(frames.filter { $0.kind == .ping }.count, 1)
+        XCTAssertEqual(handler.terminationReason, "graceful shutdown")
     }
 
     func testResponseHeadersAreSanitized() throws {

@@ -1,4 +1,5 @@
 import HTTP2
+import HTTP2TestSupport
 import XCTest
 
 /// What a client that goes over SETTINGS_MAX_CONCURRENT_STREAMS gets, as documented on

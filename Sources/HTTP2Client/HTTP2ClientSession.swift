@@ -1,4 +1,5 @@
 import CNghttp2
+import HTTP2
 import NIOCore
 
 /// What an `HTTP2ClientSession` reports, synchronously from inside `receive`, and from inside
@@ -57,16 +58,20 @@ public final class HTTP2ClientSession {
 
     public init(delegate: HTTP2ClientSessionDelegate, settings: Settings = Settings()) throws(Failure) {
         self.delegate = delegate
-        self.session = try NGHTTP2SessionSetup.makeSession(
-            .client,
-            userData: Unmanaged.passUnretained(self).toOpaque(),
-            settings: [(NGHTTP2_SETTINGS_ENABLE_PUSH, 0), (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, Int(settings.streamWindow))],
-            connectionWindow: settings.connectionWindow
-        ) { callbacks, _ in
-            nghttp2_session_callbacks_set_on_header_callback(callbacks, clientOnHeader)
-            nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, clientOnFrameRecv)
-            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunkRecv)
-            nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
+        do {
+            self.session = try NGHTTP2SessionSetup.makeSession(
+                .client,
+                userData: Unmanaged.passUnretained(self).toOpaque(),
+                settings: [(NGHTTP2_SETTINGS_ENABLE_PUSH, 0), (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, Int(settings.streamWindow))],
+                connectionWindow: settings.connectionWindow
+            ) { callbacks, _ in
+                nghttp2_session_callbacks_set_on_header_callback(callbacks, clientOnHeader)
+                nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, clientOnFrameRecv)
+                nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunkRecv)
+                nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
+            }
+        } catch {
+            throw Failure(code: error.code, operation: error.operation)
         }
     }
 

@@ -2,36 +2,36 @@ import CNghttp2
 import NIOCore
 
 /// HTTP/2 frames written and read by hand, so that tests can play a client that misbehaves.
-enum H2 {
-    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+package enum H2 {
+    package static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
-    enum FrameType: UInt8 {
+    package enum FrameType: UInt8 {
         case data = 0x0, headers = 0x1, priority = 0x2, rstStream = 0x3, settings = 0x4
         case pushPromise = 0x5, ping = 0x6, goAway = 0x7, windowUpdate = 0x8, continuation = 0x9
     }
 
-    enum Flag {
-        static let endStream: UInt8 = 0x1
-        static let ack: UInt8 = 0x1
-        static let endHeaders: UInt8 = 0x4
+    package enum Flag {
+        package static let endStream: UInt8 = 0x1
+        package static let ack: UInt8 = 0x1
+        package static let endHeaders: UInt8 = 0x4
     }
 
-    enum Setting: UInt16 {
+    package enum Setting: UInt16 {
         case headerTableSize = 0x1, enablePush = 0x2, maxConcurrentStreams = 0x3
         case initialWindowSize = 0x4, maxFrameSize = 0x5, maxHeaderListSize = 0x6
     }
 
-    struct Frame: CustomStringConvertible {
-        var type: UInt8
-        var flags: UInt8
-        var streamID: UInt32
-        var payload: [UInt8]
+    package struct Frame: CustomStringConvertible {
+        package var type: UInt8
+        package var flags: UInt8
+        package var streamID: UInt32
+        package var payload: [UInt8]
 
-        var kind: FrameType? { FrameType(rawValue: self.type) }
-        var endStream: Bool { self.flags & Flag.endStream != 0 }
+        package var kind: FrameType? { FrameType(rawValue: self.type) }
+        package var endStream: Bool { self.flags & Flag.endStream != 0 }
 
         /// For RST_STREAM: the error code. For GOAWAY: the error code.
-        var errorCode: UInt32? {
+        package var errorCode: UInt32? {
             switch self.kind {
             case .rstStream: return H2.uint32(self.payload, at: 0)
             case .goAway: return H2.uint32(self.payload, at: 4)
@@ -40,12 +40,12 @@ enum H2 {
         }
 
         /// For GOAWAY: the last stream id.
-        var lastStreamID: UInt32? {
+        package var lastStreamID: UInt32? {
             self.kind == .goAway ? H2.uint32(self.payload, at: 0).map { $0 & 0x7fff_ffff } : nil
         }
 
         /// For SETTINGS: the entries.
-        var settings: [(UInt16, UInt32)] {
+        package var settings: [(UInt16, UInt32)] {
             guard self.kind == .settings else { return [] }
             var result: [(UInt16, UInt32)] = []
             var index = 0
@@ -58,12 +58,12 @@ enum H2 {
         }
 
         /// For WINDOW_UPDATE: the increment.
-        var windowIncrement: UInt32? {
+        package var windowIncrement: UInt32? {
             self.kind == .windowUpdate ? H2.uint32(self.payload, at: 0).map { $0 & 0x7fff_ffff } : nil
         }
 
         /// For DATA: the payload without padding.
-        var data: [UInt8] {
+        package var data: [UInt8] {
             guard self.kind == .data else { return [] }
             if self.flags & 0x8 != 0, let pad = self.payload.first {
                 return Array(self.payload.dropFirst().dropLast(Int(pad)))
@@ -72,7 +72,7 @@ enum H2 {
         }
 
         /// For HEADERS: the header block fragment without padding and priority.
-        var headerBlock: [UInt8] {
+        package var headerBlock: [UInt8] {
             guard self.kind == .headers else { return [] }
             var bytes = self.payload[...]
             var pad = 0
@@ -86,17 +86,17 @@ enum H2 {
             return Array(bytes.dropLast(pad))
         }
 
-        var description: String {
+        package var description: String {
             "\(self.kind.map { "\($0)" } ?? "type\(self.type)")(stream \(self.streamID), flags 0x\(String(self.flags, radix: 16)), \(self.payload.count) bytes)"
         }
     }
 
-    static func uint32(_ bytes: [UInt8], at index: Int) -> UInt32? {
+    package static func uint32(_ bytes: [UInt8], at index: Int) -> UInt32? {
         guard index + 4 <= bytes.count else { return nil }
         return UInt32(bytes[index]) << 24 | UInt32(bytes[index + 1]) << 16 | UInt32(bytes[index + 2]) << 8 | UInt32(bytes[index + 3])
     }
 
-    static func frame(_ type: FrameType, flags: UInt8 = 0, stream: UInt32 = 0, payload: [UInt8] = []) -> [UInt8] {
+    package static func frame(_ type: FrameType, flags: UInt8 = 0, stream: UInt32 = 0, payload: [UInt8] = []) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(9 + payload.count)
         let length = payload.count
@@ -107,11 +107,11 @@ enum H2 {
         return bytes
     }
 
-    static func be32(_ value: UInt32) -> [UInt8] {
+    package static func be32(_ value: UInt32) -> [UInt8] {
         [UInt8(value >> 24 & 0xff), UInt8(value >> 16 & 0xff), UInt8(value >> 8 & 0xff), UInt8(value & 0xff)]
     }
 
-    static func settings(_ entries: [(Setting, UInt32)] = []) -> [UInt8] {
+    package static func settings(_ entries: [(Setting, UInt32)] = []) -> [UInt8] {
         var payload: [UInt8] = []
         for (id, value) in entries {
             payload += [UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xff)] + be32(value)
@@ -119,31 +119,31 @@ enum H2 {
         return frame(.settings, payload: payload)
     }
 
-    static let settingsAck = frame(.settings, flags: Flag.ack)
+    package static let settingsAck = frame(.settings, flags: Flag.ack)
 
-    static func ping(_ opaque: UInt64 = 0, ack: Bool = false) -> [UInt8] {
+    package static func ping(_ opaque: UInt64 = 0, ack: Bool = false) -> [UInt8] {
         let payload = (0..<8).map { UInt8(opaque >> (56 - 8 * UInt64($0)) & 0xff) }
         return frame(.ping, flags: ack ? Flag.ack : 0, payload: payload)
     }
 
-    static func rstStream(_ stream: UInt32, errorCode: UInt32 = 0x8) -> [UInt8] {
+    package static func rstStream(_ stream: UInt32, errorCode: UInt32 = 0x8) -> [UInt8] {
         frame(.rstStream, stream: stream, payload: be32(errorCode))
     }
 
-    static func windowUpdate(_ stream: UInt32, increment: UInt32) -> [UInt8] {
+    package static func windowUpdate(_ stream: UInt32, increment: UInt32) -> [UInt8] {
         frame(.windowUpdate, stream: stream, payload: be32(increment))
     }
 
-    static func data(_ stream: UInt32, _ bytes: [UInt8], endStream: Bool = false) -> [UInt8] {
+    package static func data(_ stream: UInt32, _ bytes: [UInt8], endStream: Bool = false) -> [UInt8] {
         frame(.data, flags: endStream ? Flag.endStream : 0, stream: stream, payload: bytes)
     }
 
-    static func goAway(lastStreamID: UInt32 = 0, errorCode: UInt32 = 0) -> [UInt8] {
+    package static func goAway(lastStreamID: UInt32 = 0, errorCode: UInt32 = 0) -> [UInt8] {
         frame(.goAway, payload: be32(lastStreamID) + be32(errorCode))
     }
 
     /// A request HEADERS frame (END_HEADERS), header block as literals without indexing.
-    static func request(
+    package static func request(
         _ stream: UInt32,
         method: String = "GET",
         path: String,
@@ -157,7 +157,7 @@ enum H2 {
     }
 
     /// HPACK: every field as "literal header field without indexing — new name", no Huffman.
-    static func hpackLiterals(_ fields: [(String, String)]) -> [UInt8] {
+    package static func hpackLiterals(_ fields: [(String, String)]) -> [UInt8] {
         var bytes: [UInt8] = []
         for (name, value) in fields {
             bytes.append(0x00)
@@ -185,7 +185,7 @@ enum H2 {
     }
 
     /// Splits a byte stream into frames; returns the frames and how many bytes they used.
-    static func parse(_ bytes: [UInt8]) -> (frames: [Frame], consumed: Int) {
+    package static func parse(_ bytes: [UInt8]) -> (frames: [Frame], consumed: Int) {
         var frames: [Frame] = []
         var index = 0
         while index + 9 <= bytes.count {
@@ -200,10 +200,10 @@ enum H2 {
 }
 
 /// An HPACK decoder (nghttp2's inflater) for the server's header blocks, in order.
-final class HPACKDecoder {
+package final class HPACKDecoder {
     private var inflater: OpaquePointer?
 
-    init() {
+    package init() {
         _ = nghttp2_hd_inflate_new(&self.inflater)
     }
 
@@ -212,7 +212,7 @@ final class HPACKDecoder {
     }
 
     /// Decodes one complete header block. Nil when it is not valid HPACK.
-    func decode(_ block: [UInt8]) -> [(String, String)]? {
+    package func decode(_ block: [UInt8]) -> [(String, String)]? {
         var fields: [(String, String)] = []
         var offset = 0
         while true {

@@ -1,4 +1,6 @@
 import HTTP2
+import HTTP2Client
+import HTTP2TestSupport
 import NIOCore
 import NIOEmbedded
 import XCTest
