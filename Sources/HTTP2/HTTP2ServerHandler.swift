@@ -125,7 +125,10 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     private var closeTimer: Scheduled<Void>?
 
     /// Why the connection ended or is ending, for logs: nil while it serves normally.
-    public private(set) var terminationReason: String?
+    public private(set) var connectionEnd: HTTP2ConnectionEnd?
+
+    /// `connectionEnd` as logs say it.
+    public var terminationReason: String? { self.connectionEnd?.description }
 
     /// Called for each request answered 431 (over `maxHeaderListSize`), for counting.
     public var onHeadersRejected: (() -> Void)?
@@ -163,7 +166,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
             self.state = .idleShutdownRequested
         case .active:
             self.state = .draining(.noticePending)
-            self.terminationReason = self.terminationReason ?? "graceful shutdown"
+            self.connectionEnd = self.connectionEnd ?? .gracefulShutdown
             self.scheduleProcess()
         case .idleShutdownRequested, .draining, .closing, .closed:
             break
@@ -236,7 +239,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        self.terminationReason = self.terminationReason ?? "channel error: \(error)"
+        self.connectionEnd = self.connectionEnd ?? .channelError("\(error)")
         context.fireErrorCaught(error)
         context.close(promise: nil)
     }
@@ -256,14 +259,14 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
             userData: Unmanaged.passUnretained(self).toOpaque()
         ) else {
             self.state = .closed
-            self.terminationReason = "nghttp2 session could not be created"
+            self.connectionEnd = .internalError("nghttp2 session could not be created")
             context.close(promise: nil)
             return
         }
         self.session = session
         if shutdownRequested {
             self.state = .draining(.noticePending)
-            self.terminationReason = "graceful shutdown"
+            self.connectionEnd = .gracefulShutdown
         } else {
             self.state = .active
         }
@@ -307,15 +310,15 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         }
         switch code {
         case NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue:
-            self.terminationReason = "not an HTTP/2 client (bad connection preface)"
+            self.connectionEnd = .badPreface
         case NGHTTP2_ERR_FLOODED.rawValue:
-            self.terminationReason = "flood: too many unanswered SETTINGS/PING frames"
+            self.connectionEnd = .flood("too many unanswered SETTINGS/PING frames")
             nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
         case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue:
-            self.terminationReason = "flood: too many CONTINUATION frames"
+            self.connectionEnd = .flood("too many CONTINUATION frames")
             nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
         default:
-            self.terminationReason = "protocol error: \(String(cString: nghttp2_strerror(code)))"
+            self.connectionEnd = .protocolError(String(cString: nghttp2_strerror(code)))
             nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR.rawValue)
         }
         self.closeConnection()
@@ -545,8 +548,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
             let count = self.running(.inNghttp2) { nghttp2_session_mem_send(session, &data) }
             if count < 0 {
                 failed = true
-                self.terminationReason = self.terminationReason
-                    ?? "nghttp2 send failed: \(String(cString: nghttp2_strerror(Int32(truncatingIfNeeded: count))))"
+                self.connectionEnd = self.connectionEnd
+                    ?? .internalError("nghttp2 send failed: \(String(cString: nghttp2_strerror(Int32(truncatingIfNeeded: count))))")
                 break
             }
             if count > 0, let data {
@@ -582,8 +585,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     private func checkSessionEnd() {
         guard let session = self.session, !self.isClosing else { return }
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
-            if self.terminationReason == nil {
-                self.terminationReason = "session ended (GOAWAY)"
+            if self.connectionEnd == nil {
+                self.connectionEnd = .sessionEnded
             }
             self.closeConnection()
         }
@@ -625,9 +628,9 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         self.scheduleProcess()
     }
 
-    func noteTermination(_ reason: String) {
-        if self.terminationReason == nil {
-            self.terminationReason = reason
+    func noteTermination(_ end: HTTP2ConnectionEnd) {
+        if self.connectionEnd == nil {
+            self.connectionEnd = end
         }
     }
 

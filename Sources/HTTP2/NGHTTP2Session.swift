@@ -210,7 +210,7 @@ private func onFrameRecv(
         handler.streams[streamID]?.state.resetReceived(errorCode: cnghttp2_frame_rst_stream_error_code(frame))
         if !handler.resetLimiter.admit(now: handler.now) {
             handler.floodErrorCode = NGHTTP2_ENHANCE_YOUR_CALM.rawValue
-            handler.noteTermination("flood: rapid reset (RST_STREAM over \(handler.configuration.maxClientResetsPerSecond)/s)")
+            handler.noteTermination(.flood("rapid reset (RST_STREAM over \(handler.configuration.maxClientResetsPerSecond)/s)"))
             return callbackFailure  // stop reading this flood now; the handler sends GOAWAY
         }
     case framePing, frameSettings:
@@ -221,11 +221,11 @@ private func onFrameRecv(
         } else if !handler.controlLimiter.admit(now: handler.now) {
             handler.floodErrorCode = NGHTTP2_ENHANCE_YOUR_CALM.rawValue
             let kind = type == framePing ? "PING" : "SETTINGS"
-            handler.noteTermination("flood: \(kind) frames over \(handler.configuration.maxControlFramesPerSecond)/s")
+            handler.noteTermination(.flood("\(kind) frames over \(handler.configuration.maxControlFramesPerSecond)/s"))
             return callbackFailure
         }
     case frameGoAway:
-        handler.noteTermination("client GOAWAY (\(HTTP2ErrorCodeName.name(cnghttp2_frame_goaway_error_code(frame))))")
+        handler.noteTermination(.clientGoAway(errorCode: cnghttp2_frame_goaway_error_code(frame)))
     default:
         break
     }

@@ -127,7 +127,7 @@ final class HTTP2FrontEnd {
         self.shared.accessLogger.info("stream closed", metadata: metadata)
     }
 
-    func connectionClosed(reason: String?) {
+    func connectionClosed(_ end: HTTP2ConnectionEnd?) {
         for responder in self.responders.values {
             if let exchange = responder.exchange {
                 exchange.clientGone()
@@ -136,25 +136,26 @@ final class HTTP2FrontEnd {
             }
         }
         self.responders.removeAll()
-        if let reason {
-            self.connection.ended(Self.outcome(ofConnectionEnd: reason, current: self.connection.outcome))
+        if let end {
+            self.connection.ended(Self.outcome(of: end, current: self.connection.outcome))
         }
         self.connection.close()
     }
 
-    /// The HTTP/2 session's reason for ending, as the connection's outcome. A graceful shutdown
-    /// is the gateway's (drain, shutdown, idle timeout: the outcome set then stays).
-    static func outcome(ofConnectionEnd reason: String, current: ExchangeOutcome) -> ExchangeOutcome {
-        if reason == "graceful shutdown" {
+    /// The HTTP/2 session's end as the connection's outcome. The gateway's own GOAWAY keeps the
+    /// outcome that asked for it (a drain, a shutdown, an idle timeout, a refusal).
+    static func outcome(of end: HTTP2ConnectionEnd, current: ExchangeOutcome) -> ExchangeOutcome {
+        switch end {
+        case .gracefulShutdown:
             switch current {
             case .drained, .shutdown, .idleTimeout, .refused: return current
             default: return .shutdown
             }
+        case .clientGoAway, .sessionEnded:
+            return current == .clientClosed || current == .completed ? .clientClosed : current
+        case .badPreface, .flood, .protocolError, .channelError, .internalError:
+            return end.isClientsDoing ? .clientProtocolError("\(end)") : .internalError("\(end)")
         }
-        if reason == "session ended (GOAWAY)" {
-            return .clientClosed
-        }
-        return .connectionError(reason)
     }
 }
 
@@ -184,7 +185,7 @@ final class HTTP2ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.frontEnd.connectionClosed(reason: self.handler.terminationReason)
+        self.frontEnd.connectionClosed(self.handler.connectionEnd)
         context.fireChannelInactive()
     }
 

@@ -20,8 +20,10 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
     /// An idle keep-alive connection, or an HTTP/2 connection with no stream for
     /// `--request-head-timeout`.
     case idleTimeout
-    /// The connection failed under the client (a reset, an HTTP/2 protocol error or flood).
+    /// The connection failed under the client (a reset, a TLS error).
     case connectionError(String)
+    /// The client broke HTTP/2 (a flood, a protocol error, not a preface): the words say how.
+    case clientProtocolError(String)
     // The origin's doing
     case originFailedMidResponse
     /// The stream ended (an origin's 204, an origin given up on, or the gateway's shutdown).
@@ -29,6 +31,8 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
     // Lifeline's own
     case drained
     case shutdown
+    /// Something failed inside the gateway (nghttp2 could not make or send its session).
+    case internalError(String)
 
     var party: Party {
         switch self {
@@ -36,7 +40,7 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
             return .none
         case .refused(let refusal):
             return refusal.party
-        case .clientClosed, .slowClient, .idleTimeout, .connectionError:
+        case .clientClosed, .slowClient, .idleTimeout, .connectionError, .clientProtocolError:
             return .client
         case .originFailedMidResponse:
             return .origin
@@ -45,7 +49,7 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
             case .originNoContent, .originGaveUp: return .origin
             case .shutdown, .catchUpOverflow: return .lifeline
             }
-        case .drained, .shutdown:
+        case .drained, .shutdown, .internalError:
             return .lifeline
         }
     }
@@ -59,6 +63,7 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
         case .refused(let refusal): return refusal.endDescription
         case .idleTimeout: return "idle timeout"
         case .connectionError(let detail): return "error: \(detail)"
+        case .clientProtocolError(let detail), .internalError(let detail): return detail
         case .originFailedMidResponse: return "origin failed mid-response"
         case .streamEnded(let reason): return "stream ended (\(reason))"
         case .drained: return "drained"
