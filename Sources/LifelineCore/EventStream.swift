@@ -69,7 +69,7 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
     /// since the start while openers are owed them.
     private var admission: SubscriberAdmission<Joiner>
     /// One timer per stream, for its earliest waiter.
-    private var resumeTimer: Scheduled<Void>?
+    private var resumeTimer: EarliestDeadlineTimer!
     /// For a `.catchUp` stream: its progress towards the shared stream.
     private var catchUp: CatchUpSplice
     /// The one subscriber of a `.catchUp` stream, for handing it to the shared stream.
@@ -126,6 +126,7 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "stream"] = "\(key)"
         self.logger = logger
+        self.resumeTimer = EarliestDeadlineTimer(eventLoop: eventLoop) { [weak self] in self?.resumeDeadlinePassed() }
     }
 
     /// Takes the upstream that feeds this stream and starts the wait for the first subscriber.
@@ -278,21 +279,21 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
             self.carryOut(decision, for: joiner, kind: .first)
         }
         if self.admission.waiterCount == 0 {
-            self.resumeTimer?.cancel()
-            self.resumeTimer = nil
+            self.resumeTimer.cancel()
         }
     }
 
-    /// One timer per stream, for its earliest waiter; a waiter whose time is up is a miss.
+    /// One timer per stream, for its earliest waiter.
     private func armResumeTimer() {
-        guard self.resumeTimer == nil, let earliest = self.admission.nextDeadline else { return }
-        self.resumeTimer = self.eventLoop.scheduleTask(deadline: earliest) { [self] in
-            self.resumeTimer = nil
-            for (joiner, decision) in self.admission.deadlinesPassed(replay: &self.replay, now: self.eventLoop.now) {
-                self.carryOut(decision, for: joiner, kind: .first)
-            }
-            self.armResumeTimer()
+        self.resumeTimer.schedule(at: self.admission.nextDeadline)
+    }
+
+    /// A waiter whose time is up is a miss.
+    private func resumeDeadlinePassed() {
+        for (joiner, decision) in self.admission.deadlinesPassed(replay: &self.replay, now: self.eventLoop.now) {
+            self.carryOut(decision, for: joiner, kind: .first)
         }
+        self.armResumeTimer()
     }
 
     private func subscriberGoneBeforeAttach(loop: EventLoop) {
@@ -568,8 +569,7 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         }
         self.loopSets.removeAll()
         // Waiters look the key up again (a new stream, or their own).
-        self.resumeTimer?.cancel()
-        self.resumeTimer = nil
+        self.resumeTimer.cancel()
         for joiner in self.admission.streamEnded() {
             joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(.ended) }
         }

@@ -14,14 +14,14 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
     public private(set) var interval: TimeAmount?
     private var head: HeartbeatEntry?
     private var tail: HeartbeatEntry?
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: NIODeadline?
+    private var timer: EarliestDeadlineTimer!
     public private(set) var count = 0
     public private(set) var heartbeatsSent = 0
 
     public init(eventLoop: EventLoop, interval: TimeAmount?) {
         self.eventLoop = eventLoop
         self.interval = (interval.map { $0 > .zero } ?? false) ? interval : nil
+        self.timer = EarliestDeadlineTimer(eventLoop: eventLoop) { [weak self] in self?.fire() }
     }
 
     /// A new interval (a configuration reload): the tracked subscribers get it from now on; with
@@ -29,9 +29,7 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
     public func updateInterval(_ interval: TimeAmount?) {
         self.eventLoop.preconditionInEventLoop()
         self.interval = (interval.map { $0 > .zero } ?? false) ? interval : nil
-        self.timer?.cancel()
-        self.timer = nil
-        self.timerDeadline = nil
+        self.timer.cancel()
         self.scheduleIfNeeded()
     }
 
@@ -69,9 +67,7 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
         self.unlink(entry)
         self.count -= 1
         if self.head == nil {
-            self.timer?.cancel()
-            self.timer = nil
-            self.timerDeadline = nil
+            self.timer.cancel()
         }
     }
 
@@ -105,17 +101,7 @@ public final class HeartbeatClock: @unchecked Sendable {  // confined to `eventL
 
     private func scheduleIfNeeded() {
         guard let interval = self.interval, let head = self.head else { return }
-        let deadline = head.lastWrite + interval
-        if let current = self.timerDeadline, current <= deadline {
-            return
-        }
-        self.timer?.cancel()
-        self.timerDeadline = deadline
-        self.timer = self.eventLoop.scheduleTask(deadline: deadline) { [self] in
-            self.timer = nil
-            self.timerDeadline = nil
-            self.fire()
-        }
+        self.timer.schedule(at: head.lastWrite + interval)
     }
 
     private func fire() {

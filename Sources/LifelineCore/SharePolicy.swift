@@ -16,7 +16,7 @@ public struct SharePolicy: Sendable, Hashable {
     /// made for it.
     public static let `default` = SharePolicy()
 
-    /// Parses `path,query,header:NAME,...`; returns nil with a reason for a bad item.
+    /// Parses `path,query,header:NAME,...`; a bad item is a failure that names it.
     public static func parse(_ text: String) -> Result<SharePolicy, ShareByError> {
         var policy = SharePolicy(path: false, query: false, headers: [])
         for rawItem in text.split(separator: ",", omittingEmptySubsequences: false) {

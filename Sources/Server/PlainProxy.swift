@@ -112,8 +112,7 @@ final class PlainProxy: OriginConnectionDelegate {
 
     func originConnection(_ connection: OriginConnection, didReceiveHead head: HTTPResponseHead) {
         guard self.state == .awaitingHead else { return }
-        let isEventStream = head.headers.first(name: "content-type").map(UpstreamSession.isEventStream) ?? false
-        if self.mayBecomeStream, head.status == .ok, isEventStream, !StreamOpener.isEncoded(head) {
+        if self.mayBecomeStream, EventStreamHead.isUsable(head) {
             self.state = .finished
             self.owner?.proxyAnsweredWithEventStream(head, connection: connection)
             return

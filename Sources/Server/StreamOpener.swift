@@ -98,8 +98,7 @@ final class StreamOpener: OriginConnectionDelegate {
     func originConnection(_ connection: OriginConnection, didReceiveHead head: HTTPResponseHead) {
         guard connection === self.connection else { return }
         self.connection = nil
-        let isEventStream = head.headers.first(name: "content-type").map(UpstreamSession.isEventStream) ?? false
-        if head.status == .ok && isEventStream && !Self.isEncoded(head) {
+        if EventStreamHead.isUsable(head) {
             let stream = Self.makeStream(
                 for: self.request,
                 ticket: self.ticket,
@@ -162,11 +161,6 @@ final class StreamOpener: OriginConnectionDelegate {
     }
 
     // MARK: Making the stream
-
-    /// An event stream the gateway cannot read (the origin ignored `Accept-Encoding: identity`).
-    static func isEncoded(_ head: HTTPResponseHead) -> Bool {
-        head.headers["content-encoding"].contains { $0.lowercased() != "identity" }
-    }
 
     /// Makes the stream for `request` from the origin's event-stream answer on `connection` (nil:
     /// the origin could not be reached and the stream starts by reconnecting), and hands it to the

@@ -204,8 +204,8 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
         guard connection === self.connection else { return }
         self.lastByteAt = self.eventLoop.now
         self.cookies.store(setCookie: head.headers["set-cookie"])
-        var isEventStream = head.headers.first(name: "content-type").map(Self.isEventStream) ?? false
-        if isEventStream, head.headers["content-encoding"].contains(where: { $0.lowercased() != "identity" }) {
+        var isEventStream = EventStreamHead.hasEventStreamType(head)
+        if isEventStream, EventStreamHead.isEncoded(head) {
             // Asked for identity and got an encoded body: unreadable as events, so an error, not
             // a silently empty stream.
             self.logger.error("origin sent an encoded event stream despite Accept-Encoding: identity; retrying")
@@ -302,8 +302,4 @@ public final class UpstreamSession: UpstreamFeed, OriginConnectionDelegate, @unc
     }
 
     /// `text/event-stream`, with or without parameters such as `charset`.
-    public static func isEventStream(_ contentType: String) -> Bool {
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first ?? ""
-        return mediaType.trimmingCharacters(in: " \t").lowercased() == "text/event-stream"
-    }
 }

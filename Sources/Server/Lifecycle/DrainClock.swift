@@ -13,13 +13,13 @@ final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
     let eventLoop: EventLoop
     private(set) var schedule: DrainSchedule?
     private var heap: [Due] = []
-    private var timer: Scheduled<Void>?
-    private var timerDeadline: NIODeadline?
+    private var timer: EarliestDeadlineTimer!
     /// Draws in [0, 1); replaceable so that tests can fix the spread.
     var random: () -> Double = { Double.random(in: 0..<1) }
 
     init(eventLoop: EventLoop) {
         self.eventLoop = eventLoop
+        self.timer = EarliestDeadlineTimer(eventLoop: eventLoop) { [weak self] in self?.fire() }
     }
 
     var isDraining: Bool { self.schedule != nil }
@@ -43,20 +43,7 @@ final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
     }
 
     private func arm() {
-        guard let first = self.heap.first else {
-            self.timer?.cancel()
-            self.timer = nil
-            self.timerDeadline = nil
-            return
-        }
-        if let deadline = self.timerDeadline, deadline <= first.at { return }
-        self.timer?.cancel()
-        self.timerDeadline = first.at
-        self.timer = self.eventLoop.scheduleTask(deadline: first.at) { [self] in
-            self.timer = nil
-            self.timerDeadline = nil
-            self.fire()
-        }
+        self.timer.schedule(at: self.heap.first?.at)
     }
 
     private func fire() {
