@@ -15,6 +15,8 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
     // The client's doing
     /// The client closed the connection or reset the stream.
     case clientClosed
+    /// The client ended an HTTP/2 session (its GOAWAY): the words say how.
+    case clientEndedSession(String)
     /// More than `--client-buffer` behind: cut.
     case slowClient
     /// An idle keep-alive connection, or an HTTP/2 connection with no stream for
@@ -40,7 +42,7 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
             return .none
         case .refused(let refusal):
             return refusal.party
-        case .clientClosed, .slowClient, .idleTimeout, .connectionError, .clientProtocolError:
+        case .clientClosed, .clientEndedSession, .slowClient, .idleTimeout, .connectionError, .clientProtocolError:
             return .client
         case .originFailedMidResponse:
             return .origin
@@ -63,7 +65,7 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
         case .refused(let refusal): return refusal.endDescription
         case .idleTimeout: return "idle timeout"
         case .connectionError(let detail): return "error: \(detail)"
-        case .clientProtocolError(let detail), .internalError(let detail): return detail
+        case .clientEndedSession(let detail), .clientProtocolError(let detail), .internalError(let detail): return detail
         case .originFailedMidResponse: return "origin failed mid-response"
         case .streamEnded(let reason): return "stream ended (\(reason))"
         case .drained: return "drained"

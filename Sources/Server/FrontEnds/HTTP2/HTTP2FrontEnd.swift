@@ -152,7 +152,7 @@ final class HTTP2FrontEnd {
             default: return .shutdown
             }
         case .clientGoAway, .sessionEnded:
-            return current == .clientClosed || current == .completed ? .clientClosed : current
+            return current == .clientClosed || current == .completed ? .clientEndedSession("\(end)") : current
         case .badPreface, .flood, .protocolError, .channelError, .internalError:
             return end.isClientsDoing ? .clientProtocolError("\(end)") : .internalError("\(end)")
         }
