@@ -80,21 +80,50 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         var count: Int
     }
 
-    /// - Parameters:
-    ///   - resumeID: the `Last-Event-ID` the upstream is first opened with, if any.
+    /// What the origin's first answer (or the request that opened the stream) decided.
+    public struct Opening {
+        /// The `Last-Event-ID` the upstream is first opened with, if any.
+        public var resumeID: String?
+        /// The origin's headers every subscriber's response repeats.
+        public var originHeaders: [(String, String)]
+        /// Which clients the origin's head fits (its `Vary`).
+        public var variant: StreamVariant
+
+        public init(resumeID: String? = nil, originHeaders: [(String, String)] = [], variant: StreamVariant = .any) {
+            self.resumeID = resumeID
+            self.originHeaders = originHeaders
+            self.variant = variant
+        }
+    }
+
+    /// Where the stream reports: the hub it leaves when it ends (and asks for the shared stream
+    /// when it catches up), its loop's counters, its logger, and how the status page names it.
+    public struct Reporting {
+        public var hub: StreamHub?
+        public var counters: LoopCounters?
+        /// The path (query values masked) of the client request that opened it; the key's by default.
+        public var displayPath: String?
+        public var logger: Logger
+
+        public init(hub: StreamHub? = nil, counters: LoopCounters? = nil, displayPath: String? = nil,
+                    logger: Logger = Logger(label: "lifeline.stream")) {
+            self.hub = hub
+            self.counters = counters
+            self.displayPath = displayPath
+            self.logger = logger
+        }
+    }
+
     public init(
         key: StreamKey,
         eventLoop: EventLoop,
         configuration: StreamConfiguration,
-        resumeID: String? = nil,
-        originHeaders: [(String, String)] = [],
-        variant: StreamVariant = .any,
         sharing: StreamSharing = .shared,
-        hub: StreamHub? = nil,
-        counters: LoopCounters? = nil,
-        displayPath: String? = nil,
-        logger: Logger = Logger(label: "lifeline.stream")
+        opening: Opening = Opening(),
+        reporting: Reporting = Reporting()
     ) {
+        let (resumeID, originHeaders, variant) = (opening.resumeID, opening.originHeaders, opening.variant)
+        let (hub, counters, displayPath) = (reporting.hub, reporting.counters, reporting.displayPath)
         self.displayPath = displayPath ?? key.displayPath
         precondition(counters.map { $0.eventLoop === eventLoop } ?? true, "a stream counts on its own loop")
         self.key = key
@@ -123,7 +152,7 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         self.id = incarnation
         self.ingest = EventIngest(assignIDs: configuration.assignIDs, incarnation: incarnation)
         self.lifecycle = StreamLifecycle(linger: sharing.isShared ? configuration.linger : .zero)
-        var logger = logger
+        var logger = reporting.logger
         logger[metadataKey: "stream"] = "\(key)"
         self.logger = logger
         self.resumeTimer = EarliestDeadlineTimer(eventLoop: eventLoop) { [weak self] in self?.resumeDeadlinePassed() }

@@ -111,8 +111,10 @@ public struct ConnectionCounts: Sendable, Equatable {
     }
 }
 
-/// Why the gateway answered a request (or a connection) itself; the `reason` label of
-/// `lifeline_requests_refused_total`. A fixed set, so the label cannot grow without bound.
+/// Why the front end answered a request (or a connection) itself, as the `reason` label of
+/// `lifeline_requests_refused_total`: a fixed set, so the label cannot grow without bound. The
+/// answer itself (status, body) is the front end's (`RequestRefusal` in `Server`); the status
+/// codes below are what it answers today.
 public enum RefusalReason: String, Sendable, CaseIterable {
     /// 400: a request that does not parse, a bad target or `Host`.
     case badRequest = "bad_request"
@@ -130,19 +132,6 @@ public enum RefusalReason: String, Sendable, CaseIterable {
     case originUnreachable = "origin_unreachable"
     /// 504: the origin sent no response head in time for a plain request.
     case originTimeout = "origin_timeout"
-
-    public var status: Int {
-        switch self {
-        case .badRequest: return 400
-        case .noRoute: return 404
-        case .requestTimeout: return 408
-        case .tooManyFromAddress: return 429
-        case .headTooLarge: return 431
-        case .tooManyClients: return 503
-        case .originUnreachable: return 502
-        case .originTimeout: return 504
-        }
-    }
 }
 
 /// Whose doing the end of a request or connection was (as Pingora tags its errors).

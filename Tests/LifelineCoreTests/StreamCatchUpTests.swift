@@ -27,7 +27,8 @@ final class StreamCatchUpTests: XCTestCase {
             XCTFail("the key is free")
             fatalError()
         }
-        let stream = EventStream(key: makeKey(), eventLoop: self.loop, configuration: configuration, resumeID: resumeID, hub: self.hub)
+        let stream = EventStream(key: makeKey(), eventLoop: self.loop, configuration: configuration,
+                                 opening: .init(resumeID: resumeID), reporting: .init(hub: self.hub))
         let feed = FakeFeed()
         stream.start(upstream: feed)
         self.hub.promote(ticket, to: stream)
@@ -38,7 +39,8 @@ final class StreamCatchUpTests: XCTestCase {
     /// A client's own stream, opened from its id, as the front end opens one after `needsCatchUp`.
     private func catchUpStream(resumeID: String, configuration: StreamConfiguration = StreamConfiguration()) -> (EventStream, FakeFeed) {
         let stream = EventStream(
-            key: makeKey(), eventLoop: self.loop, configuration: configuration, resumeID: resumeID, sharing: .catchUp, hub: self.hub
+            key: makeKey(), eventLoop: self.loop, configuration: configuration, sharing: .catchUp,
+            opening: .init(resumeID: resumeID), reporting: .init(hub: self.hub)
         )
         let feed = FakeFeed()
         stream.start(upstream: feed)

@@ -15,7 +15,7 @@ final class StreamHubTests: XCTestCase {
     }
 
     private func stream(_ key: StreamKey, hub: StreamHub) -> EventStream {
-        let stream = EventStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), hub: hub)
+        let stream = EventStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), reporting: .init(hub: hub))
         stream.start(upstream: FakeFeed())
         return stream
     }
@@ -88,7 +88,8 @@ final class StreamHubTests: XCTestCase {
     func testPrivateStreamsAreListedUntilTheyEndButNeverFoundByKey() {
         let hub = StreamHub()
         let key = makeKey()
-        let stream = EventStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), sharing: .unsharedRoute, hub: hub)
+        let stream = EventStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), sharing: .unsharedRoute,
+                                 reporting: .init(hub: hub))
         stream.start(upstream: FakeFeed())
         hub.registerPrivate(stream)
         XCTAssertTrue(hub.streams.contains { $0 === stream })

@@ -34,9 +34,9 @@ final class StreamTests: XCTestCase {
             key: makeKey(),
             eventLoop: self.loop,
             configuration: configuration,
-            resumeID: resumeID,
             sharing: sharing,
-            hub: hub
+            opening: .init(resumeID: resumeID),
+            reporting: .init(hub: hub)
         )
         stream.start(upstream: self.feed)
         stream.upstreamConnected(isReconnect: false)
@@ -263,7 +263,7 @@ final class StreamTests: XCTestCase {
             key: makeKey(),
             eventLoop: self.loop,
             configuration: StreamConfiguration(),
-            originHeaders: [("Access-Control-Allow-Origin", "*")]
+            opening: .init(originHeaders: [("Access-Control-Allow-Origin", "*")])
         )
         stream.start(upstream: self.feed)
         let first = self.attach(stream, name: "first")

@@ -80,7 +80,7 @@ final class RequestDecisionTests: XCTestCase {
 
     private func stream(vary: [String] = [], openedWith values: [String: String] = [:]) -> EventStream {
         EventStream(key: makeTestKey(), eventLoop: self.loop, configuration: StreamConfiguration(),
-                    variant: StreamVariant(vary: vary, value: { values[$0] }))
+                    opening: .init(variant: StreamVariant(vary: vary, value: { values[$0] })))
     }
 
     func testAnUnsharedRouteOpensItsOwnWithTheClientsID() {

@@ -410,7 +410,7 @@ final class HeapTrimmerTests: XCTestCase {
             key: StreamKey(method: "GET", origin: "o", path: "/", query: nil, headerValues: []),
             eventLoop: loop,
             configuration: StreamConfiguration(),
-            hub: hub
+            reporting: .init(hub: hub)
         )
         stream.shutdown()
         loop.run()

@@ -181,14 +181,18 @@ final class StreamOpener: OriginConnectionDelegate {
             key: request.key,
             eventLoop: eventLoop,
             configuration: configuration.stream,
-            resumeID: resumeID,
-            originHeaders: originHeaders,
-            variant: originHead.map { StreamVariant(vary: $0.headers["vary"], value: request.headerValue) } ?? .any,
             sharing: sharing,
-            hub: shared.hub,
-            counters: shared.metrics.counters(for: eventLoop),
-            displayPath: request.displayPath,
-            logger: shared.logger
+            opening: .init(
+                resumeID: resumeID,
+                originHeaders: originHeaders,
+                variant: originHead.map { StreamVariant(vary: $0.headers["vary"], value: request.headerValue) } ?? .any
+            ),
+            reporting: .init(
+                hub: shared.hub,
+                counters: shared.metrics.counters(for: eventLoop),
+                displayPath: request.displayPath,
+                logger: shared.logger
+            )
         )
         let session = UpstreamSession(
             target: request.match.route.origin,
