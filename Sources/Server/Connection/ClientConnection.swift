@@ -7,8 +7,9 @@ import NIOCore
 /// shutdown), the one timer for a connection that sends no request (the request-head timeout,
 /// an idle keep-alive or HTTP/2 connection), the bytes it was sent, and the access-log line
 /// with the connection's `ExchangeOutcome` when it ends. The front ends keep only their framing.
-/// Confined to the connection's loop.
-final class ClientConnection {
+/// Confined to the connection's loop; a value kept inline in its front end (no object of its own
+/// per connection).
+struct ClientConnection {
     enum Admission {
         case pending
         case admitted(ConnectionLimiter.Admission)
@@ -45,7 +46,7 @@ final class ClientConnection {
 
     /// Admits the connection under `--max-clients` and `--max-clients-per-ip`; returns the refusal,
     /// if any (the front end answers it and closes). Once per connection.
-    func admit(address: String?) -> RequestRefusal? {
+    mutating func admit(address: String?) -> RequestRefusal? {
         guard case .pending = self.admission else { return nil }
         self.clientAddress = address
         switch self.shared.limiter.admit(address: address ?? "unknown") {
@@ -86,19 +87,19 @@ final class ClientConnection {
 
     /// Arms the one timer for a connection without a request in flight: `onExpiry` runs after
     /// `--request-head-timeout` unless a request comes first (`requestStarted`).
-    func armIdleTimer(_ onExpiry: @escaping () -> Void) {
+    mutating func armIdleTimer(_ onExpiry: @escaping () -> Void) {
         self.idleTimer?.cancel()
         let timeout = self.shared.configuration.requestHeadTimeout
         guard timeout > .zero else { return }
-        let bound = NIOLoopBound((self, onExpiry), eventLoop: self.loop.eventLoop)
+        // The front end's callback (it holds the front end weakly); a fired task needs no
+        // clearing: cancelling it later does nothing.
+        let bound = NIOLoopBound(onExpiry, eventLoop: self.loop.eventLoop)
         self.idleTimer = self.loop.eventLoop.scheduleTask(in: timeout) {
-            let (connection, onExpiry) = bound.value
-            connection.idleTimer = nil
-            onExpiry()
+            bound.value()
         }
     }
 
-    func cancelIdleTimer() {
+    mutating func cancelIdleTimer() {
         self.idleTimer?.cancel()
         self.idleTimer = nil
     }
@@ -112,19 +113,19 @@ final class ClientConnection {
     // MARK: Requests and bytes
 
     /// A request arrived: the idle timer stops.
-    func requestStarted() {
+    mutating func requestStarted() {
         self.requests += 1
         self.cancelIdleTimer()
     }
 
     /// Response bytes handed to the connection (HTTP/1.1 as on the wire, HTTP/2 the DATA payloads).
-    func countSent(_ bytes: Int) {
+    mutating func countSent(_ bytes: Int) {
         self.bytesSent += bytes
         self.loop.counters.values.bytesSent += bytes
     }
 
     /// What a finished (or abandoned) exchange adds to the record.
-    func account(_ exchange: ClientExchange) {
+    mutating func account(_ exchange: ClientExchange) {
         self.eventsSent += exchange.eventsSent
         self.lastTarget = exchange.target
         if let path = exchange.streamPath {
@@ -137,7 +138,7 @@ final class ClientConnection {
 
     /// The connection ends for a reason of its own (not an exchange's): a timeout, a drain, an
     /// error, a protocol violation.
-    func ended(_ outcome: ExchangeOutcome) {
+    mutating func ended(_ outcome: ExchangeOutcome) {
         self.outcome = outcome
     }
 
@@ -145,7 +146,7 @@ final class ClientConnection {
 
     /// The connection is gone: releases its admission and writes its access-log line (once; not
     /// for a connection that never got as far as admission).
-    func close() {
+    mutating func close() {
         self.cancelIdleTimer()
         switch self.admission {
         case .pending, .closed:

@@ -30,22 +30,23 @@ final class ClientExchange {
         case streaming(StreamWriter)
         /// A plain response is being proxied.
         indirect case proxying(PlainProxy, ClientRequest)
-        /// The response is complete, failed, or the client is gone.
-        case finished
+        /// The response is complete, failed, or the client is gone. Indirect too: what the access
+        /// log needs is described once, at the end, and costs a streaming client nothing.
+        indirect case finished(Ended)
+    }
+
+    /// What is left of an exchange once it ended: its outcome and what the access log names.
+    struct Ended {
+        var outcome: ExchangeOutcome
+        var target: String
+        var path: String?
+        var eventsSent: Int
     }
 
     private let shared: GatewayShared
     private let loop: LoopContext
     private weak var responder: ClientResponder?
     private(set) var state = State.idle
-
-    // For the access log.
-    /// The target once the exchange holds neither a request nor a stream.
-    private var finishedTarget = "-"
-    private var finishedPath: String?
-    private var finishedEventsSent = 0
-    /// How the exchange ended; until it has, what it would be if the client left now.
-    private(set) var outcome = ExchangeOutcome.clientClosed
 
     /// The request's end has been read (set before `start` for requests without a body).
     private var requestEnded = false
@@ -61,11 +62,13 @@ final class ClientExchange {
     var target: String {
         switch self.state {
         case .streaming(let writer):
-            return writer.stream.map { "\($0.key)" } ?? self.finishedTarget
+            return writer.stream.map { "\($0.key)" } ?? "-"
         case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request):
             return "\(request.key)"
-        case .idle, .finished:
-            return self.finishedTarget
+        case .idle:
+            return "-"
+        case .finished(let ended):
+            return ended.target
         }
     }
 
@@ -73,11 +76,13 @@ final class ClientExchange {
     var streamPath: String? {
         switch self.state {
         case .streaming(let writer):
-            return writer.stream?.displayPath ?? self.finishedPath
+            return writer.stream?.displayPath
         case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request):
             return request.displayPath
-        case .idle, .finished:
-            return self.finishedPath
+        case .idle:
+            return nil
+        case .finished(let ended):
+            return ended.path
         }
     }
 
@@ -85,8 +90,15 @@ final class ClientExchange {
     var eventsSent: Int {
         switch self.state {
         case .streaming(let writer): return writer.eventsSent
-        default: return self.finishedEventsSent
+        case .finished(let ended): return ended.eventsSent
+        default: return 0
         }
+    }
+
+    /// How the exchange ended; until it has, what it would be if the client left now.
+    var outcome: ExchangeOutcome {
+        if case .finished(let ended) = self.state { return ended.outcome }
+        return .clientClosed
     }
 
     var isFinished: Bool {
@@ -97,18 +109,15 @@ final class ClientExchange {
     /// The client's event loop (the responder's; kept by the loop context, which outlives it).
     var eventLoop: EventLoop { self.loop.eventLoop }
 
-    /// Ends the exchange with `outcome`; the target is described now, as the request or stream goes.
-    private func finish(_ outcome: ExchangeOutcome) {
+    /// Ends the exchange with `outcome`; the target is described now, as the request or stream
+    /// goes (or given, for an exchange that never had either).
+    private func finish(_ outcome: ExchangeOutcome, target: String? = nil) {
         switch self.state {
         case .finished: return
         case .proxying: self.loop.counters.values.proxiedRequests += 1
         default: break
         }
-        self.outcome = outcome
-        self.finishedTarget = self.target
-        self.finishedPath = self.streamPath
-        self.finishedEventsSent = self.eventsSent
-        self.state = .finished
+        self.state = .finished(Ended(outcome: outcome, target: target ?? self.target, path: self.streamPath, eventsSent: self.eventsSent))
         self.loop.counters.values.exchangesEnded[outcome.party] += 1
     }
 
@@ -134,10 +143,11 @@ final class ClientExchange {
             self.serveClientScript(script, head, to: responder)
         case .refuse(let refusal):
             self.loop.counters.values.refused[refusal.reason] += 1
+            var target: String?
             if case .noRoute(let path) = refusal {
-                self.finishedTarget = path
+                target = path
             }
-            self.finish(.refused(refusal))
+            self.finish(.refused(refusal), target: target)
             responder.respond(status: refusal.status, body: refusal.body, closeConnection: refusal.closesConnection)
         case .stream(let request):
             self.loop.counters.values.streamRequests += 1
@@ -277,8 +287,7 @@ final class ClientExchange {
     /// The gateway's own browser client, whatever the routes say.
     private func serveClientScript(_ script: ClientScript, _ head: HTTPRequestHead, to responder: ClientResponder) {
         let (status, headers, body) = script.response(to: head)
-        self.finishedTarget = "client script"
-        self.finish(.completed)
+        self.finish(.completed, target: "client script")
         responder.writeHead(status: status, headers: headers, isEventStream: false)
         if let body {
             responder.writeBody(body)

@@ -29,8 +29,10 @@ final class StreamWriter: StreamSubscriber {
         case finished
     }
 
+    // A writer lives as long as its client: it keeps no configuration of its own (the whole
+    // `GatewayConfiguration` would cost every idle client half a KiB); the head and the opening
+    // bytes take the loop's configuration of the moment they are written.
     private let loop: LoopContext
-    private let configuration: GatewayConfiguration
     private weak var responder: ClientResponder?
     private weak var owner: StreamWriterOwner?
     private(set) var state = State.attaching
@@ -40,7 +42,6 @@ final class StreamWriter: StreamSubscriber {
 
     init(loop: LoopContext, configuration: GatewayConfiguration, responder: ClientResponder, owner: StreamWriterOwner) {
         self.loop = loop
-        self.configuration = configuration
         self.responder = responder
         self.owner = owner
         self.queue = SubscriberQueue(limit: configuration.clientBuffer)
@@ -180,16 +181,17 @@ extension StreamWriter {
         case .hit: self.loop.counters.values.replayHits += 1
         case .miss: self.loop.counters.values.replayMisses += 1
         }
-        let headers = Self.responseHeaders(for: attachment, heartbeat: self.configuration.heartbeat)
+        let configuration = self.loop.shared.configuration
+        let headers = Self.responseHeaders(for: attachment, heartbeat: configuration.heartbeat)
         responder.writeHead(status: .ok, headers: headers, isEventStream: true)
 
         // The opening bytes: a comment so the stream is seen open at once, the retry line, the
         // gap event, then what the client missed.
         var intro = responder.allocator.buffer(capacity: 128)
         intro.writeImmutableBuffer(self.loop.opening)
-        if let retry = self.configuration.clientRetry {
+        if let retry = configuration.clientRetry {
             var milliseconds = retry.nanoseconds / 1_000_000
-            let jitter = self.configuration.clientRetryJitter.nanoseconds / 1_000_000
+            let jitter = configuration.clientRetryJitter.nanoseconds / 1_000_000
             if jitter > 0 {
                 milliseconds += Int64.random(in: 0...jitter)
             }

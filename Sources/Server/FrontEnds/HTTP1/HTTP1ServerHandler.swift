@@ -36,7 +36,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var machine = HTTP1ConnectionStateMachine()
     /// The exchange answering the current request, while the machine is exchanging.
     private var exchange: ClientExchange?
-    private let connection: ClientConnection
+    private var connection: ClientConnection
     private let isTLS: Bool
 
     init(shared: GatewayShared, loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {

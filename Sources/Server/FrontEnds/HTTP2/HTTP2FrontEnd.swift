@@ -16,7 +16,7 @@ final class HTTP2FrontEnd {
     private let scheme: String
     private let clientAddress: String?
     private var responders: [Int32: HTTP2StreamResponder] = [:]
-    let connection: ClientConnection
+    var connection: ClientConnection
     private weak var handler: HTTP2ServerHandler?
 
     init(shared: GatewayShared, loop: LoopContext, scheme: String, clientAddress: String?) {
