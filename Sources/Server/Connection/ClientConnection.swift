@@ -18,7 +18,7 @@ struct ClientConnection {
         case closed
     }
 
-    let protocolName: String
+    let clientProtocol: ClientProtocol
     let connectedAt: NIODeadline
     let loop: LoopContext
     private(set) var clientAddress: String?
@@ -33,8 +33,8 @@ struct ClientConnection {
     private(set) var outcome = ExchangeOutcome.clientClosed
     private var idleTimer: Scheduled<Void>?
 
-    init(protocolName: String, loop: LoopContext) {
-        self.protocolName = protocolName
+    init(protocol clientProtocol: ClientProtocol, loop: LoopContext) {
+        self.clientProtocol = clientProtocol
         self.loop = loop
         self.connectedAt = loop.eventLoop.now
     }
@@ -160,7 +160,7 @@ struct ClientConnection {
         // Numbers as numbers: `--log-format=json` keeps them so for log pipelines.
         let metadata: Logger.Metadata = [
             "client": "\(self.clientAddress ?? "-")",
-            "protocol": "\(self.protocolName)",
+            "protocol": "\(self.clientProtocol == .h2 ? "h2" : "http/1.1")",
             "path": "\(self.lastPath)",
             "target": "\(self.lastTarget)",
             "requests": .stringConvertible(self.requests),

@@ -1,13 +1,18 @@
 import LifelineCore
 import NIOCore
 
+/// A streaming client that a drain lets go at its moment.
+protocol DrainTarget: AnyObject {
+    func drainNow()
+}
+
 /// Lets the streaming clients of one event loop go during a drain, each at its own moment
 /// (`DrainSchedule`), from a single timer: the clients wait in a heap ordered by their moment
 /// and the timer is set for the earliest. Confined to the loop.
 final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
     private struct Due {
         var at: NIODeadline
-        weak var writer: StreamWriter?
+        weak var target: DrainTarget?
     }
 
     let eventLoop: EventLoop
@@ -29,11 +34,11 @@ final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
         self.schedule = schedule
     }
 
-    /// Gives `writer` its moment, within what is left of the window.
-    func add(_ writer: StreamWriter) {
+    /// Gives `target` its moment, within what is left of the window.
+    func add(_ target: DrainTarget) {
         guard let schedule = self.schedule else { return }
         let at = schedule.closeTime(now: self.eventLoop.now, unit: self.random())
-        self.push(Due(at: at, writer: writer))
+        self.push(Due(at: at, target: target))
         self.arm()
     }
 
@@ -50,7 +55,7 @@ final class DrainClock: @unchecked Sendable {  // confined to `eventLoop`
         let now = self.eventLoop.now
         while let first = self.heap.first, first.at <= now {
             let due = self.pop()
-            due.writer?.drainNow()
+            due.target?.drainNow()
         }
         self.arm()
     }

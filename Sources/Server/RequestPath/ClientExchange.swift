@@ -186,7 +186,10 @@ final class ClientExchange {
     /// The client is gone (connection closed, stream reset): leave any stream, drop any origin
     /// connection. A stream this client was opening goes on, for the clients waiting on it.
     func clientGone() {
-        switch self.state {
+        let state = self.state
+        // Described first, while the writer still names its stream.
+        self.finish(.clientClosed)
+        switch state {
         case .opening(_, let opener):
             opener.clientLeft()
         case .attaching(_, let writer), .streaming(let writer):
@@ -196,7 +199,6 @@ final class ClientExchange {
         case .idle, .waitingForOpening, .finished:
             break
         }
-        self.finish(.clientClosed)
     }
 
     /// The gateway drains: a streaming client is let go at its moment.
@@ -258,7 +260,7 @@ final class ClientExchange {
         }
         let writer = StreamWriter(loop: self.loop, configuration: self.shared.configuration, responder: responder, owner: self)
         self.state = .attaching(request, writer)
-        stream.attach(writer, lastEventID: lastEventID, isCreator: isCreator, waitedForOpening: waitedForOpening)
+        stream.attach(self, lastEventID: lastEventID, isCreator: isCreator, waitedForOpening: waitedForOpening)
     }
 
     private func openingFinished(_ outcome: StreamHub.OpeningOutcome) {
@@ -303,6 +305,42 @@ final class ClientExchange {
         self.state = .proxying(proxy, request)
         // Body parts that arrived while a stream was being looked up were dropped; a request
         // that can have a body (not GET) never takes that path.
+    }
+}
+
+// MARK: - The stream's subscriber: its calls go to the current writer
+
+extension ClientExchange: StreamSubscriber {
+    private var writer: StreamWriter? {
+        switch self.state {
+        case .attaching(_, let writer), .streaming(let writer): return writer
+        default: return nil
+        }
+    }
+
+    func streamAttached(_ attachment: StreamAttachment) {
+        guard let writer = self.writer else { return attachment.membership.leave() }
+        writer.streamAttached(attachment)
+    }
+
+    func streamDeliver(_ chunk: StreamChunk, now: NIODeadline) {
+        self.writer?.streamDeliver(chunk, now: now)
+    }
+
+    func heartbeatDue() {
+        self.writer?.heartbeatDue()
+    }
+
+    func streamEnded(_ reason: StreamEndReason) {
+        self.writer?.streamEnded(reason)
+    }
+
+    func streamRefused(_ refusal: StreamRefusal) {
+        self.writer?.streamRefused(refusal)
+    }
+
+    func drainNow() {
+        self.writer?.drainNow()
     }
 }
 

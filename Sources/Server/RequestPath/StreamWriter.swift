@@ -2,8 +2,9 @@ import LifelineCore
 import NIOCore
 import NIOHTTP1
 
-/// Who a `StreamWriter` reports to: the exchange of its client.
-protocol StreamWriterOwner: AnyObject {
+/// Who a `StreamWriter` reports to: the exchange of its client, which is also what the stream,
+/// the heartbeat clock and the drain clock know as the subscriber.
+protocol StreamWriterOwner: DrainTarget {
     /// The writer got into its stream and writes the response from now on.
     func streamWriterStarted(_ writer: StreamWriter)
     /// The stream did not take the subscriber (nothing was written): decide again.
@@ -16,10 +17,13 @@ protocol StreamWriterOwner: AnyObject {
 /// live events, heartbeats in pauses, the cut of a client that falls more than `--client-buffer`
 /// behind, its moment in a drain, and the move from a catching-up stream to the shared one.
 ///
-/// It is the stream's subscriber: everything it learns from the stream comes by value, on its
-/// own loop (`StreamAttachment`, chunks). It holds its responder and its owner weakly (a client
-/// may leave at any moment) and is confined to the client's loop.
-final class StreamWriter: StreamSubscriber {
+/// What it learns from the stream comes by value, on its own loop (`StreamAttachment`, chunks),
+/// through its exchange: the exchange is the stream's `StreamSubscriber` and hands each call to
+/// its writer, so that everything that may outlive the client (a stream's membership and attach
+/// task, the drain clock) holds one weak reference to one object per client. The writer lives
+/// only inside its exchange (it holds its owner `unowned`) and holds its responder weakly (a
+/// client may leave at any moment). Confined to the client's loop.
+final class StreamWriter {
     enum State {
         /// `attach` was called; the stream answers with `streamAttached` or `streamRefused`.
         case attaching
@@ -34,7 +38,7 @@ final class StreamWriter: StreamSubscriber {
     // bytes take the loop's configuration of the moment they are written.
     private let loop: LoopContext
     private weak var responder: ClientResponder?
-    private weak var owner: StreamWriterOwner?
+    private unowned let owner: StreamWriterOwner
     private(set) var state = State.attaching
     private var queue: SubscriberQueue
     /// Events written to the client (replayed ones included), for the access log.
@@ -47,10 +51,11 @@ final class StreamWriter: StreamSubscriber {
         self.queue = SubscriberQueue(limit: configuration.clientBuffer)
     }
 
-    var eventLoop: EventLoop { self.loop.eventLoop }
-
-    /// The stream written, once attached (kept after the end, for the access log).
-    private(set) var stream: EventStream?
+    /// The stream being written, while attached.
+    var stream: EventStream? {
+        if case .streaming(let membership) = self.state { return membership.stream }
+        return nil
+    }
 
     /// The client is gone: leave the stream (the stream goes on for the others).
     func clientGone() {
@@ -69,9 +74,10 @@ final class StreamWriter: StreamSubscriber {
         self.state = .finished
     }
 
+    /// The owner hears first, while the writer still names its stream (for the access log).
     private func finish(_ outcome: ExchangeOutcome) {
+        self.owner.streamWriter(self, finishedWith: outcome)
         self.leave()
-        self.owner?.streamWriter(self, finishedWith: outcome)
     }
 
     // MARK: Writing
@@ -165,7 +171,7 @@ final class StreamWriter: StreamSubscriber {
     }
 }
 
-// MARK: - The stream's subscriber
+// MARK: - The stream's calls, handed over by the exchange
 
 extension StreamWriter {
     func streamAttached(_ attachment: StreamAttachment) {
@@ -206,15 +212,14 @@ extension StreamWriter {
         self.loop.counters.values.eventsSent += attachment.replay.count
         self.loop.counters.values.subscribers += 1
         self.state = .streaming(attachment.membership)
-        self.stream = attachment.membership.stream
-        self.owner?.streamWriterStarted(self)
+        self.owner.streamWriterStarted(self)
         self.send(intro, counted: false, shared: false)
         self.sendReplay(attachment.replay, allocator: responder.allocator)
         responder.flush()
         guard case .streaming = self.state else { return }  // cut while replaying
         self.loop.heartbeatClock.register(attachment.membership)
         if self.loop.drainClock.isDraining {
-            self.loop.drainClock.add(self)
+            self.loop.drainClock.add(self.owner)
         }
     }
 
@@ -229,7 +234,6 @@ extension StreamWriter {
         self.loop.heartbeatClock.remove(own)
         own.leave()
         self.state = .streaming(attachment.membership)
-        self.stream = attachment.membership.stream
         self.eventsSent += attachment.replay.count
         self.loop.counters.values.eventsSent += attachment.replay.count
         self.sendReplay(attachment.replay, allocator: responder.allocator)
@@ -270,7 +274,7 @@ extension StreamWriter {
     func streamRefused(_ refusal: StreamRefusal) {
         guard case .attaching = self.state else { return }
         self.state = .finished
-        self.owner?.streamWriter(self, wasRefused: refusal)
+        self.owner.streamWriter(self, wasRefused: refusal)
     }
 }
 
@@ -281,7 +285,7 @@ extension StreamWriter {
     /// yet gets its moment when it starts (`streamAttached`).
     func drainRequested() {
         if case .streaming = self.state {
-            self.loop.drainClock.add(self)
+            self.loop.drainClock.add(self.owner)
         }
     }
 

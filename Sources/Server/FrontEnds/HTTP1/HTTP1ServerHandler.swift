@@ -44,13 +44,14 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.loop = loop
         self.isTLS = scheme == "https"
         self.decoder = decoder
-        self.connection = ClientConnection(protocolName: "http/1.1", loop: loop)
+        self.connection = ClientConnection(protocol: .http1, loop: loop)
     }
 
     /// The decoder is gone: no further request can be read on this connection.
     private var decoderReleased: Bool { self.decoder == nil }
 
-    private(set) var clientAddress: String?
+    /// The client's IP address (the connection core keeps it from admission on).
+    var clientAddress: String? { self.connection.clientAddress }
 
     // MARK: Connection lifecycle
 
@@ -71,8 +72,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// active channel after TLS and protocol negotiation).
     private func start(context: ChannelHandlerContext) {
         guard self.connection.isPendingAdmission else { return }
-        self.clientAddress = context.channel.remoteAddress?.ipAddress
-        if let refusal = self.connection.admit(address: self.clientAddress) {
+        if let refusal = self.connection.admit(address: context.channel.remoteAddress?.ipAddress) {
             self.respondAndClose(context: context, status: refusal.status, body: refusal.body, extraHeaders: [("Retry-After", "5")])
             return
         }

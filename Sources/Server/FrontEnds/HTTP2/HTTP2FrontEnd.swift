@@ -24,7 +24,7 @@ final class HTTP2FrontEnd {
         self.loop = loop
         self.scheme = scheme
         self.clientAddress = clientAddress
-        self.connection = ClientConnection(protocolName: "h2", loop: loop)
+        self.connection = ClientConnection(protocol: .h2, loop: loop)
     }
 
     /// Adds the HTTP/2 handler for this front end to `channel`'s pipeline.
