@@ -44,8 +44,8 @@ final class ClientExchange {
     }
 
     private let shared: GatewayShared
-    private let loop: LoopContext
-    private weak var responder: ClientResponder?
+    let loop: LoopContext
+    private(set) weak var responder: ClientResponder?
     private(set) var state = State.idle
 
     /// The request's end has been read (set before `start` for requests without a body).
@@ -258,7 +258,7 @@ final class ClientExchange {
             if waitedForOpening || isCreator { stream.openerWillNotJoin() }
             return self.finish(.clientClosed)
         }
-        let writer = StreamWriter(loop: self.loop, configuration: self.shared.configuration, responder: responder, owner: self)
+        let writer = StreamWriter(configuration: self.shared.configuration, owner: self)
         self.state = .attaching(request, writer)
         stream.attach(self, lastEventID: lastEventID, isCreator: isCreator, waitedForOpening: waitedForOpening)
     }

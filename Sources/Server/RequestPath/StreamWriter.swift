@@ -5,6 +5,10 @@ import NIOHTTP1
 /// Who a `StreamWriter` reports to: the exchange of its client, which is also what the stream,
 /// the heartbeat clock and the drain clock know as the subscriber.
 protocol StreamWriterOwner: DrainTarget {
+    /// The client's loop context and its responder (nil once the client is gone): the writer
+    /// reaches them through its owner rather than keeping copies, as it lives as long as its client.
+    var loop: LoopContext { get }
+    var responder: ClientResponder? { get }
     /// The writer got into its stream and writes the response from now on.
     func streamWriterStarted(_ writer: StreamWriter)
     /// The stream did not take the subscriber (nothing was written): decide again.
@@ -33,20 +37,19 @@ final class StreamWriter {
         case finished
     }
 
-    // A writer lives as long as its client: it keeps no configuration of its own (the whole
-    // `GatewayConfiguration` would cost every idle client half a KiB); the head and the opening
-    // bytes take the loop's configuration of the moment they are written.
-    private let loop: LoopContext
-    private weak var responder: ClientResponder?
+    // A writer lives as long as its client, so it keeps little: no configuration (the whole
+    // `GatewayConfiguration` would cost every idle client half a KiB; the head and the opening
+    // bytes take the loop's configuration of the moment they are written), and its loop and
+    // responder through its owner.
     private unowned let owner: StreamWriterOwner
+    private var loop: LoopContext { self.owner.loop }
+    private var responder: ClientResponder? { self.owner.responder }
     private(set) var state = State.attaching
     private var queue: SubscriberQueue
     /// Events written to the client (replayed ones included), for the access log.
     private(set) var eventsSent = 0
 
-    init(loop: LoopContext, configuration: GatewayConfiguration, responder: ClientResponder, owner: StreamWriterOwner) {
-        self.loop = loop
-        self.responder = responder
+    init(configuration: GatewayConfiguration, owner: StreamWriterOwner) {
         self.owner = owner
         self.queue = SubscriberQueue(limit: configuration.clientBuffer)
     }
