@@ -25,8 +25,9 @@ protocol StreamWriterOwner: DrainTarget {
 /// through its exchange: the exchange is the stream's `StreamSubscriber` and hands each call to
 /// its writer, so that everything that may outlive the client (a stream's membership and attach
 /// task, the drain clock) holds one weak reference to one object per client. The writer lives
-/// only inside its exchange (it holds its owner `unowned`) and holds its responder weakly (a
-/// client may leave at any moment). Confined to the client's loop.
+/// only inside its exchange: nothing else holds it (the exchange's state is private, and it is
+/// never handed out), so it holds its exchange `unowned(unsafe)`, which costs no reference
+/// counting on the per-event path. Confined to the client's loop.
 final class StreamWriter {
     enum State {
         /// `attach` was called; the stream answers with `streamAttached` or `streamRefused`.
@@ -41,7 +42,7 @@ final class StreamWriter {
     // `GatewayConfiguration` would cost every idle client half a KiB; the head and the opening
     // bytes take the loop's configuration of the moment they are written), and its loop and
     // responder through its owner.
-    private unowned let owner: StreamWriterOwner
+    private unowned(unsafe) let owner: StreamWriterOwner
     private var loop: LoopContext { self.owner.loop }
     private var responder: ClientResponder? { self.owner.responder }
     private(set) var state = State.attaching
