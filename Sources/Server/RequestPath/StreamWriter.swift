@@ -42,7 +42,9 @@ final class StreamWriter {
     // `GatewayConfiguration` would cost every idle client half a KiB; the head and the opening
     // bytes take the loop's configuration of the moment they are written), and its loop and
     // responder through its owner.
-    private unowned(unsafe) let owner: StreamWriterOwner
+    // The concrete exchange, not the protocol: the loop and the responder are read a few times
+    // per event, and through the protocol each read was a witness call.
+    private unowned(unsafe) let owner: ClientExchange
     private var loop: LoopContext { self.owner.loop }
     private var responder: ClientResponder? { self.owner.responder }
     private(set) var state = State.attaching
@@ -50,7 +52,7 @@ final class StreamWriter {
     /// Events written to the client (replayed ones included), for the access log.
     private(set) var eventsSent = 0
 
-    init(configuration: GatewayConfiguration, owner: StreamWriterOwner) {
+    init(configuration: GatewayConfiguration, owner: ClientExchange) {
         self.owner = owner
         self.queue = SubscriberQueue(limit: configuration.clientBuffer)
     }
