@@ -69,7 +69,8 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
     /// since the start while openers are owed them.
     private var admission: SubscriberAdmission<Joiner>
     /// One timer per stream, for its earliest waiter.
-    private var resumeTimer: EarliestDeadlineTimer!
+    /// Made when a client first waits: most streams never need one.
+    private var resumeTimer: EarliestDeadlineTimer?
     /// For a `.catchUp` stream: its progress towards the shared stream.
     private var catchUp: CatchUpSplice
     /// The one subscriber of a `.catchUp` stream, for handing it to the shared stream.
@@ -155,7 +156,6 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         var logger = reporting.logger
         logger[metadataKey: "stream"] = "\(key)"
         self.logger = logger
-        self.resumeTimer = EarliestDeadlineTimer(eventLoop: eventLoop) { [weak self] in self?.resumeDeadlinePassed() }
     }
 
     /// Takes the upstream that feeds this stream and starts the wait for the first subscriber.
@@ -308,13 +308,20 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
             self.carryOut(decision, for: joiner, kind: .first)
         }
         if self.admission.waiterCount == 0 {
-            self.resumeTimer.cancel()
+            self.resumeTimer?.cancel()
         }
     }
 
     /// One timer per stream, for its earliest waiter.
     private func armResumeTimer() {
-        self.resumeTimer.schedule(at: self.admission.nextDeadline)
+        guard let deadline = self.admission.nextDeadline else {
+            self.resumeTimer?.cancel()
+            return
+        }
+        if self.resumeTimer == nil {
+            self.resumeTimer = EarliestDeadlineTimer(eventLoop: self.eventLoop) { [weak self] in self?.resumeDeadlinePassed() }
+        }
+        self.resumeTimer?.schedule(at: deadline)
     }
 
     /// A waiter whose time is up is a miss.
@@ -598,7 +605,7 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         }
         self.loopSets.removeAll()
         // Waiters look the key up again (a new stream, or their own).
-        self.resumeTimer.cancel()
+        self.resumeTimer?.cancel()
         for joiner in self.admission.streamEnded() {
             joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(.ended) }
         }
