@@ -258,7 +258,7 @@ final class ClientExchange {
             if waitedForOpening || isCreator { stream.openerWillNotJoin() }
             return self.finish(.clientClosed)
         }
-        let writer = StreamWriter(configuration: self.shared.configuration, owner: self)
+        let writer = StreamWriter(clientBuffer: self.shared.configuration.clientBuffer, owner: self)
         self.state = .attaching(request, writer)
         stream.attach(self, lastEventID: lastEventID, isCreator: isCreator, waitedForOpening: waitedForOpening)
     }
@@ -310,7 +310,7 @@ final class ClientExchange {
 
 // MARK: - The stream's subscriber: its calls go to the current writer
 
-extension ClientExchange: StreamSubscriber {
+extension ClientExchange: StreamSubscriber, DrainTarget {
     private var writer: StreamWriter? {
         switch self.state {
         case .attaching(_, let writer), .streaming(let writer): return writer
@@ -346,7 +346,7 @@ extension ClientExchange: StreamSubscriber {
 
 // MARK: - The stream writer's reports
 
-extension ClientExchange: StreamWriterOwner {
+extension ClientExchange {
     func streamWriter(_ writer: StreamWriter, wasRefused refusal: StreamRefusal) {
         guard case .attaching(let request, let current) = self.state, current === writer else { return }
         if let step = RequestDecision.afterRefusal(request, refusal) {

@@ -2,21 +2,6 @@ import LifelineCore
 import NIOCore
 import NIOHTTP1
 
-/// Who a `StreamWriter` reports to: the exchange of its client, which is also what the stream,
-/// the heartbeat clock and the drain clock know as the subscriber.
-protocol StreamWriterOwner: DrainTarget {
-    /// The client's loop context and its responder (nil once the client is gone): the writer
-    /// reaches them through its owner rather than keeping copies, as it lives as long as its client.
-    var loop: LoopContext { get }
-    var responder: ClientResponder? { get }
-    /// The writer got into its stream and writes the response from now on.
-    func streamWriterStarted(_ writer: StreamWriter)
-    /// The stream did not take the subscriber (nothing was written): decide again.
-    func streamWriter(_ writer: StreamWriter, wasRefused refusal: StreamRefusal)
-    /// The response is over (ended, drained, or the client was cut); the writer is done.
-    func streamWriter(_ writer: StreamWriter, finishedWith outcome: ExchangeOutcome)
-}
-
 /// Writes one stream to one subscriber: the response head and the opening bytes, the replay, the
 /// live events, heartbeats in pauses, the cut of a client that falls more than `--client-buffer`
 /// behind, its moment in a drain, and the move from a catching-up stream to the shared one.
@@ -41,9 +26,9 @@ final class StreamWriter {
     // A writer lives as long as its client, so it keeps little: no configuration (the whole
     // `GatewayConfiguration` would cost every idle client half a KiB; the head and the opening
     // bytes take the loop's configuration of the moment they are written), and its loop and
-    // responder through its owner.
-    // The concrete exchange, not the protocol: the loop and the responder are read a few times
-    // per event, and through the protocol each read was a witness call.
+    // responder through its exchange (a field load each, a few times per event). It reports to
+    // the exchange: `streamWriterStarted`, `streamWriter(_:wasRefused:)`,
+    // `streamWriter(_:finishedWith:)`.
     private unowned(unsafe) let owner: ClientExchange
     private var loop: LoopContext { self.owner.loop }
     private var responder: ClientResponder? { self.owner.responder }
@@ -52,9 +37,10 @@ final class StreamWriter {
     /// Events written to the client (replayed ones included), for the access log.
     private(set) var eventsSent = 0
 
-    init(configuration: GatewayConfiguration, owner: ClientExchange) {
+    /// - Parameter clientBuffer: `--client-buffer`, the bound of the queue of unsent bytes.
+    init(clientBuffer: Int, owner: ClientExchange) {
         self.owner = owner
-        self.queue = SubscriberQueue(limit: configuration.clientBuffer)
+        self.queue = SubscriberQueue(limit: clientBuffer)
     }
 
     /// The stream being written, while attached.
