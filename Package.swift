@@ -60,8 +60,13 @@ let package = Package(
         .target(name: "Admin", dependencies: ["LifelineCore", "Server", nioCore, nioPosix, nioHTTP1, nioConcurrency,
                                               .product(name: "Prometheus", package: "swift-prometheus")],
                 exclude: ["StatusPage/status-page.html"]),
+        // The shared store's client: a RESP3 codec and a pipelined connection over SwiftNIO (no Swift Redis client is among the machine's packages).
+        .target(name: "Redis", dependencies: ["TLS", nioCore, nioPosix, nioConcurrency, logging]),
+        // The shared history in Redis (`--redis`): leases, fenced appends, followers, replay
+        // lookups; the client policy over `Redis` (reconnects, scripts, timeouts).
+        .target(name: "RedisStore", dependencies: ["Redis", "LifelineCore", "TLS", nioCore, nioConcurrency, logging]),
         // Lifeline's flags, wiring, signals and lifecycle; `lifeline` is a thin main around it.
-        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "Admin", "DemoOrigin", "CSpawn", "TLS", nioCore, nioPosix, nioConcurrency, logging,
+        .target(name: "LifelineMain", dependencies: ["Flags", "SSE", "LifelineCore", "Upstream", "Server", "Admin", "DemoOrigin", "CSpawn", "TLS", "RedisStore", "Redis", nioCore, nioPosix, nioConcurrency, logging,
                                                      .product(name: "Atomics", package: "swift-atomics")]),
         .executableTarget(name: "lifeline", dependencies: ["LifelineMain"]),
         // The SSE load client and benchmark origin (`lifeline-bench`).
@@ -84,6 +89,7 @@ let package = Package(
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP2TestSupport", "CNghttp2", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "HTTP2ClientTests", dependencies: ["HTTP2Client", "HTTP2", "HTTP2TestSupport", nioCore, nioEmbedded]),
         .testTarget(name: "SSETests", dependencies: ["SSE", nioCore]),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", nioCore, nioPosix, nioEmbedded]),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
@@ -105,5 +111,7 @@ let package = Package(
                           path: "Tests/Fuzz/http1-server", exclude: ["corpus", "regressions"]),
         .executableTarget(name: "fuzz-h2-server", dependencies: ["FuzzSupport", "HTTP2", "CNghttp2", nioCore, nioHTTP1, nioEmbedded],
                           path: "Tests/Fuzz/h2-server", exclude: ["corpus", "regressions"]),
+        .executableTarget(name: "fuzz-resp3", dependencies: ["FuzzSupport", "Redis", nioCore],
+                          path: "Tests/Fuzz/resp3", exclude: ["corpus", "regressions"]),
     ]
 )

@@ -45,7 +45,13 @@ struct AdminRoutes: Sendable {
             return .now(Self.text(.ok, "ok\n"))
         case "/readyz":
             let state = self.sampler.currentState
-            return .now(state == "ready" ? Self.text(.ok, "ready\n") : Self.text(.serviceUnavailable, "\(state)\n"))
+            guard state == "ready" else { return .now(Self.text(.serviceUnavailable, "\(state)\n")) }
+            // Degraded still serves (each stream reads its origin itself), so it stays ready;
+            // the body says so for people and probes that read it.
+            if let store = self.sampler.sharedStore, !store.reachable {
+                return .now(Self.text(.ok, "ready (degraded: redis unreachable; streams read their origins directly)\n"))
+            }
+            return .now(Self.text(.ok, "ready\n"))
         case "/status.json":
             let view = Self.view(query)
             let sampler = self.sampler

@@ -108,6 +108,21 @@ enum MetricsExposition {
             counter("lifeline_config_reloads_total", help, reloads.success, labels: [("result", "success")])
             counter("lifeline_config_reloads_total", help, reloads.failure, labels: [("result", "failure")])
         }
+        if let store = gathered.sharedStore {
+            gauge("lifeline_redis_up", "1 when Redis (--redis) answered the latest probe, 0 when streams read their origins directly.",
+                  store.reachable ? 1 : 0)
+            for role in SharedRole.allCases where role != .standalone {
+                gauge("lifeline_shared_streams", "Streams by this instance's part in them: owner, follower, fallback (Redis unreachable), deciding.",
+                      gathered.streams.count { $0.role == role }, labels: [("role", role.rawValue)])
+            }
+            let appendsHelp = "Batches of events an owner wrote to the shared history, by result (failed: fenced or Redis unreachable)."
+            counter("lifeline_history_appends_total", appendsHelp, counters.historyAppendsStored, labels: [("result", "stored")])
+            counter("lifeline_history_appends_total", appendsHelp, counters.historyAppendsFailed, labels: [("result", "failed")])
+            counter("lifeline_history_fallbacks_total", "Times a stream fell back to its own origin connection because Redis could not be used.",
+                    counters.historyFallbacks)
+            counter("lifeline_history_resume_hits_total", "Resumes served from the shared history after this instance's buffer missed.",
+                    counters.historyResumeHits)
+        }
         gauge("lifeline_build_info", "Always 1; the labels say which build runs.", 1, labels: [("version", LifelineVersion.current)])
 
         let process = gathered.process

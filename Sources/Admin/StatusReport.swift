@@ -77,11 +77,26 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var path: String
         public var origin: String
         public var shared: Bool
+        /// With `--redis`: `owner` (this instance reads the origin), `follower` (another does),
+        /// `fallback` (Redis is unreachable: this instance reads the origin itself), `deciding`;
+        /// `standalone` without `--redis`.
+        public var role: String = "standalone"
+        /// The instance that holds the origin connection, when known.
+        public var owner: String?
         public var subscribers: Int
         public var ageSeconds: Double
         public var upstream: Upstream
         public var events: Events
         public var replay: Replay
+    }
+
+    /// The shared store (`--redis`).
+    public struct SharedStore: Codable, Sendable, Equatable {
+        /// This instance's name in leases.
+        public var instance: String
+        /// Whether Redis answered the latest probe; false means streams read their origins
+        /// themselves (degraded).
+        public var reachable: Bool
     }
 
     public struct Notable: Codable, Sendable, Equatable {
@@ -108,6 +123,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var top: Int
     public var matching: Int
     public var streams: [Stream]
+    /// With `--redis`; absent without.
+    public var sharedStore: SharedStore? = nil
     /// Newest last.
     public var recent: [Notable]
 }

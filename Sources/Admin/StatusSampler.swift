@@ -18,6 +18,8 @@ final class StatusSampler: Sendable {
         var process: ProcessFigures
         var tlsHandshakeFailures: Int
         var state: String
+        /// With `--redis`: this instance's name and whether the store answers.
+        var sharedStore: StatusReport.SharedStore?
     }
 
     private struct StreamMemory {
@@ -51,6 +53,11 @@ final class StatusSampler: Sendable {
     /// The process's lifecycle state now (`ready`, `draining`, ...).
     var currentState: String { self.state() }
 
+    /// With `--redis`: this instance's name and whether the store answers its probe.
+    var sharedStore: StatusReport.SharedStore? {
+        self.gateway.configuration.sharedGateway.map { .init(instance: $0.store.instanceName, reachable: $0.store.isReachable) }
+    }
+
     func gather() async -> Gathered {
         let counters = await self.gateway.metrics.snapshot()
         let streams = await self.gateway.hub.statuses()
@@ -62,7 +69,8 @@ final class StatusSampler: Sendable {
             recent: recent,
             process: ProcessFigures.read(),
             tlsHandshakeFailures: self.gateway.tlsMetrics.snapshot.handshakesFailed,
-            state: self.state()
+            state: self.state(),
+            sharedStore: self.sharedStore
         )
     }
 
@@ -160,6 +168,8 @@ final class StatusSampler: Sendable {
                     path: status.path,
                     origin: status.origin,
                     shared: status.sharing.isShared,
+                    role: status.role.rawValue,
+                    owner: status.owner == "self" ? gathered.sharedStore?.instance : status.owner,
                     subscribers: status.subscribers,
                     ageSeconds: status.ageSeconds,
                     upstream: .init(
@@ -185,6 +195,7 @@ final class StatusSampler: Sendable {
                     )
                 )
             },
+            sharedStore: gathered.sharedStore,
             recent: gathered.recent.suffix(100).map {
                 .init(at: $0.at, kind: $0.kind.rawValue, stream: $0.stream, detail: $0.detail, count: $0.count)
             }

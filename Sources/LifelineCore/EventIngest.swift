@@ -8,7 +8,7 @@ struct EventIngest {
     private(set) var nextSequence: UInt64 = 1
     private let assignIDs: Bool
     /// Distinguishes this stream incarnation's assigned ids from an earlier one's.
-    private let incarnation: String
+    private var incarnation: String
     /// After a reconnect, events the buffer already has are dropped until the first new one.
     private var deduplicating = false
     /// The buffered event that the origin's replay has reached: an id-less event that follows
@@ -19,6 +19,18 @@ struct EventIngest {
     init(assignIDs: Bool, incarnation: String) {
         self.assignIDs = assignIDs
         self.incarnation = incarnation
+    }
+
+    /// Numbers the events that follow from `nextSequence`, with assigned ids made from
+    /// `incarnation` (a shared history's epoch, so that every instance gives an event one id).
+    mutating func renumber(from nextSequence: UInt64, incarnation: String) {
+        self.nextSequence = nextSequence
+        self.incarnation = incarnation
+    }
+
+    /// Events that come from elsewhere (a shared history) took these sequences.
+    mutating func skip(through sequence: UInt64) {
+        self.nextSequence = max(self.nextSequence, sequence + 1)
     }
 
     mutating func upstreamReconnected() {

@@ -8,9 +8,11 @@ import SSE
 /// A stream lives on one event loop; every method runs there unless it says otherwise. Events
 /// are encoded once and handed to each other loop once per batch; the loop writes them to its
 /// own subscribers.
-public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
+public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @unchecked Sendable {
     public enum UpstreamState: String, Sendable {
         case connecting, connected, reconnecting, ended
+        /// Another instance holds the origin connection; this stream follows the shared history.
+        case following
     }
 
     public let key: StreamKey
@@ -71,6 +73,25 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
     /// One timer per stream, for its earliest waiter.
     /// Made when a client first waits: most streams never need one.
     private var resumeTimer: EarliestDeadlineTimer?
+    /// With a shared history (`--redis`): who feeds the stream, and the handles that do it.
+    private var ownership: StreamOwnership
+    private var history: StreamHistory?
+    private var following: HistoryFollowing?
+    /// Opens the origin for this stream, resuming from an id (the owner's job).
+    private var originOpener: ((String?) -> UpstreamFeed)?
+    /// The stream's one timer for its lease: renew it, or look whether it is free.
+    private var leaseTimer: RepeatedTask?
+    /// The last `id` the stream's events carried: where it resumes when it reads the origin itself.
+    private var lastCarriedID: String?
+    /// The origin's headers changed since they were last stored.
+    private var originHeadersUnstored = true
+    /// The id the stream was opened for (the first client's), when nothing else is known.
+    private let openerResumeID: String?
+    /// Which instance owns the stream (for the status page).
+    public private(set) var ownerName: String?
+    /// Clients the shared history served, until the stream reaches its last event.
+    private var pendingSplices: [HistorySplice] = []
+
     /// For a `.catchUp` stream: its progress towards the shared stream.
     private var catchUp: CatchUpSplice
     /// The one subscriber of a `.catchUp` stream, for handing it to the shared stream.
@@ -153,6 +174,8 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         self.id = incarnation
         self.ingest = EventIngest(assignIDs: configuration.assignIDs, incarnation: incarnation)
         self.lifecycle = StreamLifecycle(linger: sharing.isShared ? configuration.linger : .zero)
+        self.ownership = StreamOwnership(shared: false, timing: .init(lease: .seconds(5)))
+        self.openerResumeID = resumeID
         var logger = reporting.logger
         logger[metadataKey: "stream"] = "\(key)"
         self.logger = logger
@@ -163,6 +186,44 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         self.eventLoop.preconditionInEventLoop()
         self.upstream = upstream
         self.apply(self.lifecycle.started())
+    }
+
+    /// How a stream of a shared gateway starts: its history, the opener's claim, and how to open
+    /// the origin when it becomes the owner.
+    public struct SharedStart {
+        public var history: StreamHistory
+        /// The answer to the claim the opening client's request made.
+        public var claim: HistoryClaim
+        public var lease: TimeAmount
+        /// Opens the origin from an id and delivers to the stream (the stream is the delegate).
+        public var openOrigin: (_ resumeID: String?, _ stream: EventStream) -> UpstreamFeed
+
+        public init(history: StreamHistory, claim: HistoryClaim, lease: TimeAmount,
+                    openOrigin: @escaping (_ resumeID: String?, _ stream: EventStream) -> UpstreamFeed) {
+            self.history = history
+            self.claim = claim
+            self.lease = lease
+            self.openOrigin = openOrigin
+        }
+    }
+
+    /// Starts a stream of a shared gateway: as the owner (the origin opens), a follower of the
+    /// history, or on its own when the store could not be asked.
+    public func start(shared start: SharedStart) {
+        self.eventLoop.preconditionInEventLoop()
+        self.history = start.history
+        self.ownership = StreamOwnership(shared: true, timing: .init(lease: start.lease))
+        let opener = start.openOrigin
+        self.originOpener = { [unowned self] resumeID in opener(resumeID, self) }
+        if case .follower(let owner, _, let headers) = start.claim {
+            self.originHeaders = headers
+            self.ownerName = owner
+        }
+        self.apply(self.lifecycle.started())
+        self.leaseTimer = self.eventLoop.scheduleRepeatedTask(
+            initialDelay: self.ownership.timing.check, delay: self.ownership.timing.check
+        ) { [weak self] _ in self?.leaseCheckDue() }
+        self.claimAnswered(start.claim)
     }
 
     /// `count` clients will join as the stream's openers (`isCreator` or `waitedForOpening`),
@@ -223,11 +284,82 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         // Always a new task, also on the same loop: the caller is usually inside a channel
         // handler, and the subscriber's callbacks must not re-enter it.
         self.eventLoop.execute {
+            if let history = self.history, let lastEventID, !lastEventID.isEmpty, !isCreator, !self.lifecycle.isEnded,
+                case .miss = self.replay.events(after: lastEventID, now: self.eventLoop.now)
+            {
+                // The ring does not know the id; the shared history may (the client was on
+                // another instance, or this one restarted).
+                history.events(after: lastEventID) { lookup in
+                    self.resumeLookedUp(lookup, joiner: joiner, request: request)
+                }
+                return
+            }
             let decision = self.admission.admit(
                 joiner, request, replay: &self.replay, isEnded: self.lifecycle.isEnded, now: self.eventLoop.now
             )
             self.carryOut(decision, for: joiner, kind: .first)
         }
+    }
+
+    /// The shared history's answer for a client whose id the ring did not know. A hit is spliced
+    /// with the ring by sequence: the history's events, then the ring's from the next sequence on,
+    /// once the stream has reached the history's last one (a follower may be a read behind).
+    private func resumeLookedUp(_ lookup: HistoryLookup, joiner: Joiner, request: SubscriberAdmission<Joiner>.Request) {
+        self.eventLoop.preconditionInEventLoop()
+        if case .hit(let epoch, let sequence, let stored) = lookup, !self.lifecycle.isEnded, epoch == self.ownership.localEpoch {
+            let splice = HistorySplice(joiner: joiner, request: request, stored: stored, through: stored.last?.sequence ?? sequence)
+            if self.local.lastSequence >= splice.through {
+                return self.complete(splice)
+            }
+            self.pendingSplices.append(splice)
+            return
+        }
+        self.admitWithoutHistory(joiner, request)
+    }
+
+    /// The ring's answer for a client the shared history did not serve.
+    private func admitWithoutHistory(_ joiner: Joiner, _ request: SubscriberAdmission<Joiner>.Request) {
+        let decision = self.admission.admit(
+            joiner, request, replay: &self.replay, isEnded: self.lifecycle.isEnded, now: self.eventLoop.now
+        )
+        self.carryOut(decision, for: joiner, kind: .first)
+    }
+
+    /// A client served from the shared history, waiting for the stream to reach the history's
+    /// last event before it is spliced.
+    struct HistorySplice {
+        let joiner: Joiner
+        let request: SubscriberAdmission<Joiner>.Request
+        let stored: [EncodedEvent]
+        let through: UInt64
+    }
+
+    private func complete(_ splice: HistorySplice) {
+        guard !self.lifecycle.isEnded, let after = self.replay.events(afterSequence: splice.through) else {
+            // The ring no longer holds what follows the history's part: it cannot be spliced.
+            return self.admitWithoutHistory(splice.joiner, splice.request)
+        }
+        self.admission.settle(splice.request)
+        self.counters?.values.historyResumeHits += 1
+        self.add(splice.joiner, status: .hit, events: splice.stored + after, kind: .first)
+    }
+
+    /// After new events (or a change of source): the splices the stream has now reached go in;
+    /// with `giveUp` (the history stopped feeding the stream) the rest are decided by the ring.
+    private func completeSplices(giveUp: Bool = false) {
+        guard !self.pendingSplices.isEmpty else { return }
+        let reached = self.local.lastSequence
+        var waiting: [HistorySplice] = []
+        for splice in self.pendingSplices {
+            if splice.through <= reached {
+                self.complete(splice)
+            } else if giveUp {
+                self.admitWithoutHistory(splice.joiner, splice.request)
+            } else {
+                waiting.append(splice)
+            }
+        }
+        self.pendingSplices = waiting
     }
 
     /// Acts on one admission decision for `joiner`.
@@ -429,6 +561,11 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         self.eventLoop.preconditionInEventLoop()
         guard !self.lifecycle.isEnded else { return }
         let now = self.eventLoop.now
+        if self.history != nil {
+            let (accept, actions) = self.ownership.originBatchArrived(now: now, local: self.local)
+            self.run(actions)
+            guard accept else { return }
+        }
         var blocks: [ByteBuffer] = []
         var eventCount = 0
         /// The id the batch's last event carries (nil if it carries none).
@@ -447,6 +584,7 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
                 else { continue }
                 self.replay.append(encoded, now: now)
                 self.admission.record(encoded)
+                if let id = encoded.id { self.lastCarriedID = id }
                 self.eventsReceived += 1
                 self.counters?.values.eventsReceived += 1
                 eventCount += 1
@@ -472,6 +610,10 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         // After the fan-out: a waiter that gets in now has these events in its replay.
         if eventCount > 0 {
             self.admitResumeWaiters()
+            if self.history != nil {
+                self.completeSplices()
+                self.run(self.ownership.eventsArrived(local: self.local))
+            }
         }
     }
 
@@ -485,6 +627,7 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
     public func upstreamResponseHeaders(_ headers: [(String, String)]) {
         self.eventLoop.preconditionInEventLoop()
         self.originHeaders = headers
+        self.originHeadersUnstored = true
     }
 
     public func upstreamDisconnected(reason: String, kind: UpstreamDisconnect) {
@@ -511,6 +654,7 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
 
     public func upstreamEnded(_ reason: StreamEndReason) {
         self.eventLoop.preconditionInEventLoop()
+        guard !self.lifecycle.isEnded else { return }
         self.logger.info("upstream ended", metadata: ["reason": "\(reason)"])
         self.upstream = nil
         self.end(reason)
@@ -546,7 +690,9 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
             replayEventLimit: limits.events,
             replayByteLimit: limits.bytes,
             replayAgeLimitSeconds: seconds(limits.age),
-            ageSeconds: seconds(now - self.createdAt)
+            ageSeconds: seconds(now - self.createdAt),
+            role: self.ownership.role,
+            owner: self.ownership.role == .owner ? self.history.map { _ in "self" } : self.ownerName
         )
     }
 
@@ -559,6 +705,160 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
                 set.eventLoop.execute { set.deliver(chunk) }
             }
         }
+    }
+
+    // MARK: Shared history
+
+    /// What the ownership machine needs to know of this stream.
+    private var local: StreamOwnership.Local {
+        .init(lastSequence: self.replay.last?.sequence ?? (self.ingest.nextSequence - 1),
+              lastEventID: self.lastCarriedID ?? self.openerResumeID,
+              firstHeldSequence: self.replay.firstSequence)
+    }
+
+    private func leaseCheckDue() {
+        guard !self.lifecycle.isEnded else { return }
+        self.run(self.ownership.checkTimerFired(now: self.eventLoop.now, local: self.local))
+    }
+
+    private func claimAnswered(_ claim: HistoryClaim) {
+        guard !self.lifecycle.isEnded || self.history != nil else { return }
+        switch claim {
+        case .follower(let owner, _, let headers):
+            self.ownerName = owner
+            if self.replay.isEmpty { self.originHeaders = headers }
+        case .owner:
+            self.ownerName = nil
+        case .unavailable:
+            break
+        }
+        self.run(self.ownership.claimAnswered(claim, now: self.eventLoop.now, local: self.local, openerResumeID: self.openerResumeID))
+    }
+
+    /// Runs what the ownership machine decided.
+    private func run(_ actions: [StreamOwnership.Action]) {
+        guard let history = self.history else { return }
+        for action in actions {
+            switch action {
+            case .claim(let startFresh, let nextSequence):
+                history.claim(startFresh: startFresh, nextSequence: nextSequence) { [self] claim in
+                    if self.lifecycle.isEnded {
+                        if case .owner(let token, _) = claim { history.release(token: token) }
+                        return
+                    }
+                    self.claimAnswered(claim)
+                }
+            case .renew(let token):
+                let sentAt = self.eventLoop.now
+                history.renew(token: token) { [self] renewed in
+                    guard !self.lifecycle.isEnded else { return }
+                    self.run(self.ownership.renewAnswered(renewed, sentAt: sentAt, now: self.eventLoop.now, local: self.local))
+                }
+            case .openOrigin(let resumeID, let nextSequence, let epoch):
+                self.upstream?.stop()
+                self.ingest.renumber(from: nextSequence, incarnation: epoch ?? self.id)
+                if !self.replay.isEmpty {
+                    // What the origin replays that the ring has is dropped.
+                    self.ingest.upstreamReconnected()
+                }
+                self.setUpstreamState(.connecting)
+                self.upstream = self.originOpener?(resumeID)
+            case .stopOrigin:
+                self.upstream?.stop()
+                self.upstream = nil
+            case .follow(let sequence, let epoch, let resetRing):
+                self.following?.stop()
+                if resetRing {
+                    self.replay = ReplayBuffer(limits: self.configuration.replayLimits, startsMidStream: true)
+                } else if self.replay.isEmpty {
+                    self.replay = ReplayBuffer(limits: self.configuration.replayLimits, startsMidStream: sequence > 0)
+                }
+                self.ingest.renumber(from: sequence + 1, incarnation: epoch)
+                self.setUpstreamState(.following)
+                self.following = history.follow(after: sequence, epoch: epoch, delegate: self)
+            case .stopFollowing:
+                self.following?.stop()
+                self.following = nil
+            case .append(let after, let token, let epoch):
+                guard let events = self.replay.events(afterSequence: after), let last = events.last else {
+                    // Unstored events were evicted before they could be stored: the history
+                    // cannot continue from here.
+                    self.run(self.ownership.appendAnswered(.unavailable("events evicted before they were stored"),
+                                                           storedThrough: after, now: self.eventLoop.now, local: self.local))
+                    continue
+                }
+                let headers = self.originHeadersUnstored ? self.originHeaders : nil
+                self.originHeadersUnstored = false
+                history.append(events, token: token, epoch: epoch, originHeaders: headers) { [self] result in
+                    guard !self.lifecycle.isEnded else { return }
+                    if result != .stored, headers != nil { self.originHeadersUnstored = true }
+                    if result == .stored {
+                        self.counters?.values.historyAppendsStored += 1
+                    } else {
+                        self.counters?.values.historyAppendsFailed += 1
+                    }
+                    self.run(self.ownership.appendAnswered(result, storedThrough: last.sequence, now: self.eventLoop.now, local: self.local))
+                }
+            case .lookUp(let lastEventID):
+                history.events(after: lastEventID) { [self] lookup in
+                    guard !self.lifecycle.isEnded else { return }
+                    self.run(self.ownership.lookUpAnswered(lookup, now: self.eventLoop.now, local: self.local))
+                }
+            case .release(let token):
+                history.release(token: token)
+            case .note(let note):
+                self.noteOwnership(note)
+            }
+        }
+    }
+
+    private func noteOwnership(_ note: StreamOwnership.Note) {
+        switch note {
+        case .becameOwner:
+            self.ownerName = nil
+            self.logger.info("owns the stream for the shared gateway")
+        case .becameFollower:
+            self.logger.info("follows the shared history", metadata: ["owner": "\(self.ownerName ?? "?")"])
+        case .rejoined:
+            self.logger.info("rejoined the shared history")
+        case .fellBack(let reason):
+            self.ownerName = nil
+            self.completeSplices(giveUp: true)
+            self.counters?.values.historyFallbacks += 1
+            self.counters?.note(.storeDown, reason, stream: self.displayPath)
+            self.logger.warning("shared history unavailable; reading the origin directly", metadata: ["reason": "\(reason)"])
+        }
+    }
+
+    public func historyReceived(_ events: [EncodedEvent]) {
+        self.eventLoop.preconditionInEventLoop()
+        guard !self.lifecycle.isEnded, !events.isEmpty else { return }
+        var blocks: [ByteBuffer] = []
+        blocks.reserveCapacity(events.count)
+        let now = self.eventLoop.now
+        for event in events {
+            if let last = self.replay.last, event.sequence != last.sequence + 1 {
+                if event.sequence <= last.sequence { continue }  // already have it
+                return self.historyFollowFailed("the shared history skipped from \(last.sequence) to \(event.sequence)")
+            }
+            self.replay.append(event, now: now)
+            self.admission.record(event)
+            self.ingest.skip(through: event.sequence)
+            if let id = event.id { self.lastCarriedID = id }
+            self.eventsReceived += 1
+            self.counters?.values.eventsReceived += 1
+            blocks.append(event.bytes)
+        }
+        self.deliver(blocks, eventCount: blocks.count)
+        self.admitResumeWaiters()
+        self.completeSplices()
+        self.run(self.ownership.eventsArrived(local: self.local))
+    }
+
+    public func historyFollowFailed(_ reason: String) {
+        self.eventLoop.preconditionInEventLoop()
+        guard !self.lifecycle.isEnded else { return }
+        self.run(self.ownership.followFailed(reason, now: self.eventLoop.now, local: self.local))
     }
 
     // MARK: Lifetime
@@ -593,6 +893,13 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         self.lingerTimer = nil
         self.upstream?.stop()
         self.upstream = nil
+        self.leaseTimer?.cancel()
+        self.leaseTimer = nil
+        self.following?.stop()
+        self.following = nil
+        if self.history != nil {
+            self.run(self.ownership.streamEnded())
+        }
         if let reason {
             for loopSet in self.loopSets.values {
                 let set = loopSet.set
@@ -606,7 +913,9 @@ public final class EventStream: UpstreamFeedDelegate, @unchecked Sendable {
         self.loopSets.removeAll()
         // Waiters look the key up again (a new stream, or their own).
         self.resumeTimer?.cancel()
-        for joiner in self.admission.streamEnded() {
+        let splices = self.pendingSplices
+        self.pendingSplices = []
+        for joiner in self.admission.streamEnded() + splices.map(\.joiner) {
             joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(.ended) }
         }
         self.catchUpSubscriber = nil

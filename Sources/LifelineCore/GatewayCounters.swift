@@ -40,6 +40,17 @@ public struct GatewayCounters: Sendable, Equatable {
     /// Origin connections that ended and were reconnected, by why they ended.
     public var upstreamReconnects = ReconnectCounts()
 
+    // MARK: Shared history (`--redis`)
+
+    /// Batches of events an owner stored in the shared history.
+    public var historyAppendsStored = 0
+    /// Batches it could not store (fenced, or the store unreachable).
+    public var historyAppendsFailed = 0
+    /// Times a stream fell back to its own origin connection because the store could not be used.
+    public var historyFallbacks = 0
+    /// Resumes the shared history served after this instance's ring missed.
+    public var historyResumeHits = 0
+
     public init() {}
 
     public static func + (a: GatewayCounters, b: GatewayCounters) -> GatewayCounters {
@@ -61,6 +72,10 @@ public struct GatewayCounters: Sendable, Equatable {
         sum.exchangesEnded = a.exchangesEnded + b.exchangesEnded
         sum.eventsReceived = a.eventsReceived + b.eventsReceived
         sum.upstreamReconnects = a.upstreamReconnects + b.upstreamReconnects
+        sum.historyAppendsStored = a.historyAppendsStored + b.historyAppendsStored
+        sum.historyAppendsFailed = a.historyAppendsFailed + b.historyAppendsFailed
+        sum.historyFallbacks = a.historyFallbacks + b.historyFallbacks
+        sum.historyResumeHits = a.historyResumeHits + b.historyResumeHits
         return sum
     }
 }

@@ -35,6 +35,8 @@ public struct RecentEvent: Sendable, Equatable {
         case originEnded = "origin_ended"
         case slowClient = "slow_client"
         case refused
+        /// The shared store (Redis) could not be used; the stream reads the origin itself.
+        case storeDown = "store_down"
     }
 
     /// Seconds since the Unix epoch.

@@ -35,9 +35,12 @@ public struct ReplayBuffer: Sendable {
     /// An event has left the buffer: an id it does not hold may be one that was evicted.
     public private(set) var evictedAny = false
 
-    public init(limits: Limits, baseID: String? = nil) {
+    /// - Parameter startsMidStream: the ring begins in the middle of a history (a follower of a
+    ///   shared one): an id it does not hold is an older one, never one still to come.
+    public init(limits: Limits, baseID: String? = nil, startsMidStream: Bool = false) {
         self.limits = limits
         self.baseID = (baseID?.isEmpty ?? true) ? nil : baseID
+        self.evictedAny = startsMidStream
     }
 
     public var count: Int { self.entries.count }
@@ -61,6 +64,19 @@ public struct ReplayBuffer: Sendable {
         guard offset < self.entries.count else { return nil }
         return self.entries[self.entries.index(self.entries.startIndex, offsetBy: offset)]
     }
+
+    /// The buffered events after `sequence`, oldest first; nil when the ring no longer holds the
+    /// one right after it (it was evicted).
+    public func events(afterSequence sequence: UInt64) -> [EncodedEvent]? {
+        guard let first = self.entries.first, let last = self.entries.last else { return [] }
+        if sequence >= last.sequence { return [] }
+        guard sequence + 1 >= first.sequence else { return nil }
+        let start = Int(sequence + 1 - first.sequence)
+        return Array(self.entries[self.entries.index(self.entries.startIndex, offsetBy: start)...])
+    }
+
+    /// The first sequence still held (nil when empty).
+    public var firstSequence: UInt64? { self.entries.first?.sequence }
 
     public mutating func append(_ event: EncodedEvent, now: NIODeadline) {
         if let previous = self.entries.last {

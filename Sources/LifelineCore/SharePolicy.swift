@@ -48,15 +48,19 @@ public struct SharePolicy: Sendable, Hashable {
         origin: String,
         path: String,
         query: String?,
-        header: (String) -> String?
+        header: (String) -> String?,
+        namer: SharedStreamNamer? = nil
     ) -> StreamKey {
-        StreamKey(
+        let headerValues = self.headers.map { header($0) }
+        var key = StreamKey(
             method: method,
             origin: origin,
             path: self.path ? path : nil,
             query: self.query ? (query ?? "") : nil,
-            headerValues: self.headers.map { header($0) }
+            headerValues: headerValues
         )
+        key.sharedName = namer?.name(method: method, origin: origin, path: key.path, query: key.query, headerValues: headerValues)
+        return key
     }
 }
 

@@ -12,6 +12,9 @@ public struct StreamKey: Hashable, Sendable, CustomStringConvertible {
     /// Credentials are not kept in the key, only a 128-bit keyed hash of them: two clients
     /// share a stream only when their values are equal.
     public var headerDigests: [HeaderDigest?]
+    /// The stream's name in a shared store (`--redis`): a keyed hash of the same parts with the
+    /// instances' shared secret; nil without a store.
+    public var sharedName: SharedStreamName?
 
     public init(method: String, origin: String, path: String?, query: String?, headerValues: [String?]) {
         self.method = method

@@ -23,13 +23,19 @@ public struct StreamStatus: Sendable, Equatable {
     public var replayByteLimit: Int
     public var replayAgeLimitSeconds: Double
     public var ageSeconds: Double
+    /// With a shared store: this instance's part in the stream.
+    public var role: SharedRole
+    /// With a shared store: the instance that holds the origin connection ("self" for this one).
+    public var owner: String?
 
     public init(
         id: String, path: String, origin: String, sharing: StreamSharing, subscribers: Int, upstreamState: String,
         upstreamStateSeconds: Double, reconnects: Int, lastError: String?, eventsReceived: Int, eventsSent: Int,
         replayEvents: Int, replayBytes: Int, replayAgeSeconds: Double, replayEventLimit: Int, replayByteLimit: Int,
-        replayAgeLimitSeconds: Double, ageSeconds: Double
+        replayAgeLimitSeconds: Double, ageSeconds: Double, role: SharedRole = .standalone, owner: String? = nil
     ) {
+        self.role = role
+        self.owner = owner
         self.id = id
         self.path = path
         self.origin = origin

@@ -67,6 +67,12 @@ struct SubscriberAdmission<Waiter> {
     /// A new event, kept while an opener is owed it.
     mutating func record(_ event: EncodedEvent) { self.backlog.record(event) }
 
+    /// `request` is decided outside (the shared history served it): an opener's claim on the
+    /// backlog is settled.
+    mutating func settle(_ request: Request) {
+        if request.fromStart { self.backlog.settle() }
+    }
+
     // MARK: Deciding
 
     /// Decides for one subscriber; a `.wait` keeps `waiter` until `eventsArrived` or

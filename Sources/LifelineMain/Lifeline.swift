@@ -155,6 +155,7 @@ public enum Lifeline {
                 configuration.routes.insert(route, at: 0)
                 logger.notice("demo origin running", metadata: ["origin": "http://127.0.0.1:\(server.port)"])
             }
+            configuration.sharedGateway = try SharedGatewaySetup.make(settings, eventLoops: Array(group.makeIterator()), logger: logger)
             let server = try await GatewayServer.start(
                 configuration: configuration, group: group, logger: logger, inherited: inherited
             )
@@ -310,6 +311,8 @@ public enum Lifeline {
         if let demoRoute {
             configuration.routes.insert(demoRoute, at: 0)
         }
+        // The shared store is made once; changing it takes an upgrade.
+        configuration.sharedGateway = server.configuration.sharedGateway
         var needsUpgrade: [String]
         do {
             needsUpgrade = try await server.reload(configuration)
@@ -322,6 +325,11 @@ public enum Lifeline {
         if settings.threads != running.threads { needsUpgrade.append("--threads") }
         if settings.adminListen != running.adminListen { needsUpgrade.append("--admin-listen") }
         if settings.logFormat != running.logFormat { needsUpgrade.append("--log-format") }
+        if settings.redis?.url != running.redis?.url || settings.redis?.keySecret != running.redis?.keySecret
+            || settings.redis?.password != running.redis?.password || settings.redis?.lease != running.redis?.lease
+            || settings.redis?.instanceName != running.redis?.instanceName {
+            needsUpgrade.append("--redis")
+        }
         if let level = Logger.Level(rawValue: settings.logLevel) {
             LifelineLogHandler.configuredLevel.store(LifelineLogHandler.index(of: level), ordering: .relaxed)
         }

@@ -2,6 +2,7 @@ import Flags
 import LifelineCore
 import NIOCore
 import Server
+import RedisStore
 import Upstream
 
 /// Every flag of `lifeline`, in one table: parsing, `--help` and docs/flags.md come from it.
@@ -182,6 +183,37 @@ enum LifelineFlags {
         help: "Serve /metrics (Prometheus), /healthz, /readyz, /status.json and the live status page at / on this "
             + "address (off unless set; never on the public listeners). Keep it private: 127.0.0.1 or an internal network.")
 
+    // MARK: Scale-out
+    static let redis = OptionalFlag(
+        "redis", .custom(valueName: "URL") { text in try RedisURL(parsing: text) }, section: "Scale-out",
+        help: "Act as one gateway with every instance that uses this Redis (docs/scale-out.md): one origin "
+            + "connection per stream across them, replay from any of them. redis://[user:password@]HOST:PORT[/DB], "
+            + "rediss://… (TLS), or redis+cluster://HOST:PORT[,HOST:PORT…] (seeds of a Redis Cluster). "
+            + "Needs --redis-key-secret-file.")
+    static let redisPasswordFile = OptionalFlag(
+        "redis-password-file", .string, valueName: "PATH", section: "Scale-out",
+        help: "File whose first line is the Redis password (overrides one in the URL).")
+    static let redisKeySecretFile = OptionalFlag(
+        "redis-key-secret-file", .string, valueName: "PATH", section: "Scale-out",
+        help: "File holding a secret (at least 16 bytes) that every instance shares: Redis keys are a keyed hash of "
+            + "the stream key with it, so no URL, credential or cookie is stored in Redis.")
+    static let redisCA = OptionalFlag(
+        "redis-ca", .string, valueName: "PEM", section: "Scale-out",
+        help: "Extra CA certificate (PEM file) to trust for rediss:// besides the system's CA store.")
+    static let redisLease = Flag(
+        "redis-lease", .duration.validate { $0 >= .milliseconds(300) ? nil : "must be at least 300ms" }, default: "5s",
+        section: "Scale-out",
+        help: "How long a stream's owner keeps it without renewing: another instance takes over a dead owner's "
+            + "streams about this long after it died.")
+    static let redisTimeout = Flag(
+        "redis-timeout", .duration.validate { $0 >= .milliseconds(50) ? nil : "must be at least 50ms" }, default: "2s",
+        section: "Scale-out",
+        help: "A Redis command without an answer this long counts as Redis being down (the connection is replaced "
+            + "and streams read their origins themselves until Redis answers again).")
+    static let instanceName = OptionalFlag(
+        "instance-name", .string.validate(Self.singleLine), valueName: "NAME", section: "Scale-out",
+        help: "This instance's name in leases and on the status page (default: host name and process id).")
+
     static let set = FlagSet([
         listen, route, upstream, shareBy, unsharedRoute, clientScriptPath, lastEventIDParam,
         tlsListen, tlsCert, tlsKey, h2MaxStreams, upstreamCA, upstreamInsecure,
@@ -190,6 +222,7 @@ enum LifelineFlags {
         replayEvents, replayBytes, replayAge, replayMiss, resumeWait, gapEvent, assignIDs, streamLinger,
         clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
         adminListen, drainWindow, logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help, version,
+        redis, redisPasswordFile, redisKeySecretFile, redisCA, redisLease, redisTimeout, instanceName,
     ])
 
     @Sendable static func singleLine(_ text: String) -> String? {
@@ -213,6 +246,18 @@ struct LifelineSettings {
     var logFormat: String
     /// Event loops to run (resolved: never 0).
     var threads: Int
+    /// `--redis` and its companions, read and checked.
+    var redis: RedisSettings?
+
+    struct RedisSettings {
+        var url: RedisURL
+        var password: String?
+        var keySecret: [UInt8]
+        var caPath: String?
+        var lease: TimeAmount
+        var timeout: TimeAmount
+        var instanceName: String
+    }
 
     struct DemoSettings {
         var tick: TimeAmount
@@ -257,9 +302,10 @@ struct LifelineSettings {
         if flags[F.clientRetryJitter] > .zero && flags[F.clientRetry] == nil {
             errors.append(flags.error(at: F.clientRetryJitter, "needs --client-retry"))
         }
+        func time(_ duration: FlagDuration) -> TimeAmount { .nanoseconds(duration.nanoseconds) }
+        let redis = Self.redisSettings(flags, errors: &errors)
         guard errors.isEmpty else { return .failure(FlagErrors(errors)) }
 
-        func time(_ duration: FlagDuration) -> TimeAmount { .nanoseconds(duration.nanoseconds) }
         func optionalTime(_ duration: FlagDuration) -> TimeAmount? { duration > .zero ? time(duration) : nil }
 
         let gateway = GatewayConfiguration(
@@ -316,8 +362,59 @@ struct LifelineSettings {
             drainWindow: time(flags[F.drainWindow]),
             logLevel: flags[F.logLevel],
             logFormat: flags[F.logFormat],
-            threads: EventLoopCount.resolve(requested: flags[F.threads])
+            threads: EventLoopCount.resolve(requested: flags[F.threads]),
+            redis: redis
         ))
+    }
+
+    /// `--redis` and the files it needs, read now so that a bad file is a flag error.
+    private static func redisSettings(_ flags: ParsedFlags, errors: inout [FlagError]) -> RedisSettings? {
+        typealias F = LifelineFlags
+        guard let url = flags[F.redis] else {
+            for flag in [F.redisPasswordFile, F.redisKeySecretFile, F.redisCA, F.instanceName] where flags[flag] != nil {
+                errors.append(flags.error(at: flag, "needs --redis"))
+            }
+            return nil
+        }
+        func read(_ path: String, for flag: OptionalFlag<String>) -> [UInt8]? {
+            do {
+                return try FileContents.read(path)
+            } catch {
+                errors.append(flags.error(at: flag, "cannot read \(path): \(error)"))
+                return nil
+            }
+        }
+        var password = url.password
+        if let path = flags[F.redisPasswordFile], let bytes = read(path, for: F.redisPasswordFile) {
+            let firstLine = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).first ?? []
+            password = String(decoding: firstLine.filter { $0 != UInt8(ascii: "\r") }, as: UTF8.self)
+            if password?.isEmpty ?? true {
+                errors.append(flags.error(at: F.redisPasswordFile, "\(path) holds no password on its first line"))
+            }
+        }
+        var secret: [UInt8] = []
+        if let path = flags[F.redisKeySecretFile] {
+            if let bytes = read(path, for: F.redisKeySecretFile) {
+                // A trailing newline from an editor or `echo` is not part of the secret.
+                var trimmed = bytes[...]
+                while let last = trimmed.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { trimmed = trimmed.dropLast() }
+                secret = Array(trimmed)
+                if secret.count < 16 {
+                    errors.append(flags.error(at: F.redisKeySecretFile, "\(path) holds \(secret.count) bytes; the secret must be at least 16"))
+                }
+            }
+        } else {
+            errors.append(flags.error(at: F.redis, "needs --redis-key-secret-file (a secret every instance shares; Redis keys are a keyed hash with it)"))
+        }
+        if flags[F.redisCA] != nil && !url.usesTLS {
+            errors.append(flags.error(at: F.redisCA, "needs a rediss:// URL"))
+        }
+        return RedisSettings(
+            url: url, password: password, keySecret: secret, caPath: flags[F.redisCA],
+            lease: time(flags[F.redisLease]), timeout: time(flags[F.redisTimeout]),
+            instanceName: flags[F.instanceName] ?? InstanceName.default()
+        )
+        func time(_ duration: FlagDuration) -> TimeAmount { .nanoseconds(duration.nanoseconds) }
     }
 }
 

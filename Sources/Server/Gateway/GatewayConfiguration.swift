@@ -51,6 +51,8 @@ public struct GatewayConfiguration: Sendable {
     public var maxClientsPerIP: Int?
     public var maxRequestHeadSize: Int
     public var requestHeadTimeout: TimeAmount
+    /// Several instances acting as one through a shared store (`--redis`); nil: on its own.
+    public var sharedGateway: SharedGateway?
 
     public init(
         listen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8080)],

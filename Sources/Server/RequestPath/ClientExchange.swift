@@ -254,7 +254,7 @@ final class ClientExchange {
 
     private func attach(_ request: ClientRequest, to stream: EventStream, lastEventID: String?, isCreator: Bool = false,
                         waitedForOpening: Bool = false) {
-        guard let responder = self.responder else {
+        guard self.responder != nil else {
             if waitedForOpening || isCreator { stream.openerWillNotJoin() }
             return self.finish(.clientClosed)
         }
@@ -379,12 +379,18 @@ extension ClientExchange {
 extension ClientExchange: StreamOpenerClient {
     func streamOpened(_ outcome: StreamOpener.Outcome) {
         guard case .opening(let request, _) = self.state else {
-            if case .stream(let stream) = outcome { stream.openerWillNotJoin() }
+            if case .stream(let stream, _) = outcome { stream.openerWillNotJoin() }
             return
         }
         switch outcome {
-        case .stream(let stream):
-            self.attachAsCreator(request, to: stream)
+        case .stream(let stream, let creatorResumed):
+            if creatorResumed || request.lastEventID == nil || request.isUnshared {
+                self.attachAsCreator(request, to: stream)
+            } else {
+                // The origin was opened from the shared history's last id, not this client's:
+                // its resume is the buffer's (and the history's) to serve.
+                self.attach(request, to: stream, lastEventID: request.lastEventID, waitedForOpening: true)
+            }
         case .plainResponse(let head, let connection):
             guard let responder = self.responder else {
                 connection.detachAndClose()
@@ -410,14 +416,13 @@ extension ClientExchange: PlainProxyOwner {
         switch RequestDecision.afterLookup(request, lookup, replayMiss: self.shared.configuration.stream.replayMiss) {
         case .open(let ticket, let sharing, let resumeID):
             // This connection's answer opens the stream.
-            let stream = StreamOpener.makeStream(
+            let stream = StreamFactory(shared: self.shared).makeStream(
                 for: request,
                 ticket: ticket,
                 sharing: sharing,
                 resumeID: resumeID,
                 adopting: connection,
                 originHead: head,
-                shared: self.shared,
                 eventLoop: self.eventLoop
             )
             self.attachAsCreator(request, to: stream)

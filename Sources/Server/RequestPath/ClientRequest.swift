@@ -99,7 +99,8 @@ struct ClientRequest {
                 // Every line of the header counts (a second Cookie line must not be ignored).
                 let values = head.headers[name]
                 return values.isEmpty ? nil : values.joined(separator: ", ")
-            }
+            },
+            namer: configuration.sharedGateway?.namer
         )
         let wantsEvents = head.headers["accept"].contains { $0.lowercased().contains("text/event-stream") }
         return .success(

@@ -18,7 +18,7 @@ final class StreamOpener: OriginConnectionDelegate {
     enum Outcome {
         /// The origin answered with an event stream (or could not be reached: the stream starts
         /// by reconnecting); attach to it.
-        case stream(EventStream)
+        case stream(EventStream, creatorResumed: Bool)
         /// The origin answered with something else: it is the client's response as it is. The
         /// client takes over the connection (its body is still to come).
         case plainResponse(HTTPResponseHead, OriginConnection)
@@ -33,6 +33,10 @@ final class StreamOpener: OriginConnectionDelegate {
     private let resumeID: String?
     private weak var client: StreamOpenerClient?
     private var connection: OriginConnection?
+    /// With a shared store: the stream's history and the claim this opening made on it.
+    private var claimed: (history: StreamHistory, claim: HistoryClaim)?
+    /// The id the origin connection was opened with.
+    private var originResumeID: String?
 
     private init(
         request: ClientRequest,
@@ -73,14 +77,65 @@ final class StreamOpener: OriginConnectionDelegate {
             eventLoop: eventLoop,
             client: client
         )
-        var head = request.upstreamHead(forStream: true)
+        if let gateway = shared.configuration.sharedGateway, let name = request.key.sharedName, sharing.isShared {
+            // Several instances act as one: only the lease's holder opens the origin.
+            let history = gateway.store.history(named: name, on: eventLoop)
+            history.claim(startFresh: false, nextSequence: 1) { claim in
+                opener.claimAnswered(claim, history: history)
+            }
+        } else {
+            opener.openOrigin(resumeID: resumeID)
+        }
+        return opener
+    }
+
+    private func openOrigin(resumeID: String?) {
+        var head = self.request.upstreamHead(forStream: true)
         if let resumeID {
             head.headers.replaceOrAdd(name: "Last-Event-ID", value: resumeID)
         }
-        let connection = shared.openOrigin(request, head: head, on: eventLoop, delegate: opener)
+        self.originResumeID = resumeID
+        let connection = self.shared.openOrigin(self.request, head: head, on: self.eventLoop, delegate: self)
         connection.endRequest()
-        opener.connection = connection
-        return opener
+        self.connection = connection
+    }
+
+    /// The shared store's answer: the owner opens the origin (from the history's last id when it
+    /// has one); a follower makes its stream at once; without the store, it is as on its own.
+    private func claimAnswered(_ claim: HistoryClaim, history: StreamHistory) {
+        self.eventLoop.preconditionInEventLoop()
+        self.claimed = (history, claim)
+        switch claim {
+        case .owner(let token, let position):
+            if self.client == nil, self.ticket == nil {
+                return history.release(token: token)
+            }
+            self.openOrigin(resumeID: position.lastEventID ?? self.resumeID)
+        case .follower:
+            let stream = self.makeStream(adopting: nil, originHead: nil)
+            self.reportOpened(stream, creatorResumed: false)
+        case .unavailable:
+            self.openOrigin(resumeID: self.resumeID)
+        }
+    }
+
+    private func makeStream(adopting connection: OriginConnection?, originHead: HTTPResponseHead?) -> EventStream {
+        StreamFactory(shared: self.shared).makeStream(
+            for: self.request,
+            ticket: self.ticket,
+            sharing: self.sharing,
+            resumeID: self.originResumeID,
+            adopting: connection,
+            originHead: originHead,
+            eventLoop: self.eventLoop,
+            shared: self.claimed
+        )
+    }
+
+    /// Whether the opening client's own id went to the origin (its resume is the origin's to
+    /// serve, not the buffer's).
+    private var creatorResumed: Bool {
+        self.originResumeID != nil && self.originResumeID == self.resumeID
     }
 
     /// The client left: the opening goes on for the clients that wait, without it.
@@ -99,18 +154,12 @@ final class StreamOpener: OriginConnectionDelegate {
         guard connection === self.connection else { return }
         self.connection = nil
         if EventStreamHead.isUsable(head) {
-            let stream = Self.makeStream(
-                for: self.request,
-                ticket: self.ticket,
-                sharing: self.sharing,
-                resumeID: self.resumeID,
-                adopting: connection,
-                originHead: head,
-                shared: self.shared,
-                eventLoop: self.eventLoop
-            )
-            self.reportOpened(stream)
+            let stream = self.makeStream(adopting: connection, originHead: head)
+            self.reportOpened(stream, creatorResumed: self.creatorResumed)
             return
+        }
+        if case .owner(let token, _)? = self.claimed?.claim {
+            self.claimed?.history.release(token: token)
         }
         // Not an event stream: this client gets the origin's answer as it is, and no stream is
         // made; the clients that waited make requests of their own.
@@ -138,83 +187,19 @@ final class StreamOpener: OriginConnectionDelegate {
         if self.ticket == nil && self.client == nil {
             return  // A private stream for a client that has left.
         }
-        let stream = Self.makeStream(
-            for: self.request,
-            ticket: self.ticket,
-            sharing: self.sharing,
-            resumeID: self.resumeID,
-            adopting: nil,
-            originHead: nil,
-            shared: self.shared,
-            eventLoop: self.eventLoop
-        )
+        let stream = self.makeStream(adopting: nil, originHead: nil)
         stream.upstreamAttemptFailed(reason: reason)
-        self.reportOpened(stream)
+        self.reportOpened(stream, creatorResumed: self.creatorResumed)
     }
 
-    private func reportOpened(_ stream: EventStream) {
+    private func reportOpened(_ stream: EventStream, creatorResumed: Bool) {
         if let client = self.client {
-            client.streamOpened(.stream(stream))
+            client.streamOpened(.stream(stream, creatorResumed: creatorResumed))
         } else {
             stream.openerWillNotJoin()
         }
     }
 
-    // MARK: Making the stream
-
-    /// Makes the stream for `request` from the origin's event-stream answer on `connection` (nil:
-    /// the origin could not be reached and the stream starts by reconnecting), and hands it to the
-    /// hub: promoted under `ticket`, or registered as the client's own.
-    static func makeStream(
-        for request: ClientRequest,
-        ticket: StreamHub.OpeningTicket?,
-        sharing: StreamSharing,
-        resumeID: String?,
-        adopting connection: OriginConnection?,
-        originHead: HTTPResponseHead?,
-        shared: GatewayShared,
-        eventLoop: EventLoop
-    ) -> EventStream {
-        let configuration = shared.configuration
-        let originHeaders = originHead.map { SharedResponseHeaders.filter($0.headers) } ?? []
-        let stream = EventStream(
-            key: request.key,
-            eventLoop: eventLoop,
-            configuration: configuration.stream,
-            sharing: sharing,
-            opening: .init(
-                resumeID: resumeID,
-                originHeaders: originHeaders,
-                variant: originHead.map { StreamVariant(vary: $0.headers["vary"], value: request.headerValue) } ?? .any
-            ),
-            reporting: .init(
-                hub: shared.hub,
-                counters: shared.metrics.counters(for: eventLoop),
-                displayPath: request.displayPath,
-                logger: shared.logger
-            )
-        )
-        let session = UpstreamSession(
-            target: request.match.route.origin,
-            requestHead: request.upstreamHead(forStream: true),
-            resumeID: resumeID,
-            eventLoop: eventLoop,
-            configuration: configuration.upstream,
-            keepsOriginCookies: request.sendsCookies,
-            logger: shared.logger
-        )
-        stream.start(upstream: session)
-        var waiting = 0
-        if let ticket {
-            waiting = shared.hub.promote(ticket, to: stream)
-        } else {
-            shared.hub.registerPrivate(stream)
-        }
-        // Before the upstream can deliver: the first events may come with the head.
-        stream.expectOpeners(1 + waiting)
-        session.start(delegate: stream, adopting: connection, setCookies: originHead?.headers["set-cookie"] ?? [])
-        return stream
-    }
 }
 
 extension GatewayShared {

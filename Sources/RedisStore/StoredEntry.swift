@@ -1,0 +1,69 @@
+import LifelineCore
+import NIOCore
+import Redis
+
+/// Reading stored history entries (`[id, [field, value, …]]`) back into events.
+enum StoredEntry {
+    enum DecodingError: Error, CustomStringConvertible {
+        case malformed(String)
+        var description: String {
+            switch self {
+            case .malformed(let what): return "malformed history entry: \(what)"
+            }
+        }
+    }
+
+    /// The sequence in an entry id `<sequence>-0`.
+    static func sequence(ofEntryID text: String) -> UInt64? {
+        guard let dash = text.firstIndex(of: "-") else { return UInt64(text) }
+        return UInt64(text[..<dash])
+    }
+
+    /// The `i` field's form of an event id: empty for none, else `=` and the id.
+    static func idField(_ id: String?) -> String {
+        id.map { "=" + $0 } ?? ""
+    }
+
+    static func id(fromField field: String) -> String? {
+        field.hasPrefix("=") ? String(field.dropFirst()) : nil
+    }
+
+    /// Decodes entries; each event's bytes are copied out of the reply (a slice would keep the
+    /// whole read buffer alive for as long as the ring holds the event).
+    static func events(
+        _ entries: RESPToken.Array, epoch: String?, receivedAt: NIODeadline, allocator: ByteBufferAllocator
+    ) throws(DecodingError) -> [EncodedEvent] {
+        var events: [EncodedEvent] = []
+        events.reserveCapacity(entries.count)
+        for entry in entries {
+            guard let pair = entry.array, pair.count == 2 else { throw .malformed("not [id, fields]") }
+            var iterator = pair.makeIterator()
+            guard let idText = iterator.next()?.string, let sequence = Self.sequence(ofEntryID: idText),
+                let fields = iterator.next()?.array
+            else { throw .malformed("bad entry id") }
+            var id: String?
+            var bytes: ByteBuffer?
+            var entryEpoch: String?
+            var fieldIterator = fields.makeIterator()
+            while let name = fieldIterator.next(), let value = fieldIterator.next() {
+                switch name.string {
+                case "i": id = value.string.flatMap(Self.id(fromField:))
+                case "e":
+                    if let slice = value.bytes {
+                        var copy = allocator.buffer(capacity: slice.readableBytes)
+                        copy.writeImmutableBuffer(slice)
+                        bytes = copy
+                    }
+                case "p": entryEpoch = value.string
+                default: break
+                }
+            }
+            guard let bytes else { throw .malformed("entry \(idText) has no event") }
+            if let epoch, entryEpoch != epoch {
+                throw .malformed("entry \(idText) is of epoch \(entryEpoch ?? "none"), not \(epoch)")
+            }
+            events.append(EncodedEvent(sequence: sequence, id: id, bytes: bytes, receivedAt: receivedAt))
+        }
+        return events
+    }
+}

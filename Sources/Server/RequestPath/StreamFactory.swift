@@ -1,0 +1,117 @@
+import LifelineCore
+import NIOCore
+import NIOHTTP1
+import Upstream
+
+/// Puts a stream together for a request: its configuration and reporting, its origin session,
+/// and, when several instances share a store (`--redis`), its shared history. The one place that
+/// does, for the opener and for a plain request whose answer turned out to be an event stream.
+struct StreamFactory {
+    let shared: GatewayShared
+
+    /// Makes the stream for `request` from the origin's event-stream answer on `connection` (nil:
+    /// none yet — the origin could not be reached, or another instance owns the stream), and
+    /// hands it to the hub: promoted under `ticket`, or registered as the client's own.
+    ///
+    /// - Parameter sharedHistory: the stream's shared history and the claim its opening made.
+    func makeStream(
+        for request: ClientRequest,
+        ticket: StreamHub.OpeningTicket?,
+        sharing: StreamSharing,
+        resumeID: String?,
+        adopting connection: OriginConnection?,
+        originHead: HTTPResponseHead?,
+        eventLoop: EventLoop,
+        shared sharedHistory: (history: StreamHistory, claim: HistoryClaim)? = nil
+    ) -> EventStream {
+        let shared = self.shared
+        let configuration = shared.configuration
+        let originHeaders = originHead.map { SharedResponseHeaders.filter($0.headers) } ?? []
+        let stream = EventStream(
+            key: request.key,
+            eventLoop: eventLoop,
+            configuration: configuration.stream,
+            sharing: sharing,
+            opening: .init(
+                resumeID: resumeID,
+                originHeaders: originHeaders,
+                variant: originHead.map { StreamVariant(vary: $0.headers["vary"], value: request.headerValue) } ?? .any
+            ),
+            reporting: .init(
+                hub: shared.hub,
+                counters: shared.metrics.counters(for: eventLoop),
+                displayPath: request.displayPath,
+                logger: shared.logger
+            )
+        )
+        func session(resumeID: String?) -> UpstreamSession {
+            UpstreamSession(
+                target: request.match.route.origin,
+                requestHead: request.upstreamHead(forStream: true),
+                resumeID: resumeID,
+                eventLoop: eventLoop,
+                configuration: configuration.upstream,
+                keepsOriginCookies: request.sendsCookies,
+                logger: shared.logger
+            )
+        }
+        let setCookies = originHead?.headers["set-cookie"] ?? []
+        var waiting = 0
+        if let ticket {
+            waiting = shared.hub.promote(ticket, to: stream)
+        } else {
+            shared.hub.registerPrivate(stream)
+        }
+        // Before the upstream can deliver: the first events may come with the head.
+        stream.expectOpeners(1 + waiting)
+
+        if let sharedHistory, let gateway = configuration.sharedGateway {
+            // The stream decides when to read the origin (as the owner, or on its own while the
+            // store is down); the opener's connection serves the first such read if it was opened
+            // from the same id.
+            let pending = PendingOrigin(connection: connection, resumeID: resumeID, setCookies: setCookies)
+            stream.start(shared: .init(history: sharedHistory.history, claim: sharedHistory.claim, lease: gateway.lease) { resumeID, stream in
+                let upstream = session(resumeID: resumeID)
+                let adopted = pending.take(forResumeID: resumeID)
+                upstream.start(delegate: stream, adopting: adopted?.connection, setCookies: adopted?.setCookies ?? [])
+                return upstream
+            })
+            pending.closeUnused()
+            return stream
+        }
+        let upstream = session(resumeID: resumeID)
+        stream.start(upstream: upstream)
+        upstream.start(delegate: stream, adopting: connection, setCookies: setCookies)
+        return stream
+    }
+}
+
+/// The opener's origin connection, until the stream's first read of the origin takes it.
+/// Confined to the stream's loop.
+private final class PendingOrigin {
+    private var connection: OriginConnection?
+    private let resumeID: String?
+    private let setCookies: [String]
+
+    init(connection: OriginConnection?, resumeID: String?, setCookies: [String]) {
+        self.connection = connection
+        self.resumeID = resumeID
+        self.setCookies = setCookies
+    }
+
+    func take(forResumeID resumeID: String?) -> (connection: OriginConnection, setCookies: [String])? {
+        guard let connection = self.connection else { return nil }
+        self.connection = nil
+        guard resumeID == self.resumeID else {
+            connection.detachAndClose()
+            return nil
+        }
+        return (connection, self.setCookies)
+    }
+
+    /// The stream did not read the origin at once (it follows the history): the connection goes.
+    func closeUnused() {
+        self.connection?.detachAndClose()
+        self.connection = nil
+    }
+}

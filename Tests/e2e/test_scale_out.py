@@ -1,0 +1,410 @@
+"""Several Lifeline instances acting as one gateway through Redis (`--redis`, docs/scale-out.md).
+
+Real `redis-server` processes and real instances on loopback; the demo origin reports how many
+event-stream connections it has open (`/demo/stats`), and every client checks that the ids it got
+are consecutive (the demo origin numbers its ticks), so a gap or a duplicate anywhere fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sse_page import Deadline
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+
+# --------------------------------------------------------------------------------------------
+# Redis
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server on 127.0.0.1 that the test can stop and start again on the same port."""
+
+    def __init__(self, workdir: Path, extra: tuple[str, ...] = ()):
+        self.workdir = workdir
+        self.extra = extra
+        self.port = 0
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        for _ in range(20):
+            port = self.port or _free_port()
+            log = open(self.workdir / f"redis-{port}.log", "ab")
+            self.popen = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.workdir), *self.extra],
+                stdout=log, stderr=log)
+            if self._wait_ready(port):
+                self.port = port
+                return self
+            self.popen.kill()
+            self.popen.wait()
+            if self.port:
+                time.sleep(0.2)
+        raise AssertionError("redis-server did not start")
+
+    def _wait_ready(self, port: int) -> bool:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            if self.popen.poll() is not None:
+                return False
+            try:
+                if self.cli("PING", port=port).strip() in ("PONG", "NOAUTH Authentication required."):
+                    return True
+            except subprocess.SubprocessError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def cli(self, *args: str, port: int | None = None) -> str:
+        return subprocess.run(["redis-cli", "-p", str(port or self.port), *args], capture_output=True, text=True,
+                              timeout=5).stdout
+
+    def kill(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def redis(tmp_path):
+    servers: list[RedisServer] = []
+
+    def start(*extra: str) -> RedisServer:
+        server = RedisServer(tmp_path, extra).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def secret_file(tmp_path) -> Path:
+    path = tmp_path / "key-secret"
+    path.write_bytes(os.urandom(32).hex().encode() + b"\n")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Clients
+
+
+class StreamClient(threading.Thread):
+    """Reads one event stream over a raw socket and keeps the ids, until stopped."""
+
+    def __init__(self, port: int, path: str = "/events/a", last_event_id: str | None = None):
+        super().__init__(daemon=True)
+        self.port = port
+        self.path = path
+        self.last_event_id = last_event_id
+        self.ids: list[int] = []
+        self.head = ""
+        self.closed = False
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        extra = f"Last-Event-ID: {self.last_event_id}\r\n" if self.last_event_id else ""
+        sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{extra}\r\n".encode())
+        sock.settimeout(0.2)
+        buffer = b""
+        while not self._halt.is_set():
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            buffer += data
+            if not self.head and b"\r\n\r\n" in buffer:
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                self.head = head.decode("latin-1")
+            # Chunk framing does not matter here: ids are on lines of their own.
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.startswith(b"id: "):
+                    self.ids.append(int(line[4:].strip()))
+        self.closed = True
+        sock.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=3)
+
+
+    def header(self, name: str) -> str | None:
+        for line in self.head.split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+    def assert_consecutive(self, what: str = "") -> None:
+        gaps = [(a, b) for a, b in zip(self.ids, self.ids[1:]) if b != a + 1]
+        assert not gaps, f"{what} ids not consecutive (gap or duplicate): {gaps[:5]} in {len(self.ids)} ids"
+
+
+def _stop_all(clients: list[StreamClient]) -> None:
+    """Stops every client at the same moment (then waits for each), so that their counts compare."""
+    for client in clients:
+        client._halt.set()
+    for client in clients:
+        client.join(timeout=3)
+
+
+def _origin_stats(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/demo/stats", timeout=2) as answer:
+        return json.loads(answer.read())
+
+
+def _open_streams(port: int) -> int:
+    return _origin_stats(port)["openStreams"].get("/events/a", 0)
+
+
+def _wait_for(condition, timeout: float, what: str, interval: float = 0.1):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} (last: {last!r})")
+
+
+def _instances(gateway, origin, redis_url: str, secret: Path, count: int = 3, lease: str = "2s", extra=()):
+    return [
+        gateway(f"--route=/=http://127.0.0.1:{origin.port}", f"--redis={redis_url}", f"--redis-key-secret-file={secret}",
+                f"--redis-lease={lease}", f"--instance-name=i{n}", "--admin-listen=127.0.0.1:0", "--redis-timeout=500ms",
+                *extra)
+        for n in range(count)
+    ]
+
+
+def _admin(proc) -> str:
+    import re
+    for line in proc.stdout_lines:
+        m = re.search(r"admin listening on (http://\S+)", line)
+        if m:
+            return m.group(1)
+    raise AssertionError("no admin line")
+
+
+def _status_streams(proc) -> list[dict]:
+    with urllib.request.urlopen(_admin(proc) + "/status.json", timeout=2) as answer:
+        return json.loads(answer.read())["streams"]
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_three_instances_hold_one_origin_connection_and_lose_nothing(demo_origin, gateway, redis, secret_file):
+    deadline = Deadline(60)
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    instances = _instances(gateway, origin, server.url, secret_file)
+    clients = [StreamClient(instances[n % 3].port) for n in range(90)]
+    for client in clients:
+        client.start()
+    time.sleep(4)
+    assert _open_streams(origin.port) == 1, "one origin connection for the stream across the three instances"
+    roles = sorted(stream["role"] for proc in instances for stream in _status_streams(proc))
+    assert roles == ["follower", "follower", "owner"], roles
+    _stop_all(clients)
+    for client in clients:
+        assert client.header("Content-Type") == "text/event-stream"
+        assert len(client.ids) > 40, f"{len(client.ids)} events in 4 s at 20/s"
+        client.assert_consecutive()
+    # Every client saw the same events (the stream's ids come from one origin connection).
+    assert max(c.ids[-1] for c in clients) - min(c.ids[-1] for c in clients) < 10
+    deadline.left()
+
+
+def test_owner_killed_a_follower_takes_over_within_the_lease(demo_origin, gateway, redis, secret_file):
+    deadline = Deadline(60)
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    instances = _instances(gateway, origin, server.url, secret_file, lease="2s")
+    clients = [StreamClient(instances[n % 3].port) for n in range(30)]
+    for client in clients:
+        client.start()
+        time.sleep(0.02)
+    time.sleep(2)
+    owner = next(proc for proc in instances if any(s["role"] == "owner" for s in _status_streams(proc)))
+    survivors = [proc for proc in instances if proc is not owner]
+    owner.kill(signal.SIGKILL)
+    killed_at = time.monotonic()
+    # A new owner within about the lease (2 s) plus a lease check (2/3 s).
+    new_owner = _wait_for(
+        lambda: next((p for p in survivors if any(s["role"] == "owner" for s in _status_streams(p))), None),
+        deadline.left(6), "a surviving instance owns the stream")
+    took = time.monotonic() - killed_at
+    assert took < 2 + 1.5, f"took over after {took:.1f} s"
+    time.sleep(3)
+    assert _open_streams(origin.port) == 1
+    _stop_all(clients)
+    for client in clients:
+        if client.port == owner.port:
+            continue  # its instance died with it
+        client.assert_consecutive(f"client of :{client.port}")
+        assert len(client.ids) > 80, f"{len(client.ids)} events"
+    # The clients kept getting events after the takeover.
+    survivors_last = [c.ids[-1] for c in clients if c.port != owner.port]
+    assert max(survivors_last) - min(survivors_last) < 10
+    assert new_owner in survivors
+
+
+def test_resume_on_an_instance_without_that_stream_is_a_hit(demo_origin, gateway, redis, secret_file):
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    first, second = _instances(gateway, origin, server.url, secret_file, count=2)
+    client = StreamClient(first.port)
+    client.start()
+    time.sleep(2)
+    client.stop()
+    assert len(client.ids) > 20
+    resume_from = client.ids[5]
+    resumed = StreamClient(second.port, last_event_id=str(resume_from))
+    resumed.start()
+    time.sleep(1.5)
+    resumed.stop()
+    assert resumed.header("Lifeline-Replay") == "hit"
+    assert resumed.ids[0] == resume_from + 1, f"first event {resumed.ids[0]} after {resume_from}"
+    resumed.assert_consecutive()
+    # An id the history never had is an exact miss.
+    stranger = StreamClient(second.port, last_event_id="12345")
+    stranger.start()
+    time.sleep(0.5)
+    stranger.stop()
+    assert stranger.header("Lifeline-Replay") == "miss"
+
+
+def test_redis_killed_and_restarted_mid_stream_loses_nothing(demo_origin, gateway, redis, secret_file):
+    deadline = Deadline(60)
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    instances = _instances(gateway, origin, server.url, secret_file)
+    clients = [StreamClient(instances[n % 3].port) for n in range(15)]
+    for client in clients:
+        client.start()
+    time.sleep(2)
+    server.kill()
+    # Each instance falls back to its own origin connection.
+    _wait_for(lambda: _open_streams(origin.port) == 3, deadline.left(5), "each instance reads the origin itself")
+    assert all(s["role"] == "fallback" for proc in instances for s in _status_streams(proc))
+    time.sleep(1)
+    server.start()
+    # Back to one owner once Redis answers again.
+    _wait_for(lambda: _open_streams(origin.port) == 1, deadline.left(20), "one origin connection again")
+    time.sleep(1)
+    for client in clients:
+        client.stop()
+        client.assert_consecutive()
+        assert len(client.ids) > 80
+
+
+def test_a_paused_owner_stores_nothing_after_its_lease(demo_origin, gateway, redis, secret_file):
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    instances = _instances(gateway, origin, server.url, secret_file, lease="1s")
+    clients = [StreamClient(instances[n % 3].port) for n in range(6)]
+    for client in clients:
+        client.start()
+    time.sleep(2)
+    owner = next(proc for proc in instances if any(s["role"] == "owner" for s in _status_streams(proc)))
+    owner.popen.send_signal(signal.SIGSTOP)
+    time.sleep(3)  # three leases
+    owner.popen.send_signal(signal.SIGCONT)
+    time.sleep(3)
+    assert _open_streams(origin.port) == 1
+    for client in clients:
+        client.stop()
+        client.assert_consecutive(f"client of :{client.port}")
+    # The stored history is one lineage: consecutive origin ids, no event twice.
+    key = next(k for k in server.cli("--scan", "--pattern", "lifeline:*:events").split())
+    entries = server.cli("XRANGE", key, "-", "+").split("\n")
+    stored = [int(line[1:]) for line in entries if line.startswith("=")]
+    assert len(stored) > 50
+    assert all(b == a + 1 for a, b in zip(stored, stored[1:])), "stored ids are consecutive"
+
+
+def test_password_file_and_a_wrong_password(demo_origin, gateway, redis, secret_file, tmp_path):
+    server = redis("--requirepass", "s3cret-pass")
+    origin = demo_origin(tick="50ms")
+    good = tmp_path / "good"
+    good.write_text("s3cret-pass\n")
+    bad = tmp_path / "bad"
+    bad.write_text("nope\n")
+    first = gateway(f"--route=/=http://127.0.0.1:{origin.port}", f"--redis={server.url}", f"--redis-password-file={good}",
+                    f"--redis-key-secret-file={secret_file}", "--admin-listen=127.0.0.1:0")
+    wrong = gateway(f"--route=/=http://127.0.0.1:{origin.port}", f"--redis={server.url}", f"--redis-password-file={bad}",
+                    f"--redis-key-secret-file={secret_file}", "--admin-listen=127.0.0.1:0")
+    a, b = StreamClient(first.port), StreamClient(wrong.port)
+    a.start()
+    b.start()
+    time.sleep(2)
+    a.stop()
+    b.stop()
+    # The right password owns the stream in Redis; the wrong one still serves, on its own.
+    assert [s["role"] for s in _status_streams(first)] == ["owner"]
+    assert [s["role"] for s in _status_streams(wrong)] == ["fallback"]
+    a.assert_consecutive()
+    b.assert_consecutive()
+    assert len(b.ids) > 20
+
+
+def test_trimmed_history_and_lost_epoch_are_exact_misses(demo_origin, gateway, redis, secret_file):
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    first, second = _instances(gateway, origin, server.url, secret_file, count=2, extra=("--replay-events=10",))
+    client = StreamClient(first.port)
+    client.start()
+    time.sleep(2)
+    # Trimmed: 40 events later, the 10-event history no longer holds this one.
+    old = client.ids[2]
+    trimmed = StreamClient(second.port, last_event_id=str(old))
+    trimmed.start()
+    time.sleep(0.8)
+    trimmed.stop()
+    assert trimmed.header("Lifeline-Replay") == "miss"
+    # Lost: Redis forgets everything; an id the second instance never saw cannot be a hit.
+    recent = client.ids[-1]
+    client.stop()
+    server.cli("FLUSHALL")
+    time.sleep(0.3)
+    third = _instances(gateway, origin, server.url, secret_file, count=1)[0]
+    lost = StreamClient(third.port, last_event_id=str(recent))
+    lost.start()
+    time.sleep(1)
+    lost.stop()
+    # The origin was opened from the client's id: it is told "miss" (the gateway could not replay)
+    # and the origin's own replay leaves no gap.
+    assert lost.header("Lifeline-Replay") == "miss", lost.head
+    assert lost.ids and lost.ids[0] == recent + 1
