@@ -8,7 +8,7 @@ import Redis
 /// replacing the connection (a wedged server or a half-open socket answers nothing, ever).
 ///
 /// Confined to `eventLoop`: only the streams of that loop use it, so nothing crosses loops.
-final class RedisClient {
+final class RedisClient: RedisCommandRouting {
     enum State {
         case idle
         case connecting(EventLoopFuture<RedisConnection>)
@@ -39,7 +39,7 @@ final class RedisClient {
 
     /// Sends one command; fails with `RedisUnavailable` when Redis cannot be reached or does not
     /// answer in time, with `RedisServerError` for an error reply.
-    func send(_ command: RESPCommand) -> EventLoopFuture<RESPToken> {
+    func send(_ command: RESPCommand, key: String? = nil) -> EventLoopFuture<RESPToken> {
         self.eventLoop.preconditionInEventLoop()
         return self.connection().assumeIsolated().flatMap { connection in
             self.withTimeout(connection.send(command), connection: connection)
@@ -62,6 +62,10 @@ final class RedisClient {
             eval += arguments
             return self.send(RESPCommand(arguments: eval))
         }.nonisolated()
+    }
+
+    func address(forKey key: String) -> EventLoopFuture<RedisAddress> {
+        self.eventLoop.makeSucceededFuture(self.endpoint.primaryAddress)
     }
 
     func close() {

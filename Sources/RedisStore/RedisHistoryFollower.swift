@@ -20,6 +20,8 @@ final class RedisHistoryFollower: HistoryFollowing {
     private let epoch: String
     private var lastSequence: UInt64
     private let endpoint: RedisEndpoint
+    /// Says which node holds the key (the one server, or the slot's master in a cluster).
+    private let routing: RedisCommandRouting
     private let blockTime: TimeAmount
     private let eventLoop: EventLoop
     private weak var delegate: HistoryFollowerDelegate?
@@ -28,12 +30,13 @@ final class RedisHistoryFollower: HistoryFollowing {
     private var state: State = .connecting(attempt: 0)
     private var watchdog: Scheduled<Void>?
 
-    init(key: String, epoch: String, after sequence: UInt64, endpoint: RedisEndpoint, blockTime: TimeAmount,
+    init(key: String, epoch: String, after sequence: UInt64, endpoint: RedisEndpoint, routing: RedisCommandRouting, blockTime: TimeAmount,
          eventLoop: EventLoop, delegate: HistoryFollowerDelegate, logger: Logger) {
         self.key = key
         self.epoch = epoch
         self.lastSequence = sequence
         self.endpoint = endpoint
+        self.routing = routing
         self.blockTime = blockTime
         self.eventLoop = eventLoop
         self.delegate = delegate
@@ -59,7 +62,11 @@ final class RedisHistoryFollower: HistoryFollowing {
 
     private func connect(attempt: Int) {
         self.state = .connecting(attempt: attempt)
-        self.endpoint.connect(on: self.eventLoop).hop(to: self.eventLoop).assumeIsolated().whenComplete { result in
+        let eventLoop = self.eventLoop
+        let endpoint = self.endpoint
+        self.routing.address(forKey: self.key).flatMap { address in
+            endpoint.connect(to: address, on: eventLoop)
+        }.hop(to: self.eventLoop).assumeIsolated().whenComplete { result in
             guard case .connecting = self.state else {
                 if case .success(let connection) = result { connection.close() }
                 return

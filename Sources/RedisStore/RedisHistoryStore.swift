@@ -41,7 +41,7 @@ public final class RedisHistoryStore: SharedHistoryStore, @unchecked Sendable {
 
     public let configuration: Configuration
     public let instanceName: String
-    private let clients: [ObjectIdentifier: RedisClient]
+    private let clients: [ObjectIdentifier: RedisCommandRouting]
     private let logger: Logger
     private let reachable = NIOLockedValueBox(false)
     private let probeTask = NIOLockedValueBox<RepeatedTask?>(nil)
@@ -52,20 +52,32 @@ public final class RedisHistoryStore: SharedHistoryStore, @unchecked Sendable {
         self.configuration = configuration
         self.instanceName = instanceName
         self.logger = logger
-        var clients: [ObjectIdentifier: RedisClient] = [:]
+        var clients: [ObjectIdentifier: RedisCommandRouting] = [:]
         for loop in eventLoops {
-            clients[ObjectIdentifier(loop)] = RedisClient(endpoint: configuration.endpoint, eventLoop: loop, logger: logger)
+            clients[ObjectIdentifier(loop)] = Self.makeClient(configuration.endpoint, on: loop, logger: logger)
         }
         self.clients = clients
         // One probe for the whole store, on the first loop: it notices Redis going and coming
         // back even while no stream asks anything.
         if let loop = eventLoops.first, let client = clients[ObjectIdentifier(loop)] {
+            let bound = LoopConfined(client)
             let task = loop.scheduleRepeatedAsyncTask(initialDelay: .zero, delay: .seconds(1)) { [reachable] _ in
-                client.send(RESPCommand("PING")).map { _ in true }.recover { _ in false }.map { up in
+                bound.value.send(RESPCommand("PING"), key: nil).map { _ in true }.recover { _ in false }.map { up in
                     reachable.withLockedValue { $0 = up }
                 }
             }
             self.probeTask.withLockedValue { $0 = task }
+        }
+    }
+
+    /// The command routing for one loop: the one server, or the cluster's nodes.
+    private static func makeClient(_ endpoint: RedisEndpoint, on loop: EventLoop, logger: Logger) -> RedisCommandRouting {
+        switch endpoint.topology {
+        case .standalone:
+            return RedisClient(endpoint: endpoint, eventLoop: loop, logger: logger)
+        case .cluster:
+            // TODO(cluster): RedisClusterClient
+            return RedisClient(endpoint: endpoint, eventLoop: loop, logger: logger)
         }
     }
 
@@ -80,7 +92,15 @@ public final class RedisHistoryStore: SharedHistoryStore, @unchecked Sendable {
     public func close() {
         self.probeTask.withLockedValue { $0?.cancel() }
         for client in self.clients.values {
-            client.eventLoop.execute { client.close() }
+            let bound = LoopConfined(client)
+            client.eventLoop.execute { bound.value.close() }
         }
     }
+}
+
+/// Carries a loop-confined client into a task that runs on its loop (NIOLoopBound would have to
+/// be made there).
+private struct LoopConfined: @unchecked Sendable {
+    let value: RedisCommandRouting
+    init(_ value: RedisCommandRouting) { self.value = value }
 }

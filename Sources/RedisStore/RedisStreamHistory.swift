@@ -7,12 +7,12 @@ import Redis
 /// loop's `RedisClient`, with the scripts of `HistoryScripts`.
 final class RedisStreamHistory: StreamHistory {
     private let keys: HistoryKeys
-    private let client: RedisClient
+    private let client: RedisCommandRouting
     private let store: RedisHistoryStore
     private let logger: Logger
     private let allocator = ByteBufferAllocator()
 
-    init(keys: HistoryKeys, client: RedisClient, store: RedisHistoryStore, logger: Logger) {
+    init(keys: HistoryKeys, client: RedisCommandRouting, store: RedisHistoryStore, logger: Logger) {
         self.keys = keys
         self.client = client
         self.store = store
@@ -119,7 +119,7 @@ final class RedisStreamHistory: StreamHistory {
 
     func follow(after sequence: UInt64, epoch: String, delegate: HistoryFollowerDelegate) -> HistoryFollowing {
         let follower = RedisHistoryFollower(
-            key: self.keys.history, epoch: epoch, after: sequence, endpoint: self.configuration.endpoint,
+            key: self.keys.history, epoch: epoch, after: sequence, endpoint: self.configuration.endpoint, routing: self.client,
             blockTime: self.configuration.blockTime, eventLoop: self.eventLoop, delegate: delegate, logger: self.logger
         )
         follower.start()
