@@ -82,6 +82,8 @@ struct StreamOwnership {
     let timing: Timing
     /// The epoch whose sequence space the stream's events are numbered in (nil: its own).
     private(set) var localEpoch: String?
+    /// Store failures in a row: the retry waits longer after each.
+    private var failures = 0
 
     init(shared: Bool, timing: Timing) {
         self.state = shared ? .claiming(originRunning: false, startFresh: false) : .standalone
@@ -192,6 +194,7 @@ struct StreamOwnership {
             return []
         }
         let validUntil = now + self.timing.lease
+        if case .unavailable = claim {} else { self.failures = 0 }
         switch claim {
         case .owner(let token, let position):
             let sameSpace = position.epoch == self.localEpoch || (startedFresh && position.lastSequence == local.lastSequence)
@@ -205,6 +208,10 @@ struct StreamOwnership {
                 }
                 self.state = .owning(token: token, epoch: position.epoch, storedThrough: position.lastSequence,
                                      appending: false, validUntil: validUntil)
+                if originRunning && !nothingLocal {
+                    // Our connection is exactly where the history ends: it goes on as the owner's.
+                    return [.note(.becameOwner)]
+                }
                 var actions: [Action] = []
                 if originRunning { actions.append(.stopOrigin) }
                 let resumeID = nothingLocal ? (position.lastEventID ?? openerResumeID) : (position.lastEventID ?? local.lastEventID)
@@ -291,6 +298,7 @@ struct StreamOwnership {
         guard case .rejoining = self.state else { return [] }
         switch lookup {
         case .hit(let epoch, let matchedSequence, _):
+            self.failures = 0
             self.localEpoch = epoch
             self.state = .following(epoch: epoch)
             return [.follow(after: matchedSequence, epoch: epoch, resetRing: true), .note(.rejoined)]
@@ -325,8 +333,8 @@ struct StreamOwnership {
     private mutating func fallBack(
         _ reason: String, now: NIODeadline, originRunning: Bool, local: Local, openerResumeID: String? = nil
     ) -> [Action] {
-        var attempt = 0
-        if case .fallback(_, let previous) = self.state { attempt = previous + 1 }
+        let attempt = self.failures
+        self.failures += 1
         let delay = Self.backoff(attempt: attempt, timing: self.timing)
         self.state = .fallback(retryAt: now + delay, attempt: attempt)
         var actions: [Action] = []
