@@ -38,9 +38,10 @@ def _free_port() -> int:
 class RedisServer:
     """A redis-server on 127.0.0.1 that the test can stop and start again on the same port."""
 
-    def __init__(self, workdir: Path, extra: tuple[str, ...] = ()):
+    def __init__(self, workdir: Path, extra: tuple[str, ...] = (), certs=None):
         self.workdir = workdir
         self.extra = extra
+        self.certs = certs  # TLS only (rediss://) when set
         self.port = 0
         self.popen: subprocess.Popen | None = None
 
@@ -48,8 +49,13 @@ class RedisServer:
         for _ in range(20):
             port = self.port or _free_port()
             log = open(self.workdir / f"redis-{port}.log", "ab")
+            ports = ["--port", str(port)]
+            if self.certs:
+                ports = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(self.certs.cert),
+                         "--tls-key-file", str(self.certs.key), "--tls-ca-cert-file", str(self.certs.ca),
+                         "--tls-auth-clients", "no"]
             self.popen = subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                ["redis-server", *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", str(self.workdir), *self.extra],
                 stdout=log, stderr=log)
             if self._wait_ready(port):
@@ -75,7 +81,8 @@ class RedisServer:
         return False
 
     def cli(self, *args: str, port: int | None = None) -> str:
-        return subprocess.run(["redis-cli", "-p", str(port or self.port), *args], capture_output=True, text=True,
+        tls = ["--tls", "--cacert", str(self.certs.ca)] if self.certs else []
+        return subprocess.run(["redis-cli", *tls, "-p", str(port or self.port), *args], capture_output=True, text=True,
                               timeout=5).stdout
 
     def kill(self) -> None:
@@ -85,15 +92,15 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.certs else 'redis'}://127.0.0.1:{self.port}"
 
 
 @pytest.fixture
 def redis(tmp_path):
     servers: list[RedisServer] = []
 
-    def start(*extra: str) -> RedisServer:
-        server = RedisServer(tmp_path, extra).start()
+    def start(*extra: str, certs=None) -> RedisServer:
+        server = RedisServer(tmp_path, extra, certs=certs).start()
         servers.append(server)
         return server
 
@@ -408,3 +415,26 @@ def test_trimmed_history_and_lost_epoch_are_exact_misses(demo_origin, gateway, r
     # and the origin's own replay leaves no gap.
     assert lost.header("Lifeline-Replay") == "miss", lost.head
     assert lost.ids and lost.ids[0] == recent + 1
+
+
+def test_tls_to_redis_verifies_the_server(demo_origin, gateway, redis, secret_file, tmp_path):
+    from tls_certs import make_test_certs
+    certs = make_test_certs(tmp_path / "certs")
+    server = redis(certs=certs)
+    origin = demo_origin(tick="50ms")
+    trusted = _instances(gateway, origin, server.url, secret_file, count=2, extra=(f"--redis-ca={certs.ca}",))
+    untrusted = gateway(f"--route=/=http://127.0.0.1:{origin.port}", f"--redis={server.url}",
+                        f"--redis-key-secret-file={secret_file}", "--admin-listen=127.0.0.1:0")
+    clients = [StreamClient(proc.port) for proc in (*trusted, untrusted)]
+    for client in clients:
+        client.start()
+    time.sleep(2.5)
+    _stop_all(clients)
+    roles = sorted(s["role"] for proc in trusted for s in _status_streams(proc))
+    assert roles == ["follower", "owner"], roles
+    # A certificate the instance does not trust: it does not use that Redis, and serves on its own.
+    assert [s["role"] for s in _status_streams(untrusted)] == ["fallback"]
+    for client in clients:
+        client.assert_consecutive()
+        assert len(client.ids) > 20
+    assert _open_streams(origin.port) == 2
