@@ -362,7 +362,7 @@ struct StreamOwnership {
         case .standalone: return .standalone
         case .owning, .takingOver: return .owner
         case .following, .checkingLease: return .follower
-        case .fallback: return .fallback
+        case .fallback, .claiming(originRunning: true, _): return .fallback
         case .claiming, .rejoining, .ended: return .deciding
         }
     }

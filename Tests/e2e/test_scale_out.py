@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -438,3 +439,63 @@ def test_tls_to_redis_verifies_the_server(demo_origin, gateway, redis, secret_fi
         client.assert_consecutive()
         assert len(client.ids) > 20
     assert _open_streams(origin.port) == 2
+
+
+def _metrics(proc) -> dict[str, float]:
+    with urllib.request.urlopen(_admin(proc) + "/metrics", timeout=2) as answer:
+        text = answer.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def _readyz(proc) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(_admin(proc) + "/readyz", timeout=2) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_a_wedged_redis_is_noticed_and_shown_then_one_owner_again(demo_origin, gateway, redis, secret_file):
+    """Redis stops answering without closing anything (SIGSTOP: connections stay open, blocking reads
+    never return): the liveness checks notice, every instance reads the origin itself and says so in
+    its metrics, /readyz and status; after SIGCONT they converge to one owner; no client sees a gap."""
+    deadline = Deadline(60)
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    instances = _instances(gateway, origin, server.url, secret_file)
+    clients = [StreamClient(instances[n % 3].port) for n in range(9)]
+    for client in clients:
+        client.start()
+    time.sleep(2)
+    first = _metrics(instances[0])
+    assert first["lifeline_redis_up"] == 1
+    assert sum(_metrics(p)['lifeline_shared_streams{role="owner"}'] for p in instances) == 1
+    assert sum(_metrics(p)['lifeline_shared_streams{role="follower"}'] for p in instances) == 2
+    assert _readyz(instances[0]) == (200, "ready\n")
+    server.popen.send_signal(signal.SIGSTOP)
+    try:
+        _wait_for(lambda: _open_streams(origin.port) == 3, deadline.left(10), "each instance reads the origin itself")
+        _wait_for(lambda: all(_metrics(p)["lifeline_redis_up"] == 0 for p in instances), deadline.left(5),
+                  "lifeline_redis_up is 0 everywhere")
+        assert all(_metrics(p)['lifeline_shared_streams{role="fallback"}'] == 1 for p in instances)
+        status, body = _readyz(instances[1])
+        assert status == 200 and "degraded" in body, (status, body)
+        assert all(_metrics(p)["lifeline_history_fallbacks_total"] >= 1 for p in instances)
+    finally:
+        server.popen.send_signal(signal.SIGCONT)
+    _wait_for(lambda: sorted(s["role"] for p in instances for s in _status_streams(p)) == ["follower", "follower", "owner"],
+              deadline.left(25), "one owner and two followers again")
+    assert _open_streams(origin.port) == 1
+    _wait_for(lambda: all(_metrics(p)["lifeline_redis_up"] == 1 for p in instances), deadline.left(5), "redis up again")
+    owners = [s.get("owner") for p in instances for s in _status_streams(p)]
+    assert len(set(owners)) == 1 and owners[0] in {"i0", "i1", "i2"}, owners
+    time.sleep(1)
+    _stop_all(clients)
+    for client in clients:
+        client.assert_consecutive()
+    assert sum(_metrics(p)['lifeline_history_appends_total{result="stored"}'] for p in instances) > 0
