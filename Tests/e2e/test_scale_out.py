@@ -499,3 +499,38 @@ def test_a_wedged_redis_is_noticed_and_shown_then_one_owner_again(demo_origin, g
     for client in clients:
         client.assert_consecutive()
     assert sum(_metrics(p)['lifeline_history_appends_total{result="stored"}'] for p in instances) > 0
+
+
+def test_status_page_shows_roles_owner_and_a_degraded_store_live(demo_origin, gateway, redis, secret_file, new_page):
+    deadline = Deadline(40)
+    server = redis()
+    origin = demo_origin(tick="100ms")
+    owner, follower = _instances(gateway, origin, server.url, secret_file, count=2)
+    clients = [StreamClient(owner.port), StreamClient(follower.port)]
+    clients[0].start()
+    time.sleep(0.5)
+    clients[1].start()
+    problems = []
+    page = new_page()
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.goto(_admin(follower) + "/")
+
+    def view():
+        return page.evaluate("""() => ({
+            store: document.getElementById('store-box').hidden ? null : document.getElementById('store').textContent,
+            detail: document.getElementById('store-detail').textContent,
+            rows: [...document.querySelectorAll('#streams tr')].map(tr => tr.textContent),
+            navigations: performance.getEntriesByType('navigation').length })""")
+
+    v = _wait_for(lambda: (lambda v: v if v["store"] == "up" and any("following i0" in r for r in v["rows"]) else None)(view()),
+                  deadline.left(8), "the follower's page shows Redis up and the stream following i0")
+    assert "this instance: i1" in v["detail"], v
+    server.kill()
+    v = _wait_for(lambda: (lambda v: v if v["store"] == "unreachable" else None)(view()), deadline.left(8),
+                  "the page shows Redis unreachable without a reload")
+    assert "degraded" in v["detail"], v
+    _wait_for(lambda: any("on its own" in r for r in view()["rows"]), deadline.left(8), "the stream shown on its own")
+    assert view()["navigations"] == 1
+    _stop_all(clients)
+    assert not problems, problems

@@ -142,7 +142,7 @@ _FIELDS = {
     "totals": {"eventsReceived", "eventsSent", "heartbeatsSent", "bytesSent", "replayHits", "replayMisses",
                "upstreamReconnects", "slowClientDisconnects", "requestsRefused", "tlsHandshakeFailures",
                "eventsReceivedPerSecond", "eventsSentPerSecond", "bytesSentPerSecond"},
-    "stream": {"id", "path", "origin", "shared", "subscribers", "ageSeconds", "upstream", "events", "replay"},
+    "stream": {"id", "path", "origin", "shared", "role", "subscribers", "ageSeconds", "upstream", "events", "replay"},
     "upstream": {"state", "sinceSeconds", "reconnects"},
     "events": {"received", "sent", "receivedPerSecond", "sentPerSecond", "history"},
     "replay": {"events", "bytes", "ageSeconds", "maxEvents", "maxBytes", "maxAgeSeconds"},

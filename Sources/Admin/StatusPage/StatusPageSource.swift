@@ -119,6 +119,7 @@ section { margin-top: 1.2rem; }
     <div class="stat" id="slow-box"><span>Slow clients cut</span><b id="slow">–</b><small>fell too far behind</small></div>
     <div class="stat" id="refused-box"><span>Requests refused</span><b id="refused">–</b><small>limits reached</small></div>
     <div class="stat" id="tls-box"><span>TLS handshake failures</span><b id="tls">–</b><small>since start</small></div>
+    <div class="stat" id="store-box" hidden><span>Shared store (Redis)</span><b id="store">–</b><small id="store-detail">&nbsp;</small></div>
   </div>
 
   <div class="bar">
@@ -259,6 +260,16 @@ function render(r) {
     $(id + '-box').classList.toggle('alert', n > 0);
   }
 
+  // With --redis: whether Redis answers, and this instance's name in leases.
+  const store = r.sharedStore;
+  $('store-box').hidden = !store;
+  if (store) {
+    setText($('store'), store.reachable ? 'up' : 'unreachable');
+    setText($('store-detail'), store.reachable ? 'this instance: ' + store.instance
+      : 'degraded: streams read their origins directly');
+    $('store-box').classList.toggle('alert', !store.reachable);
+  }
+
   const shown = r.streams.length;
   setText($('stream-count'), 'showing ' + count(shown) + ' of ' + count(r.matching) + ' matching, '
     + count(r.streamCount) + (r.streamCount === 1 ? ' stream' : ' streams'));
@@ -329,7 +340,10 @@ function makeRow(s) {
 
 function updateRow(row, s) {
   const c = row.cells, u = s.upstream, e = s.events, b = s.replay;
-  setText(c.origin, s.origin + (s.shared ? '' : ' · not shared') + ' · open ' + duration(s.ageSeconds));
+  const roles = { owner: 'owned here', follower: 'following ' + (s.owner || 'the owner'),
+                  fallback: 'on its own (Redis unreachable)', deciding: 'asking Redis' };
+  const role = s.role && s.role !== 'standalone' ? ' · ' + (roles[s.role] || s.role) : '';
+  setText(c.origin, s.origin + (s.shared ? '' : ' · not shared') + role + ' · open ' + duration(s.ageSeconds));
   c.path.title = s.path + '\n' + s.origin + '\nstream ' + s.id;
   setText(c.subs, count(s.subscribers));
   c.upState.className = 'up ' + u.state;
