@@ -43,8 +43,8 @@ enum MetricsExposition {
         gauge("lifeline_subscribers", "Clients currently receiving a stream.", counters.subscribers)
         gauge("lifeline_streams", "Open streams, shared and private.", gathered.streams.count)
         gauge(
-            "lifeline_upstream_connected", "Streams whose origin connection is up.",
-            gathered.streams.count { $0.upstreamState == "connected" }
+            "lifeline_upstream_connected", "Streams whose origin connection is up (with --redis: this instance's, or the owner's for a stream it follows).",
+            gathered.streams.count { $0.upstreamState == "connected" || $0.upstreamState == "following" }
         )
         gauge(
             "lifeline_replay_buffered_events", "Events held in replay buffers, over all streams.",

@@ -157,7 +157,7 @@ final class StatusSampler: Sendable {
                 bytesSentPerSecond: memory.bytesSentPerSecond
             ),
             streamCount: gathered.streams.count,
-            upstreamConnected: gathered.streams.count { $0.upstreamState == "connected" },
+            upstreamConnected: gathered.streams.count { $0.upstreamState == "connected" || $0.upstreamState == "following" },
             filter: filter,
             top: top,
             matching: matching.count,
