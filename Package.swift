@@ -89,7 +89,10 @@ let package = Package(
         .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "HTTP2TestSupport", "CNghttp2", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         .testTarget(name: "HTTP2ClientTests", dependencies: ["HTTP2Client", "HTTP2", "HTTP2TestSupport", nioCore, nioEmbedded]),
         .testTarget(name: "SSETests", dependencies: ["SSE", nioCore]),
-        .testTarget(name: "RedisTests", dependencies: ["Redis", nioCore, nioPosix, nioEmbedded]),
+        // Real redis-server processes for the Redis tests (started on loopback, killed after).
+        .target(name: "RedisTestSupport", dependencies: ["Redis"], path: "Tests/RedisTestSupport"),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "RedisTestSupport", nioCore, nioPosix, nioEmbedded]),
+        .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore", "Redis", "RedisTestSupport", "LifelineCore", nioCore, nioPosix, nioEmbedded, logging]),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),

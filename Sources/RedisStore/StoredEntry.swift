@@ -28,6 +28,28 @@ enum StoredEntry {
         field.hasPrefix("=") ? String(field.dropFirst()) : nil
     }
 
+    /// What clients get is these bytes as they are, so a stored event must be what the owner's
+    /// serializer writes: LF-only lines ending in exactly one blank line. Anything else (a
+    /// careless or hostile writer of the key) would break the framing of every client's stream.
+    static func isOneEventBlock(_ bytes: ByteBuffer) -> Bool {
+        bytes.withUnsafeReadableBytes { raw in
+            let count = raw.count
+            guard count >= 2, raw[count - 1] == 0x0A, raw[count - 2] == 0x0A else { return false }
+            var previousWasLF = false
+            for index in 0..<(count - 1) {
+                let byte = raw[index]
+                if byte == 0x0D { return false }
+                if byte == 0x0A {
+                    if previousWasLF { return false }
+                    previousWasLF = true
+                } else {
+                    previousWasLF = false
+                }
+            }
+            return true
+        }
+    }
+
     /// Decodes entries; each event's bytes are copied out of the reply (a slice would keep the
     /// whole read buffer alive for as long as the ring holds the event).
     static func events(
@@ -50,6 +72,9 @@ enum StoredEntry {
                 case "i": id = value.string.flatMap(Self.id(fromField:))
                 case "e":
                     if let slice = value.bytes {
+                        guard Self.isOneEventBlock(slice) else {
+                            throw .malformed("entry \(idText) does not hold one event block")
+                        }
                         var copy = allocator.buffer(capacity: slice.readableBytes)
                         copy.writeImmutableBuffer(slice)
                         bytes = copy

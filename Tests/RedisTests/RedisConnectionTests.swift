@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import Redis
+import RedisTestSupport
 import XCTest
 
 #if canImport(Glibc)
