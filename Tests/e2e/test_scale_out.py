@@ -534,3 +534,29 @@ def test_status_page_shows_roles_owner_and_a_degraded_store_live(demo_origin, ga
     assert view()["navigations"] == 1
     _stop_all(clients)
     assert not problems, problems
+
+
+def test_a_stopping_owner_gives_its_lease_back(demo_origin, gateway, redis, secret_file):
+    """SIGTERM: the owner drains, and as it stops it releases its leases, so another instance takes
+    over at once rather than a lease (here 8 s) later."""
+    deadline = Deadline(40)
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    instances = _instances(gateway, origin, server.url, secret_file, count=2, lease="8s", extra=("--drain-window=1s",))
+    clients = [StreamClient(instances[0].port)]
+    clients[0].start()
+    time.sleep(1)
+    clients.append(StreamClient(instances[1].port))
+    clients[1].start()
+    time.sleep(1.5)
+    owner = next(proc for proc in instances if any(s["role"] == "owner" for s in _status_streams(proc)))
+    other = next(proc for proc in instances if proc is not owner)
+    owner.popen.send_signal(signal.SIGTERM)
+    owner.popen.wait(timeout=deadline.left(10))
+    exited = time.monotonic()
+    _wait_for(lambda: any(s["role"] == "owner" for s in _status_streams(other)), deadline.left(8), "the other instance owns it")
+    assert time.monotonic() - exited < 4, "taken over well within the 8 s lease: the lease was released"
+    time.sleep(1)
+    _stop_all(clients)
+    survivor = next(c for c in clients if c.port == other.port)
+    survivor.assert_consecutive()
