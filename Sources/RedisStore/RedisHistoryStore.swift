@@ -76,8 +76,7 @@ public final class RedisHistoryStore: SharedHistoryStore, @unchecked Sendable {
         case .standalone:
             return RedisClient(endpoint: endpoint, eventLoop: loop, logger: logger)
         case .cluster:
-            // TODO(cluster): RedisClusterClient
-            return RedisClient(endpoint: endpoint, eventLoop: loop, logger: logger)
+            return RedisClusterClient(endpoint: endpoint, eventLoop: loop, logger: logger)
         }
     }
 
