@@ -560,3 +560,115 @@ def test_a_stopping_owner_gives_its_lease_back(demo_origin, gateway, redis, secr
     _stop_all(clients)
     survivor = next(c for c in clients if c.port == other.port)
     survivor.assert_consecutive()
+
+
+# --------------------------------------------------------------------------------------------
+# Redis Cluster
+
+
+def _cluster_port() -> int:
+    """A port P <= 55535 with P and P + 10000 (the cluster bus) free."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port > 55535:
+            continue
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """Six nodes (3 masters, 3 replicas) made with `redis-cli --cluster create`."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.nodes: dict[int, subprocess.Popen] = {}
+
+    def start(self) -> "RedisCluster":
+        ports = []
+        while len(ports) < 6:
+            port = _cluster_port()
+            if port in ports:
+                continue
+            log = open(self.workdir / f"cluster-{port}.log", "ab")
+            self.nodes[port] = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "1500", "--save", "",
+                 "--appendonly", "no", "--repl-diskless-sync-delay", "0", "--dir", str(self.workdir)],
+                stdout=log, stderr=log)
+            ports.append(port)
+        for port in ports:
+            _wait_for(lambda: self.cli(port, "PING").strip() == "PONG", 5, f"cluster node {port} up")
+        made = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                               "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stdout + made.stderr
+        for port in ports:
+            _wait_for(lambda: "cluster_state:ok" in self.cli(port, "CLUSTER", "INFO"), 20, f"node {port} sees the cluster ok")
+        for port in self.replicas():
+            _wait_for(lambda: "master_link_status:up" in self.cli(port, "INFO", "replication"), 20, f"replica {port} synced")
+        return self
+
+    def cli(self, port: int, *args: str) -> str:
+        try:
+            return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=5).stdout
+        except subprocess.TimeoutExpired:
+            return ""
+
+    def masters(self) -> list[int]:
+        return [p for p, proc in self.nodes.items() if proc.poll() is None and "role:master" in self.cli(p, "INFO", "replication")]
+
+    def replicas(self) -> list[int]:
+        return [p for p, proc in self.nodes.items() if proc.poll() is None and "role:slave" in self.cli(p, "INFO", "replication")]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in list(self.nodes)[:3])
+
+    def kill(self, port: int) -> None:
+        self.nodes[port].kill()
+        self.nodes[port].wait()
+
+    def stop(self) -> None:
+        for proc in self.nodes.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_redis_cluster_spreads_streams_over_masters_and_survives_a_master_failover(demo_origin, gateway, secret_file, tmp_path):
+    deadline = Deadline(120)
+    cluster = RedisCluster(tmp_path).start()
+    try:
+        origin = demo_origin(tick="100ms")
+        instances = _instances(gateway, origin, cluster.url, secret_file, count=2, lease="3s")
+        paths = [f"/events/s{n}" for n in range(24)]
+        clients = [StreamClient(instances[n % 2].port, path=paths[n % 24]) for n in range(48)]
+        for client in clients:
+            client.start()
+        time.sleep(3)
+        stats = _origin_stats(origin.port)["openStreams"]
+        assert all(stats.get(p, 0) == 1 for p in paths), f"one origin connection per stream: {stats}"
+        # Each history lives on the master that holds its slot: the 24 spread over all three.
+        per_master = {p: len([k for k in cluster.cli(p, "--scan", "--pattern", "lifeline:*:events").split() if k])
+                      for p in cluster.masters()}
+        assert sum(per_master.values()) == 24 and all(n > 0 for n in per_master.values()), per_master
+        # A master dies; its replica is promoted; no client sees a gap or a duplicate.
+        victim = max(per_master, key=per_master.get)
+        cluster.kill(victim)
+        _wait_for(lambda: len(cluster.masters()) == 3, deadline.left(30), "a replica promoted")
+        _wait_for(lambda: all(v == 1 for v in (_origin_stats(origin.port)["openStreams"].get(p, 0) for p in paths)),
+                  deadline.left(40), "one origin connection per stream again")
+        time.sleep(2)
+        _stop_all(clients)
+        for client in clients:
+            client.assert_consecutive(client.path)
+            assert len(client.ids) > 50, (client.path, len(client.ids))
+    finally:
+        cluster.stop()
