@@ -20,6 +20,13 @@ How each figure is made (docs/benchmarks.md says the same for readers):
   Several load processes (--shard) are merged with `lifeline-bench merge`, which merges their histograms.
 - Ratios: to nginx in the same scenario and run; "x floor": CPU per event / the floor's CPU per write
   for the same number of sockets.
+- Scenario r (scale-out, its own table): one run directory per Lifeline instance (gateway
+  lifeline-single, or lifeline-redis with its role: owner or follower). CPU per event and latency are
+  each instance's own (its process, its clients); "x single" and "+p50/+p99" compare them with the
+  lifeline-single run of the same scenario. Redis: its CPU over the window per event stored in the
+  window (the history's `seq` at both ends of the window), and memory per stored event:
+  (used_memory at the end of the window - before any client) / XLEN, and MEMORY USAGE of the events
+  key / XLEN (the key alone, without client buffers and scripts).
 """
 import json
 import os
@@ -270,7 +277,8 @@ def fmt(v, digits=2):
 
 def line(run_dir):
     meta, load, fig = run_figures(run_dir)
-    parts = [f"{meta.get('scenario')} {meta.get('gateway')}:",
+    who = f" {meta['instance']} ({meta.get('role')})" if meta.get("instance") else ""
+    parts = [f"{meta.get('scenario')} {meta.get('gateway')}{who}:",
              f"held {fmt_int(load.get('held'))}/{fmt_int(num(meta.get('clients')))}",
              f"failed {fmt_int(load.get('failed'))}", f"events {fmt_int(load.get('events'))}",
              f"gaps {fmt_int(load.get('gaps'))} dups {fmt_int(load.get('duplicates'))}"]
@@ -305,14 +313,127 @@ def with_ratio(v, r, digits=2):
     return f"{v:,.{digits}f}" + (f" ({r:.2f}×)" if r is not None else "")
 
 
+def cpu_between(meta, prefix):
+    """CPU seconds between two cpu_of samples stored as PREFIX_a_* / PREFIX_b_* (as run_figures does)."""
+    sched = (num(meta.get(f"{prefix}_b_ns")) - num(meta.get(f"{prefix}_a_ns"))) / 1e9
+    stat = (num(meta.get(f"{prefix}_b_ticks")) - num(meta.get(f"{prefix}_a_ticks"))) / num(meta.get("clk_tck"), 100)
+    same = meta.get(f"{prefix}_a_threads") == meta.get(f"{prefix}_b_threads") and meta.get(f"{prefix}_a_threads") not in (None, "", "none")
+    return sched if same and sched > 0 else stat
+
+
+def scale_out(runs):
+    """Scenario r: figures that compare each instance with the single one; the table's rows."""
+    by_scn = {}
+    for r in runs:
+        by_scn.setdefault(r["meta"]["scenario"], []).append(r)
+    head = ["scenario", "configuration", "instance (role)", "held / failed", "events", "gaps / dups", "CPU µs/event",
+            "× single", "core %", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "notes"]
+    rows, summary = [], {}
+    order = {"single": 0, "owner": 1, "follower": 2}
+    for scn, rs in by_scn.items():
+        single = next((r for r in rs if r["meta"].get("gateway") == "lifeline-single"), None)
+        redis_runs = sorted((r for r in rs if r["meta"].get("gateway") == "lifeline-redis"),
+                            key=lambda r: (order.get(r["meta"].get("role"), 3), r["meta"].get("instance", "")))
+        s_cpu = single["figures"].get("cpu_us_per_event") if single else None
+        s_p50 = single["load"].get("p50_us") if single else None
+        s_p99 = single["load"].get("p99_us") if single else None
+        out = {"single": None, "owner": None, "followers": [], "redis": None, "three_total": None}
+        for r in ([single] if single else []) + redis_runs:
+            m, load, f = r["meta"], r["load"], r["figures"]
+            role = m.get("role", "?")
+            cpu, p50, p99 = f.get("cpu_us_per_event"), load.get("p50_us"), load.get("p99_us")
+            f["cpu_vs_single"] = round(cpu / s_cpu, 3) if cpu and s_cpu and r is not single else None
+            f["added_p50_us_vs_single"] = round(p50 - s_p50, 1) if p50 is not None and s_p50 is not None and r is not single else None
+            f["added_p99_us_vs_single"] = round(p99 - s_p99, 1) if p99 is not None and s_p99 is not None and r is not single else None
+            entry = {"instance": m.get("instance"), "role": role, "clients": int(num(m.get("clients"))),
+                     "held": load.get("held"), "events": load.get("events"), "cpu_us_per_event": cpu,
+                     "cpu_vs_single": f["cpu_vs_single"], "p50_us": p50, "p99_us": p99,
+                     "added_p50_us": f["added_p50_us_vs_single"], "added_p99_us": f["added_p99_us_vs_single"],
+                     "core_pct": f.get("cpu_pct_of_core")}
+            if r is single:
+                out["single"] = entry
+            elif role == "owner":
+                out["owner"] = entry
+            else:
+                out["followers"].append(entry)
+            notes = []
+            if role not in ("single", "owner", "follower"):
+                notes.append(f"**role {role}**")
+            if m.get("gateway") == "lifeline-redis" and m.get("redis_reachable") not in ("True", "true"):
+                notes.append(f"redis reachable: {m.get('redis_reachable')}")
+            if load.get("missing_events"):
+                notes.append(f"{load['missing_events']:,} events missing in the gaps")
+            if load.get("failed") and load.get("errors"):
+                top = sorted(load["errors"].items(), key=lambda kv: -kv[1])[:2]
+                notes.append("errors: " + ", ".join(f"{k} ×{v}" for k, v in top))
+            if m.get("gateway_alive") == "no":
+                notes.append("**gateway exited**")
+            if m.get("load_exit") not in (None, "0"):
+                notes.append(f"load exit {m.get('load_exit')}")
+            notes += load.get("problems", [])
+            rows.append([
+                f"{scn}: {m.get('title', '')}",
+                "1 instance" if r is single else f"{m.get('instances', '3')} instances + Redis",
+                f"{m.get('instance')} ({role})", f"{fmt_int(load.get('held'))} / {fmt_int(load.get('failed'))}",
+                fmt_int(load.get("events")), f"{fmt_int(load.get('gaps'))} / {fmt_int(load.get('duplicates'))}",
+                fmt(cpu), fmt(f["cpu_vs_single"]) + "×" if f["cpu_vs_single"] is not None else "",
+                fmt(f.get("cpu_pct_of_core"), 1),
+                fmt(p50 / 1000) if p50 is not None else "—", fmt(p99 / 1000) if p99 is not None else "—",
+                fmt(f["added_p50_us_vs_single"] / 1000) if f["added_p50_us_vs_single"] is not None else "",
+                fmt(f["added_p99_us_vs_single"] / 1000) if f["added_p99_us_vs_single"] is not None else "",
+                "; ".join(notes)])
+        if redis_runs:
+            m = redis_runs[0]["meta"]
+            window = redis_runs[0]["figures"].get("window_s") or 0
+            rcpu = cpu_between(m, "redis_cpu")
+            stored = num(m.get("redis_seq_b")) - num(m.get("redis_seq_a"))
+            xlen = num(m.get("redis_xlen"))
+            mem_delta = num(m.get("redis_used_memory_after")) - num(m.get("redis_used_memory_before"))
+            key_bytes = num(m.get("redis_events_key_bytes"))
+            rd = {"cpu_s": round(rcpu, 6), "core_pct": round(100 * rcpu / window, 2) if window else None,
+                  "stored_in_window": stored, "cpu_us_per_stored_event": round(rcpu * 1e6 / stored, 2) if stored > 0 else None,
+                  "xlen": xlen, "used_memory_delta": mem_delta, "events_key_bytes": key_bytes,
+                  "used_memory_per_event": round(mem_delta / xlen, 1) if xlen else None,
+                  "key_bytes_per_event": round(key_bytes / xlen, 1) if xlen else None,
+                  "version": m.get("redis_version")}
+            out["redis"] = rd
+            rows.append([f"{scn}: {m.get('title', '')}", f"{m.get('instances', '3')} instances + Redis",
+                         "redis-server", "", f"{fmt_int(stored)} stored", "",
+                         f"{fmt(rd['cpu_us_per_stored_event'])} per stored event", "", fmt(rd["core_pct"], 1),
+                         "", "", "", "",
+                         f"memory per stored event: {fmt(rd['used_memory_per_event'], 0)} B (used_memory Δ "
+                         f"{fmt_int(mem_delta)} B ÷ XLEN {fmt_int(xlen)}), {fmt(rd['key_bytes_per_event'], 0)} B "
+                         f"(MEMORY USAGE of the events key ÷ XLEN); {fmt_int(num(m.get('event_bytes')))} "
+                         f"bytes per encoded event; Redis {m.get('redis_version')}"])
+            # The whole gateway side: every instance and Redis, per event delivered to any client.
+            total_cpu = sum(r["figures"].get("cpu_s") or 0 for r in redis_runs) + rcpu
+            total_ev = sum(r["figures"].get("events_in_window") or 0 for r in redis_runs)
+            if total_ev and single and single["figures"].get("cpu_s") and single["figures"].get("events_in_window"):
+                t = total_cpu * 1e6 / total_ev
+                st = single["figures"]["cpu_s"] * 1e6 / single["figures"]["events_in_window"]
+                out["three_total"] = {"cpu_us_per_event": round(t, 3), "vs_single": round(t / st, 3),
+                                      "core_pct": round(100 * total_cpu / window, 1) if window else None}
+                rows.append([f"{scn}: {m.get('title', '')}", f"{m.get('instances', '3')} instances + Redis",
+                             "all 3 + Redis", "", fmt_int(sum(r["load"].get("events") or 0 for r in redis_runs)), "",
+                             fmt(t), fmt(t / st) + "×", fmt(out["three_total"]["core_pct"], 1), "", "", "", "",
+                             "the whole gateway side's CPU per delivered event"])
+        summary[scn] = out
+    if not rows:
+        return "", summary
+    md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(md) + "\n", summary
+
+
 def final(work, out):
     machine = read_env(os.path.join(work, "machine.env"))
-    runs = []
+    runs, so_runs = [], []
     for run_dir in sorted(glob(os.path.join(work, "runs", "*"))):
         if not os.path.exists(os.path.join(run_dir, "meta.env")):
             continue
         meta, load, fig = run_figures(run_dir)
-        runs.append({"meta": meta, "load": load, "figures": fig})
+        (so_runs if meta.get("letter") == "r" else runs).append({"meta": meta, "load": load, "figures": fig})
+    so_table, so_summary = scale_out(so_runs)
     floors = []
     for path in sorted(glob(os.path.join(work, "floor-*.json"))):
         try:
@@ -431,16 +552,23 @@ def final(work, out):
              f"Debian {machine.get('debian')}; nginx {machine.get('nginx')}, HAProxy {machine.get('haproxy')}, "
              f"Lifeline commit `{machine.get('lifeline_commit')}`; gateway on core {machine.get('gateway_cpu')}, "
              f"origin and clients on core(s) {machine.get('other_cpus')}; ulimit -n {machine.get('ulimit_n')}")
-    md = [f"Side-by-side run: {facts}", f"Command: `{machine.get('command', 'Benchmarks/run').strip()}`", "",
-          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    md = [f"Side-by-side run: {facts}", f"Command: `{machine.get('command', 'Benchmarks/run').strip()}`", ""]
+    if rows:
+        md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    if so_table:
+        if rows:
+            md.append("")
+        md += ["Scale-out (scenario r): every instance and redis-server on the gateway's core; "
+               "× single and +p50/+p99 against the one-instance run of the same scenario.", "", so_table.rstrip("\n")]
     table = "\n".join(md) + "\n"
 
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(table)
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"machine": machine, "runs": runs, "floor": floors, "table_markdown": table}, f, indent=1)
+        json.dump({"machine": machine, "runs": runs + so_runs, "floor": floors, "scale_out": so_summary,
+                   "table_markdown": table}, f, indent=1)
     print()
     print(table)
 
