@@ -42,7 +42,8 @@ final class RedisClient: RedisCommandRouting {
     func send(_ command: RESPCommand, key: String? = nil) -> EventLoopFuture<RESPToken> {
         self.eventLoop.preconditionInEventLoop()
         return self.connection().assumeIsolated().flatMap { connection in
-            self.withTimeout(connection.send(command), connection: connection)
+            CommandDeadline.apply(connection.send(command), closing: connection, after: self.endpoint.commandTimeout,
+                                  on: self.eventLoop, source: "redis")
         }.nonisolated()
     }
 
@@ -121,29 +122,6 @@ final class RedisClient: RedisCommandRouting {
         guard case .connected(let current) = self.state, current === connection else { return }
         self.logger.warning("redis connection closed")
         self.state = .idle
-    }
-
-    /// A command without an answer in time means the connection answers nothing: close it, so
-    /// that the next command makes a new one.
-    private func withTimeout(_ future: EventLoopFuture<RESPToken>, connection: RedisConnection) -> EventLoopFuture<RESPToken> {
-        let promise = self.eventLoop.makePromise(of: RESPToken.self)
-        let timeout = self.endpoint.commandTimeout
-        let timer = self.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            promise.fail(RedisUnavailable(reason: "redis did not answer within \(timeout.nanoseconds / 1_000_000) ms"))
-            connection.close()
-        }
-        future.hop(to: self.eventLoop).assumeIsolated().whenComplete { result in
-            timer.cancel()
-            switch result {
-            case .success(let token):
-                promise.succeed(token)
-            case .failure(let error as RedisServerError):
-                promise.fail(error)
-            case .failure(let error):
-                promise.fail(RedisUnavailable(reason: "\(error)"))
-            }
-        }
-        return promise.futureResult
     }
 }
 

@@ -354,31 +354,13 @@ final class RedisClusterClient: RedisCommandRouting {
         self.eventLoop.assumeIsolated().scheduleTask(in: self.endpoint.commandTimeout) { connection.close() }
     }
 
-    /// A command without an answer in time means the connection answers nothing: close it, so
-    /// that the next command for the node makes a new one.
+    /// A command without an answer in time: the node's connection is closed (`CommandDeadline`),
+    /// so that the next command for the node makes a new one.
     private func withTimeout<Value: Sendable>(
         _ future: EventLoopFuture<Value>, on connection: RedisConnection, node: RedisAddress
     ) -> EventLoopFuture<Value> {
-        let promise = self.eventLoop.makePromise(of: Value.self)
-        let timeout = self.endpoint.commandTimeout
-        let timer = self.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            promise.fail(RedisUnavailable(reason: "redis node \(node) did not answer within \(timeout.nanoseconds / 1_000_000) ms"))
-            connection.close()
-        }
-        future.hop(to: self.eventLoop).assumeIsolated().whenComplete { result in
-            timer.cancel()
-            switch result {
-            case .success(let value):
-                promise.succeed(value)
-            case .failure(let error as RedisServerError):
-                promise.fail(error)
-            case .failure(let error as RedisUnavailable):
-                promise.fail(error)
-            case .failure(let error):
-                promise.fail(RedisUnavailable(reason: "redis node \(node): \(error)"))
-            }
-        }
-        return promise.futureResult
+        CommandDeadline.apply(future, closing: connection, after: self.endpoint.commandTimeout, on: self.eventLoop,
+                              source: "redis node \(node)")
     }
 
     // MARK: The slot map

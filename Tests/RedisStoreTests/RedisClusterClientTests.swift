@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Redis
+import RedisTestSupport
 import XCTest
 
 @testable import RedisStore

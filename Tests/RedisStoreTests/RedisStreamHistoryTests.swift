@@ -37,19 +37,28 @@ final class RedisStreamHistoryTests: XCTestCase {
             instanceName: instance, eventLoops: [self.loop], logger: Logger(label: "test"))
     }
 
-    /// Runs `body` on the loop and waits for the value it hands to its completion.
-    private func onLoop<T: Sendable>(_ body: @escaping (@escaping (T) -> Void) -> Void) throws -> T {
-        let promise = self.loop.makePromise(of: T.self)
-        self.loop.execute { body { promise.succeed($0) } }
-        return try promise.futureResult.wait()
+    /// Runs `body` on the loop and waits for the value it hands to its completion. The test
+    /// thread only waits meanwhile, so what `body` captures is used on the loop alone.
+    @discardableResult
+    private func onLoop<T>(_ body: @escaping (@escaping (T) -> Void) -> Void) throws -> T {
+        let work = Unchecked(body)
+        let promise = self.loop.makePromise(of: Unchecked<T>.self)
+        self.loop.execute { work.value { promise.succeed(Unchecked($0)) } }
+        return try promise.futureResult.wait().value
+    }
+
+    /// `body`'s value, computed on the loop.
+    private func onLoop<T>(_ body: @escaping () -> T) throws -> T {
+        try self.onLoop { done in done(body()) }
     }
 
     private func history(_ store: RedisHistoryStore, _ name: String = "s1") throws -> StreamHistory {
-        try self.loop.submit { store.history(named: SharedStreamName(name), on: self.loop) }.wait()
+        let loop = self.loop!
+        return try self.onLoop { store.history(named: SharedStreamName(name), on: loop) }
     }
 
     private func claim(_ history: StreamHistory, fresh: Bool = false, next: UInt64 = 1) throws -> HistoryClaim {
-        try self.onLoop { done in history.claim(startFresh: fresh, nextSequence: next) { done(Sendable1($0)) } }.value
+        try self.onLoop { done in history.claim(startFresh: fresh, nextSequence: next) { done($0) } }
     }
 
     private func append(_ history: StreamHistory, _ events: [EncodedEvent], token: String, epoch: String) throws -> HistoryAppend {
@@ -57,7 +66,7 @@ final class RedisStreamHistoryTests: XCTestCase {
     }
 
     private func lookup(_ history: StreamHistory, _ id: String) throws -> HistoryLookup {
-        try self.onLoop { done in history.events(after: id) { done(Sendable1($0)) } }.value
+        try self.onLoop { done in history.events(after: id) { done($0) } }
     }
 
     private func events(_ range: ClosedRange<UInt64>) -> [EncodedEvent] {
@@ -167,7 +176,7 @@ final class RedisStreamHistoryTests: XCTestCase {
         let won = try XCTUnwrap(self.owner(try self.claim(a)))
         XCTAssertEqual(try self.append(a, self.events(1...2), token: won.token, epoch: won.position.epoch), .stored)
         let delegate = RecordingFollower(loop: self.loop)
-        let following = try self.loop.submit { a.follow(after: 1, epoch: won.position.epoch, delegate: delegate) }.wait()
+        let following = try self.onLoop { a.follow(after: 1, epoch: won.position.epoch, delegate: delegate) }
         for batch in [3...5, 6...6, 7...40] as [ClosedRange<UInt64>] {
             XCTAssertEqual(try self.append(a, self.events(batch), token: won.token, epoch: won.position.epoch), .stored)
         }
@@ -177,12 +186,12 @@ final class RedisStreamHistoryTests: XCTestCase {
         // The server dies: the follow breaks instead of waiting for ever.
         self.server.kill()
         try delegate.waitForFailure()
-        try self.loop.submit { following.stop() }.wait()
+        try self.onLoop { following.stop() }
     }
 }
 
-/// Wraps a value that is built and read on one loop for a test's promise.
-private struct Sendable1<T>: @unchecked Sendable {
+/// Carries what the test hands to the loop and back; only one side uses it at a time.
+private struct Unchecked<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }
@@ -245,7 +254,7 @@ extension RedisStreamHistoryTests {
         let won = try XCTUnwrap(self.owner(try self.claim(a)))
         XCTAssertEqual(try self.append(a, self.events(1...2), token: won.token, epoch: won.position.epoch), .stored)
         let delegate = RecordingFollower(loop: self.loop)
-        let following = try self.loop.submit { a.follow(after: 2, epoch: won.position.epoch, delegate: delegate) }.wait()
+        let following = try self.onLoop { a.follow(after: 2, epoch: won.position.epoch, delegate: delegate) }
         let keys = HistoryKeys(SharedStreamName("s1"))
         let connection = try RedisConnection.connect(to: self.server.address, configuration: .init(), on: self.loop).wait()
         _ = try connection.send(RESPCommand("XADD", .string(keys.history), "3-0", "i", "=id3", "e", "data: evil\n", "t", "0",
@@ -258,9 +267,9 @@ extension RedisStreamHistoryTests {
         _ = try connection.send(RESPCommand("XADD", .string(keys.history), "1-0", "i", "=x", "e", "data: x\n\n", "t", "0",
                                             "p", "other")).wait()
         let second = RecordingFollower(loop: self.loop)
-        let again = try self.loop.submit { a.follow(after: 0, epoch: won.position.epoch, delegate: second) }.wait()
+        let again = try self.onLoop { a.follow(after: 0, epoch: won.position.epoch, delegate: second) }
         try second.waitForFailure()
         connection.close()
-        try self.loop.submit { following.stop(); again.stop() }.wait()
+        try self.onLoop { following.stop(); again.stop() }
     }
 }

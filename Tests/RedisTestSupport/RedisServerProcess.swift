@@ -41,7 +41,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         self.directory = directory
         var lastError: any Error = Failure.didNotStart("no attempt")
         for _ in 0..<attempts {
-            let port = try Self.freePort()
+            guard let port = LoopbackSockets.freePort() else { throw Failure.didNotStart("no free port") }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = [
@@ -100,61 +100,15 @@ public final class RedisServerProcess: @unchecked Sendable {
         }
     }
 
-    // MARK: - Sockets
-
-    /// A port the kernel just gave out for 127.0.0.1, released again.
-    private static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure.didNotStart("socket: errno \(errno)") }
-        defer { close(fd) }
-        var address = Self.loopback(port: 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw Failure.didNotStart("bind: errno \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw Failure.didNotStart("getsockname: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    private static func loopback(port: UInt16) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        return address
-    }
-
     /// Polls with a plain blocking socket until `PING` gets any reply (`+PONG`, or `-NOAUTH`
     /// with a password), for up to 10 s.
     private static func waitUntilAnswering(port: Int, process: Process) throws {
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             guard process.isRunning else { throw Failure.didNotStart("exited with \(process.terminationStatus) (port \(port) taken?)") }
-            if Self.ping(port: port) { return }
+            if LoopbackSockets.redisAnswers(port: port) { return }
             usleep(20_000)
         }
         throw Failure.didNotStart("no answer on port \(port)")
-    }
-
-    private static func ping(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = Self.loopback(port: UInt16(port))
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return false }
-        let request = Array("PING\r\n".utf8)
-        guard write(fd, request, request.count) == request.count else { return false }
-        var reply = [UInt8](repeating: 0, count: 64)
-        let count = read(fd, &reply, reply.count)
-        return count > 0 && (reply[0] == UInt8(ascii: "+") || reply[0] == UInt8(ascii: "-"))
     }
 }

@@ -14,14 +14,14 @@ import Darwin
 /// pick a port itself, so each port is chosen at random and both it and its bus port are
 /// bind-tested first; a node that still cannot start (the port taken meanwhile) is retried on
 /// another.
-final class RedisClusterProcess: @unchecked Sendable {
+public final class RedisClusterProcess: @unchecked Sendable {
     // @unchecked: `Process` is not Sendable; tests use the cluster from one thread at a time.
 
-    static let serverPath = executable(named: "redis-server")
-    static let cliPath = executable(named: "redis-cli")
+    public static let serverPath = executable(named: "redis-server")
+    public static let cliPath = executable(named: "redis-cli")
 
     /// Why a cluster cannot be had here, or nil.
-    static var unavailableReason: String? {
+    public static var unavailableReason: String? {
         if serverPath == nil { return "redis-server is not on the PATH" }
         if cliPath == nil { return "redis-cli is not on the PATH" }
         return nil
@@ -36,19 +36,19 @@ final class RedisClusterProcess: @unchecked Sendable {
         return nil
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    let directory: URL
+    public let directory: URL
     /// Every node's port, in the order given to `--cluster create` (its first three are usually
     /// the masters; ask `masterPorts()`).
-    private(set) var ports: [Int] = []
+    public private(set) var ports: [Int] = []
     private var processes: [Int: Process] = [:]
 
-    var seeds: [RedisAddress] { self.ports.map { RedisAddress(host: "127.0.0.1", port: $0) } }
+    public var seeds: [RedisAddress] { self.ports.map { RedisAddress(host: "127.0.0.1", port: $0) } }
 
-    init(nodes: Int = 6, nodeTimeoutMilliseconds: Int = 1500) throws {
+    public init(nodes: Int = 6, nodeTimeoutMilliseconds: Int = 1500) throws {
         guard let server = Self.serverPath, let cli = Self.cliPath else {
             throw Failure(description: Self.unavailableReason ?? "no redis")
         }
@@ -106,7 +106,7 @@ final class RedisClusterProcess: @unchecked Sendable {
                 try process.run()
                 try self.waitUntil("redis-server on \(port) answers", timeout: 10) {
                     guard process.isRunning else { throw Failure(description: "redis-server on \(port) exited with \(process.terminationStatus)") }
-                    return Self.ping(port: port)
+                    return LoopbackSockets.redisAnswers(port: port)
                 }
                 self.ports.append(port)
                 self.processes[port] = process
@@ -124,7 +124,7 @@ final class RedisClusterProcess: @unchecked Sendable {
 
     /// Kills one node at once (SIGKILL: its connections reset; a replica takes over after the
     /// node timeout).
-    func kill(port: Int) {
+    public func kill(port: Int) {
         guard let process = self.processes[port], process.isRunning else { return }
         _ = Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -132,13 +132,13 @@ final class RedisClusterProcess: @unchecked Sendable {
 
     /// Stops every node, with SIGKILL: the children inherit the test process's signal mask, in
     /// which SIGTERM is blocked under XCTest on Linux, and they have nothing to save.
-    func stop() {
+    public func stop() {
         for port in self.processes.keys { self.kill(port: port) }
     }
 
     /// The ports of the nodes that are masters now (and not failed), from `CLUSTER NODES` as
     /// `port` sees it.
-    func masterPorts(askingPort port: Int? = nil) throws -> [Int] {
+    public func masterPorts(askingPort port: Int? = nil) throws -> [Int] {
         let nodes = try self.cli(port ?? self.ports[0], "CLUSTER", "NODES")
         return nodes.split(separator: "\n").compactMap { line -> Int? in
             let fields = line.split(separator: " ")
@@ -152,7 +152,7 @@ final class RedisClusterProcess: @unchecked Sendable {
     }
 
     /// The node ID of the node on `port`.
-    func nodeID(port: Int) throws -> String {
+    public func nodeID(port: Int) throws -> String {
         try self.cli(port, "CLUSTER", "MYID").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -161,7 +161,7 @@ final class RedisClusterProcess: @unchecked Sendable {
     /// `redis-cli -p PORT ARGS…` without `-c` (no redirection is followed); its output as it is.
     /// Throws when it cannot run or exits with an error.
     @discardableResult
-    func cli(_ port: Int, _ arguments: String...) throws -> String {
+    public func cli(_ port: Int, _ arguments: String...) throws -> String {
         guard let cli = Self.cliPath else { throw Failure(description: "no redis-cli") }
         let result = try Self.run(cli, ["-h", "127.0.0.1", "-p", String(port)] + arguments)
         guard result.status == 0 else { throw Failure(description: "redis-cli \(arguments) on \(port): \(result.output)") }
@@ -183,7 +183,7 @@ final class RedisClusterProcess: @unchecked Sendable {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    func waitUntil(_ what: String, timeout: TimeInterval, _ condition: () throws -> Bool) throws {
+    public func waitUntil(_ what: String, timeout: TimeInterval, _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         var lastError: (any Error)?
         while Date() < deadline {
@@ -203,44 +203,8 @@ final class RedisClusterProcess: @unchecked Sendable {
     private static func portPair() -> Int? {
         for _ in 0..<100 {
             let port = Int.random(in: 20000...55535)
-            if Self.canBind(port), Self.canBind(port + 10000) { return port }
+            if LoopbackSockets.canBind(port), LoopbackSockets.canBind(port + 10000) { return port }
         }
         return nil
-    }
-
-    private static func canBind(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = Self.loopback(port: UInt16(port))
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-    }
-
-    private static func loopback(port: UInt16) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        return address
-    }
-
-    /// Whether `PING` on a plain blocking socket gets any reply.
-    private static func ping(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = Self.loopback(port: UInt16(port))
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return false }
-        let request = Array("PING\r\n".utf8)
-        guard write(fd, request, request.count) == request.count else { return false }
-        var reply = [UInt8](repeating: 0, count: 64)
-        return read(fd, &reply, reply.count) > 0 && (reply[0] == UInt8(ascii: "+") || reply[0] == UInt8(ascii: "-"))
     }
 }
