@@ -23,6 +23,8 @@ public struct FlagSpec: FlagDeclaration {
     public let isRepeatable: Bool
 
     let parse: @Sendable (String) -> Result<any Sendable, FlagValueError>
+    /// How `effectiveFlags()` shows a value as written (nil: as it is).
+    let display: (@Sendable (String) -> String)?
     /// The default after parsing, checked once here so that reading a flag never fails later.
     let parsedDefault: (any Sendable)?
 
@@ -47,6 +49,7 @@ public struct FlagSpec: FlagDeclaration {
         self.section = section
         self.isBoolean = parser.isBoolean
         self.isRepeatable = repeatable
+        self.display = parser.display
         let parse = parser.parse
         self.parse = { text in parse(text).map { $0 as any Sendable } }
         if let defaultValue {

@@ -9,6 +9,8 @@ public struct FlagValueParser<Value: Sendable>: Sendable {
 
     /// Boolean flags may be written without a value (`--check`); only `.boolean` sets this.
     internal var isBoolean: Bool = false
+    /// How a value as written is shown by `effectiveFlags()` (`--check`); nil: as written.
+    internal var display: (@Sendable (String) -> String)?
 
     public init(valueName: String, parse: @escaping @Sendable (String) -> Result<Value, FlagValueError>) {
         self.valueName = valueName
@@ -47,6 +49,14 @@ public struct FlagValueParser<Value: Sendable>: Sendable {
         }
     }
 
+    /// Shows values through `display` in `effectiveFlags()` (`--check`): for values that may hold
+    /// a credential, such as a URL with a password.
+    public func displayed(as display: @escaping @Sendable (String) -> String) -> FlagValueParser<Value> {
+        var copy = self
+        copy.display = display
+        return copy
+    }
+
     /// Adds a check on the parsed value: `check` returns nil when fine, or the complaint.
     ///
     ///     .duration.validate { $0 >= .seconds(1) ? nil : "must be at least 1s" }
@@ -56,6 +66,7 @@ public struct FlagValueParser<Value: Sendable>: Sendable {
             return value
         }
         checked.isBoolean = self.isBoolean
+        checked.display = self.display
         return checked
     }
 }

@@ -135,7 +135,7 @@ public struct ParsedFlags: Sendable {
                 let kept = spec.isRepeatable ? list[...] : list.suffix(1)
                 for occurrence in kept {
                     lines.append("# \(occurrence.source)")
-                    lines.append("--\(spec.name)=\(occurrence.text)")
+                    lines.append("--\(spec.name)=\(spec.display?(occurrence.text) ?? occurrence.text)")
                 }
             }
         }

@@ -185,7 +185,8 @@ enum LifelineFlags {
 
     // MARK: Scale-out
     static let redis = OptionalFlag(
-        "redis", .custom(valueName: "URL") { text in try RedisURL(parsing: text) }, section: "Scale-out",
+        "redis", FlagValueParser.custom(valueName: "URL") { text in try RedisURL(parsing: text) }
+            .displayed(as: RedisURL.redactingPassword), section: "Scale-out",
         help: "Act as one gateway with every instance that uses this Redis (docs/scale-out.md): one origin "
             + "connection per stream across them, replay from any of them. redis://[user:password@]HOST:PORT[/DB], "
             + "rediss://… (TLS), or redis+cluster://HOST:PORT[,HOST:PORT…] (seeds of a Redis Cluster). "

@@ -63,6 +63,16 @@ public struct RedisURL: Sendable, Equatable {
         self.addresses = addresses
     }
 
+    /// `text` with the password of its user information replaced by `***` (for `--check` and
+    /// logs); text without one is returned as it is.
+    public static func redactingPassword(_ text: String) -> String {
+        let parts = text.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, let at = parts[1].lastIndex(of: "@") else { return text }
+        let userInfo = parts[1][..<at]
+        let user = userInfo.firstIndex(of: ":").map { String(userInfo[..<$0]) + ":" } ?? ""
+        return "\(parts[0])://\(user)***\(parts[1][at...])"
+    }
+
     private static func address(_ text: Substring, _ fail: (String) -> ParseError) throws(ParseError) -> RedisAddress {
         var host: Substring
         var portText: Substring?

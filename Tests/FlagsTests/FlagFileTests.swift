@@ -221,6 +221,18 @@ final class FlagFileTests: XCTestCase {
         XCTAssertEqual(reread[TestFlags.routes], flags[TestFlags.routes])
     }
 
+    func testEffectiveFlagsShowACredentialAsTheFlagSays() throws {
+        let secret = OptionalFlag(
+            "store", FlagValueParser.custom(valueName: "URL") { $0 }.validate { $0.isEmpty ? "empty" : nil }
+                .displayed(as: { $0.split(separator: "hunter2", omittingEmptySubsequences: false).joined(separator: "***") }),
+            section: "Test", help: "A URL that may hold a password.")
+        let set = FlagSet([secret])
+        let flags = try set.parsed(["--store=redis://u:hunter2@h:1"])
+        XCTAssertEqual(flags[secret], "redis://u:hunter2@h:1", "the value itself is untouched")
+        XCTAssertTrue(flags.effectiveFlags().contains("--store=redis://u:***@h:1\n"), flags.effectiveFlags())
+        XCTAssertFalse(flags.effectiveFlags().contains("hunter2"))
+    }
+
     func testRealFilesOnDisk() throws {
         let directory = "/tmp/flags-tests-\(UInt64.random(in: 0...UInt64.max))"
         XCTAssertEqual(mkdir(directory, 0o700), 0)

@@ -50,4 +50,11 @@ final class RedisURLTests: XCTestCase {
         XCTAssertTrue(error("redis://").hasPrefix("no host"))
         XCTAssertTrue(error("redis://a?timeout=1").hasPrefix("query options are not supported"))
     }
+
+    func testThePasswordIsRedactedForDisplay() {
+        XCTAssertEqual(RedisURL.redactingPassword("redis://u:p%40ss@h:1/2"), "redis://u:***@h:1/2")
+        XCTAssertEqual(RedisURL.redactingPassword("rediss://secret@h"), "rediss://***@h")
+        XCTAssertEqual(RedisURL.redactingPassword("redis+cluster://a:1,b:2"), "redis+cluster://a:1,b:2")
+        XCTAssertEqual(RedisURL.redactingPassword("not a url"), "not a url")
+    }
 }
