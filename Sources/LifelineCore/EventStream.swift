@@ -724,9 +724,14 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     private func claimAnswered(_ claim: HistoryClaim) {
         guard !self.lifecycle.isEnded || self.history != nil else { return }
         switch claim {
-        case .follower(let owner, _, let headers):
+        case .follower(let owner, let position, let headers):
             self.ownerName = owner
-            if self.replay.isEmpty { self.originHeaders = headers }
+            if self.replay.isEmpty {
+                self.originHeaders = headers
+                // A new follower's clients start after the history's last event: were it to read
+                // the origin itself, that is where it would resume.
+                if self.lastCarriedID == nil { self.lastCarriedID = position.lastEventID }
+            }
         case .owner:
             self.ownerName = nil
         case .unavailable:
@@ -837,9 +842,13 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         blocks.reserveCapacity(events.count)
         let now = self.eventLoop.now
         for event in events {
-            if let last = self.replay.last, event.sequence != last.sequence + 1 {
-                if event.sequence <= last.sequence { continue }  // already have it
-                return self.historyFollowFailed("the shared history skipped from \(last.sequence) to \(event.sequence)")
+            // The next event is the one after the last this stream has (or, with an empty ring,
+            // the one the follow started after): anything else was trimmed before it was read.
+            let expected = self.ingest.nextSequence
+            if event.sequence != expected {
+                if event.sequence < expected { continue }  // already have it
+                self.deliver(blocks, eventCount: blocks.count)
+                return self.historyFollowFailed("the shared history skipped from \(expected - 1) to \(event.sequence)")
             }
             self.replay.append(event, now: now)
             self.admission.record(event)

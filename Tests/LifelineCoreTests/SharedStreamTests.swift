@@ -199,6 +199,32 @@ final class SharedStreamTests: XCTestCase {
         self.loop.run()
     }
 
+    func testAFollowerThatFindsEventsTrimmedBeforeItReadThemFallsBackInsteadOfSkipping() {
+        let a = self.instance("a")
+        a.upstreamConnected(isReconnect: false)
+        _ = self.subscriber(a, "on a")
+        a.upstreamReceived(outputs([1, 2, 3]))
+        self.loop.run()
+        // A new follower starts after 3 with an empty ring; its first read comes back after
+        // MAXLEN trimmed 4 and 5 away.
+        let b = self.instance("b")
+        let onB = self.subscriber(b, "on b")
+        b.historyReceived([encoded(6, id: "6")])
+        self.loop.run()
+        XCTAssertEqual(onB.allIDs, [], "nothing after the hole")
+        XCTAssertEqual(b.status().role, .fallback)
+        XCTAssertEqual(self.opened["b"]?.last?.resumeID, "3", "b reads the origin from where its clients started")
+        // With events in its ring, the same.
+        let c = self.instance("c")
+        let onC = self.subscriber(c, "on c")
+        a.upstreamReceived(outputs([4]))
+        self.loop.run()
+        c.historyReceived([encoded(7, id: "7")])
+        self.loop.run()
+        XCTAssertEqual(onC.allIDs, ["4"])
+        XCTAssertEqual(self.opened["c"]?.last?.resumeID, "4", "c reads the origin from the last id it delivered")
+    }
+
     func testAResumeOnAnInstanceWithoutTheIDIsServedFromTheHistory() {
         let a = self.instance("a")
         a.upstreamConnected(isReconnect: false)
