@@ -215,13 +215,17 @@ def _instances(gateway, origin, redis_url: str, secret: Path, count: int = 3, le
     ]
 
 
-def _admin(proc) -> str:
+def _admin(proc, timeout: float = 5) -> str:
+    """The admin URL the instance printed (after its "listening on" line: wait for it)."""
     import re
-    for line in proc.stdout_lines:
-        m = re.search(r"admin listening on (http://\S+)", line)
-        if m:
-            return m.group(1)
-    raise AssertionError("no admin line")
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for line in list(proc.stdout_lines):
+            m = re.search(r"admin listening on (http://\S+)", line)
+            if m:
+                return m.group(1)
+        time.sleep(0.05)
+    raise AssertionError(f"no admin line in {proc.stdout_lines}")
 
 
 def _status_streams(proc) -> list[dict]:
@@ -672,3 +676,29 @@ def test_a_redis_cluster_spreads_streams_over_masters_and_survives_a_master_fail
             assert len(client.ids) > 50, (client.path, len(client.ids))
     finally:
         cluster.stop()
+
+
+def test_resume_on_the_only_instance_after_its_restart_is_a_hit(demo_origin, gateway, redis, secret_file):
+    """One instance with --redis, killed and started again: a client that comes back with its id gets
+    what it missed from Redis, then the live stream, once the new process owns the stream."""
+    deadline = Deadline(40)
+    server = redis()
+    origin = demo_origin(tick="50ms")
+    first = _instances(gateway, origin, server.url, secret_file, count=1, lease="2s")[0]
+    client = StreamClient(first.port)
+    client.start()
+    time.sleep(1.5)
+    client.stop()
+    first.kill(signal.SIGKILL)
+    resume_from = client.ids[10]
+    second = _instances(gateway, origin, server.url, secret_file, count=1, lease="2s")[0]
+    resumed = StreamClient(second.port, last_event_id=str(resume_from))
+    resumed.start()
+    _wait_for(lambda: any(s["role"] == "owner" for s in _status_streams(second)), deadline.left(8),
+              "the new process owns the stream once the dead one's lease ran out")
+    time.sleep(1.5)
+    resumed.stop()
+    assert resumed.header("Lifeline-Replay") == "hit", resumed.head
+    assert resumed.ids[0] == resume_from + 1
+    resumed.assert_consecutive()
+    assert resumed.ids[-1] > client.ids[-1] + 20, "and the live stream after what Redis kept"
