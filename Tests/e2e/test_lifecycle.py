@@ -323,7 +323,10 @@ def test_upgrade_under_reconnecting_clients_loses_nothing(demo_origin, gateway):
     after = _origin_stats(origin.port)
     new_requests = {path: after.get(path, 0) - before.get(path, 0) for path in paths}
     print(f"origin requests per stream during the upgrade: {new_requests}")
-    assert all(count <= 10 for count in new_requests.values()), \
+    # 100 clients per stream: without sharing that would be ~100 requests each. A few catch-up
+    # streams open while the first resumer's stream is being made (more on a loaded machine: 12
+    # once in CI beside other test runs, 1-4 when idle).
+    assert all(count <= 20 for count in new_requests.values()), \
         f"the new process should open a handful of origin connections per stream, not one per client: {new_requests}"
     # Clients that came back with an older id than the first resumer caught up on connections of
     # their own; each of those closes once it reaches the shared stream: one per stream is left.
