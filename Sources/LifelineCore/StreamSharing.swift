@@ -13,6 +13,9 @@ public enum StreamSharing: Sendable, Equatable {
     case catchUp
     /// The origin's head for the shared stream does not fit this client's request (`Vary`).
     case varyMismatch
+    /// The event-stream answer to a request that is not a shared GET (a POST to a chat or LLM
+    /// API): one generation for the client whose request it answers, never requested again.
+    case privateGeneration
 
     /// Found by key and joined by every client with that key.
     public var isShared: Bool { self == .shared }
@@ -24,6 +27,7 @@ public enum StreamSharing: Sendable, Equatable {
         case .unsharedRoute: return "unshared route"
         case .catchUp: return "catching up"
         case .varyMismatch: return "vary mismatch"
+        case .privateGeneration: return "private generation"
         }
     }
 }

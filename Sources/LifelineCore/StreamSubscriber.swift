@@ -74,4 +74,9 @@ public enum StreamEndReason: Sendable, Equatable {
     /// than the replay buffer's bounds while the splice onto the shared stream was decided: it
     /// reconnects with its last id.
     case catchUpOverflow
+    /// A private generation's origin ended its response: so does each client's.
+    case originFinished
+    /// A private generation's origin response broke off: each client's breaks off too, so that
+    /// it can tell an incomplete answer from a complete one.
+    case originBroke
 }

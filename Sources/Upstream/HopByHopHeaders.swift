@@ -42,9 +42,14 @@ public enum SharedResponseHeaders {
         "lifeline-replay", "content-encoding",
     ]
 
-    public static func filter(_ headers: HTTPHeaders) -> [(String, String)] {
+    /// - Parameter forOneClient: the response goes to the one client whose request it answers
+    ///   (a private generation), so its own cookies go with it.
+    public static func filter(_ headers: HTTPHeaders, forOneClient: Bool = false) -> [(String, String)] {
         HopByHopHeaders.removing(from: headers)
-            .filter { !Self.owned.contains($0.name.lowercased()) }
+            .filter { header in
+                let name = header.name.lowercased()
+                return !Self.owned.contains(name) || (forOneClient && name == "set-cookie")
+            }
             .map { ($0.name, $0.value) }
     }
 }

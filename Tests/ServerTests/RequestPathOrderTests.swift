@@ -252,6 +252,66 @@ final class RequestPathOrderTests: XCTestCase {
 
     // MARK: Drain
 
+    // MARK: Private generations (a POST answered with an event stream)
+
+    private func postRequest(_ body: String = "{}") -> String {
+        "POST /v1/chat HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    func testAPostAnsweredWithAnEventStreamIsAPrivateGenerationWithHeartbeats() throws {
+        self.shared = nil
+        var configuration = GatewayConfiguration()
+        configuration.routes = [try Route.parse("/=http://origin.test:3000/").get()]
+        configuration.heartbeat = .seconds(1)
+        configuration.upstream.connector = self.origins.connector
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
+        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+        let client = try self.client(self.postRequest())
+        XCTAssertTrue(self.origins.requests[0].hasPrefix("POST /v1/chat HTTP/1.1\r\n"), self.origins.requests[0])
+        try self.answerEventStream(self.origins[0])
+        try self.sendEvent(self.origins[0], "data: tok\n\n")
+        self.loop.advanceTime(by: .milliseconds(2500))
+        let text = try self.received(client)
+        XCTAssertTrue(text.hasPrefix("HTTP/1.1 200 OK\r\n"), text)
+        XCTAssertTrue(text.contains("data: tok\n\n"), text)
+        XCTAssertTrue(text.contains(":heartbeat") || text.contains(": heartbeat"), "heartbeats in the pause: \(text)")
+        XCTAssertEqual(self.shared.hub.streams.first?.sharing, .privateGeneration)
+        // The origin ends its response: so does the client's, and nothing is asked again.
+        try self.origins[0].writeInbound(ByteBuffer(string: "0\r\n\r\n"))
+        self.loop.run()
+        self.loop.advanceTime(by: .seconds(5))
+        XCTAssertTrue(try self.received(client).hasSuffix("0\r\n\r\n"), "a clean end")
+        XCTAssertEqual(self.origins.count, 1, "a POST is sent once")
+        XCTAssertEqual(self.shared.hub.streams.count, 0)
+    }
+
+    func testAPrivateGenerationWhoseOriginBreaksOffBreaksTheClientsResponse() throws {
+        let client = try self.client(self.postRequest())
+        try self.answerEventStream(self.origins[0])
+        try self.sendEvent(self.origins[0], "data: tok\n\n")
+        // Closed before the terminating chunk: the response broke off.
+        self.origins[0].close(promise: nil)
+        self.loop.run()
+        self.loop.advanceTime(by: .seconds(5))
+        let text = try self.received(client)
+        XCTAssertTrue(text.contains("data: tok\n\n"), text)
+        XCTAssertFalse(text.hasSuffix("0\r\n\r\n"), "no clean end: \(text)")
+        XCTAssertFalse(client.isActive, "the connection is closed")
+        XCTAssertEqual(self.origins.count, 1, "and the POST is not sent again")
+    }
+
+    func testTheClientLeavingAPrivateGenerationClosesItsOriginRequest() throws {
+        let client = try self.client(self.postRequest())
+        try self.answerEventStream(self.origins[0])
+        self.leave(client)
+        self.loop.advanceTime(by: .seconds(15))
+        XCTAssertFalse(self.origins[0].isActive, "the origin request closed with its only client")
+        XCTAssertEqual(self.origins.count, 1)
+        XCTAssertEqual(self.shared.hub.streams.count, 0)
+    }
+
     func testDrainLetsEachStreamingClientGoAtItsMomentWithinTheWindow() throws {
         var clients = [try self.client(self.eventStreamRequest())]
         try self.answerEventStream(self.origins[0])

@@ -10,6 +10,9 @@ protocol PlainProxyOwner: AnyObject {
     /// A plain GET was answered with an event stream (`curl -N` sends no
     /// `Accept: text/event-stream`): the owner makes it a stream subscription.
     func proxyAnsweredWithEventStream(_ head: HTTPResponseHead, connection: OriginConnection)
+    /// Another request (a POST to a chat API) was answered with an event stream: the owner makes
+    /// it a private generation (heartbeats in pauses; never requested again).
+    func proxyAnsweredWithPrivateGeneration(_ head: HTTPResponseHead, connection: OriginConnection)
 }
 
 /// A request answered with the origin's response as it is, streamed both ways with backpressure:
@@ -34,6 +37,9 @@ final class PlainProxy: OriginConnectionDelegate {
     private let shared: GatewayShared
     /// A GET whose answer turns out to be an event stream becomes a stream subscription.
     private let mayBecomeStream: Bool
+    /// Any other request whose answer is an event stream becomes a private generation (once its
+    /// body has gone to the origin whole: the generation takes the connection over).
+    private let mayBecomeGeneration: Bool
     private(set) var state: State
     private var requestEnded: Bool
     private var bodyPaused = false
@@ -50,6 +56,7 @@ final class PlainProxy: OriginConnectionDelegate {
         self.owner = owner
         self.shared = shared
         self.mayBecomeStream = request.head.method == .GET
+        self.mayBecomeGeneration = request.head.method != .GET && request.head.method != .HEAD
         self.state = .awaitingHead
         self.requestEnded = requestEnded
         self.connection = shared.openOrigin(
@@ -73,6 +80,7 @@ final class PlainProxy: OriginConnectionDelegate {
         self.owner = owner
         self.shared = shared
         self.mayBecomeStream = false
+        self.mayBecomeGeneration = false
         self.state = .awaitingHead
         self.requestEnded = true
         connection.setDelegate(self)
@@ -115,6 +123,11 @@ final class PlainProxy: OriginConnectionDelegate {
         if self.mayBecomeStream, EventStreamHead.isUsable(head) {
             self.state = .finished
             self.owner?.proxyAnsweredWithEventStream(head, connection: connection)
+            return
+        }
+        if self.mayBecomeGeneration, self.requestEnded, EventStreamHead.isUsable(head) {
+            self.state = .finished
+            self.owner?.proxyAnsweredWithPrivateGeneration(head, connection: connection)
             return
         }
         self.writeHead(head)

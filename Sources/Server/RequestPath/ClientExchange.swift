@@ -252,7 +252,7 @@ final class ClientExchange {
         }
     }
 
-    private func attach(_ request: ClientRequest, to stream: EventStream, lastEventID: String?, isCreator: Bool = false,
+    func attach(_ request: ClientRequest, to stream: EventStream, lastEventID: String?, isCreator: Bool = false,
                         waitedForOpening: Bool = false) {
         guard self.responder != nil else {
             if waitedForOpening || isCreator { stream.openerWillNotJoin() }
@@ -430,6 +430,18 @@ extension ClientExchange: PlainProxyOwner {
             connection.detachAndClose()
             self.take(step, for: request)
         }
+    }
+}
+
+extension ClientExchange {
+    /// A request that is not a shared GET was answered with an event stream: it becomes a
+    /// private generation, and this client its one subscriber.
+    func proxyAnsweredWithPrivateGeneration(_ head: HTTPResponseHead, connection: OriginConnection) {
+        guard case .proxying(_, let request) = self.state else { return connection.detachAndClose() }
+        self.loop.counters.values.streamRequests += 1
+        let stream = StreamFactory(shared: self.shared).makeGeneration(
+            for: request, adopting: connection, originHead: head, eventLoop: self.eventLoop)
+        self.attach(request, to: stream, lastEventID: nil, isCreator: true)
     }
 }
 

@@ -48,7 +48,8 @@ enum ExchangeOutcome: Equatable, Sendable, CustomStringConvertible {
             return .origin
         case .streamEnded(let reason):
             switch reason {
-            case .originNoContent, .originGaveUp: return .origin
+            case .originNoContent, .originGaveUp, .originBroke: return .origin
+            case .originFinished: return .none
             case .shutdown, .catchUpOverflow: return .lifeline
             }
         case .drained, .shutdown, .internalError:

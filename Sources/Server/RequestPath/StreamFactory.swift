@@ -86,6 +86,36 @@ struct StreamFactory {
     }
 }
 
+extension StreamFactory {
+    /// Makes the private generation for `request` (not a shared GET) from the origin's
+    /// event-stream answer on `connection`: registered as its client's own, fed by that one
+    /// response, never requested again.
+    func makeGeneration(for request: ClientRequest, adopting connection: OriginConnection, originHead: HTTPResponseHead,
+                        eventLoop: EventLoop) -> EventStream {
+        let shared = self.shared
+        let stream = EventStream(
+            key: request.key,
+            eventLoop: eventLoop,
+            configuration: shared.configuration.stream,
+            sharing: .privateGeneration,
+            opening: .init(originHeaders: SharedResponseHeaders.filter(originHead.headers, forOneClient: true)),
+            reporting: .init(
+                hub: shared.hub,
+                counters: shared.metrics.counters(for: eventLoop),
+                displayPath: request.displayPath,
+                logger: shared.logger
+            )
+        )
+        let feed = GenerationFeed(eventLoop: eventLoop, maxEventSize: shared.configuration.upstream.maxEventSize,
+                                  logger: shared.logger)
+        stream.start(upstream: feed)
+        shared.hub.registerPrivate(stream)
+        stream.expectOpeners(1)
+        feed.start(delegate: stream, adopting: connection)
+        return stream
+    }
+}
+
 /// The opener's origin connection, until the stream's first read of the origin takes it.
 /// Confined to the stream's loop.
 private final class PendingOrigin {

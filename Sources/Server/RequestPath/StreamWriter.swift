@@ -259,6 +259,12 @@ extension StreamWriter {
             responder.writeBody(buffer)
         }
         self.finish(.streamEnded(reason))
+        if reason == .originBroke {
+            // The origin's response broke off: so does this one (no clean end), so that the
+            // client can tell an incomplete generation from a complete one.
+            responder.abortResponse()
+            return
+        }
         // At shutdown the connection goes too, so that the client reconnects elsewhere.
         responder.endResponse(closeConnection: reason == .shutdown)
     }

@@ -1,0 +1,160 @@
+"""Event streams that answer requests other than a shared GET (POST to chat and LLM APIs): private
+generations with heartbeats in the pauses, never requested again (issue 17, first part).
+
+`TokenOrigin` is an OpenAI-like origin: `POST /v1/chat` answers `text/event-stream` with tokens and
+long pauses, counts its POSTs, and can break off mid-generation.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class TokenOrigin:
+    def __init__(self, tokens=("Hel", "lo", ", ", "wor", "ld"), pauses=None, break_after=None, ids=True):
+        self.tokens = tokens
+        self.pauses = pauses or {}          # token index -> seconds to wait before it
+        self.break_after = break_after      # close the connection after this many tokens, no end
+        self.ids = ids
+        self.posts = 0
+        self.bodies: list[bytes] = []
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                origin.posts += 1
+                origin.bodies.append(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("X-Request-Id", f"req-{origin.posts}")
+                self.send_header("Set-Cookie", "session=abc; Path=/")
+                self.end_headers()
+                for n, token in enumerate(origin.tokens):
+                    if origin.break_after is not None and n == origin.break_after:
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    time.sleep(origin.pauses.get(n, 0.05))
+                    lines = (f"id: {n + 1}\n" if origin.ids else "") + "data: " + json.dumps({"token": token}) + "\n\n"
+                    data = lines.encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                done = b"data: [DONE]\n\n"
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+                self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def token_origin():
+    origins = []
+
+    def make(**kwargs) -> TokenOrigin:
+        origin = TokenOrigin(**kwargs)
+        origins.append(origin)
+        return origin
+
+    yield make
+    for origin in origins:
+        origin.close()
+
+
+def _post(port: int, body: bytes, timeout: float = 20) -> tuple[str, bytes, list[tuple[float, bytes]], bool]:
+    """POSTs like an SDK (Accept: application/json) and reads the whole answer.
+
+    Returns the head, the de-chunked body, (time, chunk) pairs as they came, and whether the body
+    ended with the terminating chunk (a clean end) rather than a closed connection."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    raw = b""
+    arrivals = []
+    t0 = time.monotonic()
+    while True:
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not data:
+            break
+        raw += data
+        arrivals.append((time.monotonic() - t0, data))
+        if raw.endswith(b"\r\n0\r\n\r\n"):
+            break
+    sock.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    body_bytes = b""
+    clean = False
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        if not size_line:
+            break
+        size = int(size_line, 16)
+        if size == 0:
+            clean = True
+            break
+        body_bytes += rest[:size]
+        rest = rest[size + 2:]
+    return head.decode("latin-1"), body_bytes, arrivals, clean
+
+
+def test_a_post_stream_gets_heartbeats_in_its_pauses_and_ends_as_the_origin_did(token_origin, gateway):
+    origin = token_origin(pauses={2: 2.5, 4: 2.5})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
+    request = json.dumps({"model": "test", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    head, body, arrivals, clean = _post(gw.port, request)
+    assert head.startswith("HTTP/1.1 200"), head
+    assert "text/event-stream" in head.lower()
+    assert "x-request-id: req-1" in head.lower(), "the origin's own headers reach its client"
+    assert "set-cookie: session=abc" in head.lower(), "its cookies too: the answer is this client's alone"
+    text = body.decode()
+    tokens = [json.loads(line[6:])["token"] for line in text.split("\n") if line.startswith("data: {")]
+    assert "".join(tokens) == "Hello, world"
+    assert text.count(":heartbeat") + text.count(": heartbeat") >= 4, f"heartbeats in the two 2.5 s pauses: {text!r}"
+    assert "data: [DONE]" in text
+    assert clean, "the origin ended its response cleanly, and so did the gateway"
+    assert origin.posts == 1 and origin.bodies == [request], "sent once, body as it was"
+
+
+def test_an_origin_that_breaks_off_breaks_the_clients_response_and_is_not_asked_again(token_origin, gateway):
+    origin = token_origin(break_after=2)
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s", "--reconnect-min=50ms")
+    head, body, _, clean = _post(gw.port, b"{}")
+    assert head.startswith("HTTP/1.1 200"), head
+    assert b'"Hel"' in body and b'"lo"' in body and b"[DONE]" not in body
+    assert not clean, "no clean end for a generation that broke off"
+    time.sleep(1)
+    assert origin.posts == 1, "a POST is never sent twice"
+
+
+def test_without_ids_and_with_every_flag_that_adds_to_a_stream_the_events_are_intact(token_origin, gateway):
+    origin = token_origin(ids=False, pauses={1: 1.5})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=500ms", "--client-retry=3s",
+                 "--assign-ids", "--opening-comment=hello")
+    _, body, _, clean = _post(gw.port, b"{}")
+    text = body.decode()
+    tokens = [json.loads(line[6:])["token"] for line in text.split("\n") if line.startswith("data: {")]
+    assert "".join(tokens) == "Hello, world" and clean
