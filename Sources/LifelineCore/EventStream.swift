@@ -59,6 +59,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     public let displayPath: String
     /// The counters of this stream's loop, if the gateway keeps any.
     private let counters: LoopCounters?
+    private let onEnd: (@Sendable () -> Void)?
 
     /// A subscriber that has asked to attach, held without keeping it alive.
     struct Joiner {
@@ -91,6 +92,10 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     public private(set) var ownerName: String?
     /// Clients the shared history served, until the stream reaches its last event.
     private var pendingSplices: [HistorySplice] = []
+    /// A private generation whose origin response is over: kept for resumes (which get what
+    /// they missed, then this end) until `completionTimer` ends the stream.
+    private var completion: StreamEndReason?
+    private var completionTimer: Scheduled<Void>?
 
     /// For a `.catchUp` stream: its progress towards the shared stream.
     private var catchUp: CatchUpSplice
@@ -126,13 +131,16 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         /// The path (query values masked) of the client request that opened it; the key's by default.
         public var displayPath: String?
         public var logger: Logger
+        /// Called on the stream's loop when it ends (a private generation leaves its registry).
+        public var onEnd: (@Sendable () -> Void)?
 
         public init(hub: StreamHub? = nil, counters: LoopCounters? = nil, displayPath: String? = nil,
-                    logger: Logger = Logger(label: "lifeline.stream")) {
+                    logger: Logger = Logger(label: "lifeline.stream"), onEnd: (@Sendable () -> Void)? = nil) {
             self.hub = hub
             self.counters = counters
             self.displayPath = displayPath
             self.logger = logger
+            self.onEnd = onEnd
         }
     }
 
@@ -150,6 +158,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         precondition(counters.map { $0.eventLoop === eventLoop } ?? true, "a stream counts on its own loop")
         self.key = key
         self.counters = counters
+        self.onEnd = reporting.onEnd
         self.createdAt = eventLoop.now
         self.upstreamStateSince = self.createdAt
         self.eventLoop = eventLoop
@@ -173,7 +182,9 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         let incarnation = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
         self.id = incarnation
         self.ingest = EventIngest(assignIDs: configuration.assignIDs, incarnation: incarnation)
-        self.lifecycle = StreamLifecycle(linger: sharing.isShared ? configuration.linger : .zero)
+        // A private generation runs on after its client left, for a resume to join.
+        let linger = sharing.isShared ? configuration.linger : sharing == .privateGeneration ? configuration.resumeWindow : .zero
+        self.lifecycle = StreamLifecycle(linger: linger)
         self.ownership = StreamOwnership(shared: false, timing: .init(lease: .seconds(5)))
         self.openerResumeID = resumeID
         var logger = reporting.logger
@@ -267,6 +278,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     public func attach(
         _ subscriber: StreamSubscriber,
         lastEventID: String?,
+        resumeFromCount: UInt64? = nil,
         isCreator: Bool = false,
         waitedForOpening: Bool = false
     ) {
@@ -279,7 +291,8 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         let request = SubscriberAdmission<Joiner>.Request(
             lastEventID: lastEventID,
             isCreator: isCreator,
-            fromStart: isCreator || waitedForOpening
+            fromStart: isCreator || waitedForOpening,
+            resumeFromCount: resumeFromCount
         )
         // Always a new task, also on the same loop: the caller is usually inside a channel
         // handler, and the subscriber's callbacks must not re-enter it.
@@ -393,6 +406,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         }
         // Everything the subscriber needs from the stream goes by value, taken here.
         let gapEvent = status == .miss ? self.gapEvent(for: joiner.lastEventID ?? "") : nil
+        let completion = self.completion
         let retry = self.originRetry
         let headers = self.originHeaders
         let attach = { (subscriber: StreamSubscriber?) in
@@ -414,6 +428,10 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
                     originHeaders: headers
                 )
             )
+            // A generation that is over: what was missed, then its end.
+            if let completion {
+                subscriber.streamEnded(completion)
+            }
         }
         if loop === self.eventLoop {
             // Same loop: add now, so that no batch can slip between the replay snapshot and the
@@ -655,9 +673,31 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     public func upstreamEnded(_ reason: StreamEndReason) {
         self.eventLoop.preconditionInEventLoop()
         guard !self.lifecycle.isEnded else { return }
+        if self.sharing == .privateGeneration, reason == .originFinished || reason == .originBroke {
+            return self.generationCompleted(reason)
+        }
         self.logger.info("upstream ended", metadata: ["reason": "\(reason)"])
         self.upstream = nil
         self.end(reason)
+    }
+
+    /// A private generation's origin response is over: its clients' responses end the same way,
+    /// and the stream is kept for `--resume-window` for resumes.
+    private func generationCompleted(_ reason: StreamEndReason) {
+        self.upstream = nil
+        self.completion = reason
+        self.setUpstreamState(.ended)
+        for loopSet in self.loopSets.values {
+            let set = loopSet.set
+            if set.eventLoop === self.eventLoop {
+                set.endEach(reason)
+            } else {
+                set.eventLoop.execute { set.endEach(reason) }
+            }
+        }
+        self.completionTimer = self.eventLoop.scheduleTask(in: self.configuration.resumeWindow) { [weak self] in
+            self?.end(nil)
+        }
     }
 
     private func setUpstreamState(_ state: UpstreamState) {
@@ -904,6 +944,8 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         self.upstream = nil
         self.leaseTimer?.cancel()
         self.leaseTimer = nil
+        self.completionTimer?.cancel()
+        self.completionTimer = nil
         self.following?.stop()
         self.following = nil
         if self.history != nil {
@@ -929,6 +971,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         }
         self.catchUpSubscriber = nil
         self.hub?.streamEnded(self)
+        self.onEnd?()
         self.logger.debug("stream ended", metadata: ["reason": "\(reason.map { "\($0)" } ?? "linger expired")"])
     }
 }

@@ -23,6 +23,9 @@ public struct StreamConfiguration: Sendable {
     /// before it counts as a miss: after a restart the first client opens the stream from its id,
     /// and the others' ids, a little ahead, come in with the origin's replay a moment later.
     public var resumeWait: TimeAmount
+    /// How long a private generation is kept for resumes after it ended, and runs on after its
+    /// client left.
+    public var resumeWindow: TimeAmount = .minutes(5)
 
     public init(
         replayLimits: ReplayBuffer.Limits = .init(),

@@ -77,6 +77,14 @@ final class LoopSubscribers: @unchecked Sendable {
         }
     }
 
+    /// Tells each member the stream's events are over while the stream stays (a private
+    /// generation kept for resumes): each leaves as a client would, so the stream counts right.
+    func endEach(_ reason: StreamEndReason) {
+        for member in self.members {
+            member.subscriber?.streamEnded(reason)
+        }
+    }
+
     func endAll(_ reason: StreamEndReason) {
         let members = self.members
         self.members.removeAll()

@@ -17,6 +17,10 @@ struct SubscriberAdmission<Waiter> {
         /// The client opened the stream or waited for it to open: owed every event since the
         /// start, as the first ones may be in before its attach runs.
         var fromStart = false
+        /// `Lifeline-Resume-From: N`: the client has the generation's first N events (for
+        /// streams whose events carry no ids). Sequences count events from 1, so what it is owed
+        /// are the events after sequence N.
+        var resumeFromCount: UInt64?
 
         var hasLastEventID: Bool { !(self.lastEventID ?? "").isEmpty }
     }
@@ -150,6 +154,10 @@ struct SubscriberAdmission<Waiter> {
         }
         if isEnded {
             return .refuse(.ended)
+        }
+        if let count = request.resumeFromCount {
+            guard let missed = replay.events(afterSequence: count) else { return .attach(.miss, []) }
+            return .attach(.hit, missed)
         }
         guard request.hasLastEventID, let lastEventID = request.lastEventID else {
             return .attach(.none, sinceStart())

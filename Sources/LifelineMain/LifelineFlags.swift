@@ -131,6 +131,13 @@ enum LifelineFlags {
         "stream-linger", .duration, default: "30s", section: "Replay",
         help: "How long a stream (its upstream connection and buffer) outlives its last client.")
 
+    // MARK: Private generations
+    static let resumeWindow = Flag(
+        "resume-window", .duration, default: "5m", section: "Private streams",
+        help: "How long a private generation (the event-stream answer to a POST and the like) runs on after its "
+            + "client left and is kept after it ended, for a resume through its Lifeline-Resume path "
+            + "(docs/private-streams.md).")
+
     // MARK: Clients
     static let clientBuffer = Flag(
         "client-buffer", .byteSize.validate { $0 >= 1024 ? nil : "must be at least 1KiB" }, default: "1MiB", section: "Clients",
@@ -220,7 +227,7 @@ enum LifelineFlags {
         tlsListen, tlsCert, tlsKey, h2MaxStreams, upstreamCA, upstreamInsecure,
         heartbeat, heartbeatComment, heartbeatEvent, openingComment, clientRetry, clientRetryJitter,
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
-        replayEvents, replayBytes, replayAge, replayMiss, resumeWait, gapEvent, assignIDs, streamLinger,
+        replayEvents, replayBytes, replayAge, replayMiss, resumeWait, gapEvent, assignIDs, streamLinger, resumeWindow,
         clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
         adminListen, drainWindow, logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help, version,
         redis, redisPasswordFile, redisKeySecretFile, redisCA, redisLease, redisTimeout, instanceName,
@@ -309,7 +316,7 @@ struct LifelineSettings {
 
         func optionalTime(_ duration: FlagDuration) -> TimeAmount? { duration > .zero ? time(duration) : nil }
 
-        let gateway = GatewayConfiguration(
+        var gateway = GatewayConfiguration(
             listen: flags[F.listen].map { .init(host: $0.isAnyHost ? "0.0.0.0" : $0.host, port: $0.port) },
             tlsListen: flags[F.tlsListen].map { .init(host: $0.isAnyHost ? "0.0.0.0" : $0.host, port: $0.port) },
             tlsCertificates: Array(zip(certificates, keys)).map { (certificate: $0.0, key: $0.1) },
@@ -356,6 +363,7 @@ struct LifelineSettings {
             maxRequestHeadSize: flags[F.maxRequestHead],
             requestHeadTimeout: time(flags[F.requestHeadTimeout])
         )
+        gateway.stream.resumeWindow = time(flags[F.resumeWindow])
         return .success(LifelineSettings(
             gateway: gateway,
             demo: demo ? DemoSettings(tick: time(flags[F.demoTick]), dropEvery: optionalTime(flags[F.demoDropEvery])) : nil,

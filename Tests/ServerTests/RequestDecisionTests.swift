@@ -42,6 +42,7 @@ final class RequestDecisionTests: XCTestCase {
         case .refuse(let refusal): return "refuse \(refusal.status.code)"
         case .stream: return "stream"
         case .proxy: return "proxy"
+        case .resume(let token): return "resume \(token.map { String($0.value.prefix(4)) } ?? "none")"
         }
     }
 
@@ -57,6 +58,11 @@ final class RequestDecisionTests: XCTestCase {
                        "a POST is never joined to a shared stream")
         XCTAssertEqual(self.dispatch(self.head("/../x", headers: events)), "refuse 400")
         XCTAssertEqual(self.dispatch(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x")), "refuse 400", "no Host")
+        let token = String(repeating: "ab12", count: 8)
+        XCTAssertEqual(self.dispatch(self.head("/_lifeline/resume/\(token)")), "resume ab12", "before any route")
+        XCTAssertEqual(self.dispatch(self.head("/_lifeline/resume/\(token)?x=1", headers: events)), "resume ab12")
+        XCTAssertEqual(self.dispatch(self.head("/_lifeline/resume/ABC")), "resume none", "not a token: answered 404")
+        XCTAssertEqual(self.dispatch(self.head("/_lifeline/resume/\(token)", method: .POST)), "proxy", "only a GET resumes")
     }
 
     private func request(_ uri: String = "/events", headers: [(String, String)] = [], unshared: [String] = []) -> ClientRequest {

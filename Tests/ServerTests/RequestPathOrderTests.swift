@@ -284,7 +284,11 @@ final class RequestPathOrderTests: XCTestCase {
         self.loop.advanceTime(by: .seconds(5))
         XCTAssertTrue(try self.received(client).hasSuffix("0\r\n\r\n"), "a clean end")
         XCTAssertEqual(self.origins.count, 1, "a POST is sent once")
-        XCTAssertEqual(self.shared.hub.streams.count, 0)
+        XCTAssertEqual(self.shared.hub.streams.count, 1, "kept for resumes")
+        XCTAssertEqual(self.shared.generations.count, 1)
+        self.loop.advanceTime(by: .minutes(5))
+        XCTAssertEqual(self.shared.hub.streams.count, 0, "forgotten after --resume-window")
+        XCTAssertEqual(self.shared.generations.count, 0)
     }
 
     func testAPrivateGenerationWhoseOriginBreaksOffBreaksTheClientsResponse() throws {
@@ -302,14 +306,17 @@ final class RequestPathOrderTests: XCTestCase {
         XCTAssertEqual(self.origins.count, 1, "and the POST is not sent again")
     }
 
-    func testTheClientLeavingAPrivateGenerationClosesItsOriginRequest() throws {
+    func testAPrivateGenerationRunsOnAfterItsClientLeftThenIsClosedAfterTheResumeWindow() throws {
         let client = try self.client(self.postRequest())
         try self.answerEventStream(self.origins[0])
         self.leave(client)
         self.loop.advanceTime(by: .seconds(15))
-        XCTAssertFalse(self.origins[0].isActive, "the origin request closed with its only client")
-        XCTAssertEqual(self.origins.count, 1)
+        XCTAssertTrue(self.origins[0].isActive, "the generation runs on, for a resume to join")
+        self.loop.advanceTime(by: .minutes(5))
+        XCTAssertFalse(self.origins[0].isActive, "closed once nobody came back within --resume-window")
+        XCTAssertEqual(self.origins.count, 1, "and never requested again")
         XCTAssertEqual(self.shared.hub.streams.count, 0)
+        XCTAssertEqual(self.shared.generations.count, 0)
     }
 
     func testDrainLetsEachStreamingClientGoAtItsMomentWithinTheWindow() throws {

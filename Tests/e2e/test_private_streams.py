@@ -158,3 +158,117 @@ def test_without_ids_and_with_every_flag_that_adds_to_a_stream_the_events_are_in
     text = body.decode()
     tokens = [json.loads(line[6:])["token"] for line in text.split("\n") if line.startswith("data: {")]
     assert "".join(tokens) == "Hello, world" and clean
+
+
+def _resume(port: int, path: str, headers: dict[str, str], read_for: float = 10) -> tuple[str, str, bool]:
+    """GETs a resume path; returns the head, the de-chunked text and whether it ended cleanly."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=read_for)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: gw\r\n{extra}\r\n".encode())
+    raw = b""
+    end = time.monotonic() + read_for
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not data:
+            break
+        raw += data
+        if raw.endswith(b"\r\n0\r\n\r\n") or (b"Content-Length" in raw and raw.count(b"\r\n\r\n") and not b"chunked" in raw):
+            if b"\r\n0\r\n\r\n" in raw or b"Content-Length: " in raw:
+                break
+    sock.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    text, clean = b"", False
+    if b"chunked" in head.lower():
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            if not size_line:
+                break
+            size = int(size_line, 16)
+            if size == 0:
+                clean = True
+                break
+            text += rest[:size]
+            rest = rest[size + 2:]
+    else:
+        text = rest
+    return head.decode("latin-1"), text.decode(), clean
+
+
+def _tokens(text: str) -> list[str]:
+    return [json.loads(line[6:])["token"] for line in text.split("\n") if line.startswith("data: {")]
+
+
+def _header(head: str, name: str) -> str | None:
+    for line in head.split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def _post_and_drop(port: int, after_tokens: int, auth: str = "Bearer k1") -> tuple[str, list[str]]:
+    """POSTs, reads until `after_tokens` tokens arrived, then drops the connection (RST)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: gw\r\nAuthorization: " + auth.encode()
+                 + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    raw = b""
+    while True:
+        raw += sock.recv(65536)
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        if len(_tokens(rest.decode(errors="replace"))) >= after_tokens:
+            break
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+    return head.decode("latin-1"), _tokens(raw.partition(b"\r\n\r\n")[2].decode(errors="replace"))
+
+
+def test_a_dropped_generation_resumes_by_id_and_by_count_without_a_second_post(token_origin, gateway):
+    origin = token_origin(tokens=tuple(f"t{n}" for n in range(12)), pauses={n: 0.15 for n in range(12)})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
+    head, got = _post_and_drop(gw.port, after_tokens=3)
+    resume = _header(head, "Lifeline-Resume")
+    assert resume and resume.startswith("/_lifeline/resume/") and len(resume) == len("/_lifeline/resume/") + 32, head
+    assert "Lifeline-Resume" in (_header(head, "Access-Control-Expose-Headers") or "")
+    # By id: the events after the last one it got, then the live rest, then the clean end.
+    rhead, text, clean = _resume(gw.port, resume, {"Authorization": "Bearer k1", "Last-Event-ID": str(len(got))})
+    assert rhead.startswith("HTTP/1.1 200"), rhead
+    assert _header(rhead, "Lifeline-Replay") == "hit"
+    assert got + _tokens(text) == [f"t{n}" for n in range(12)], (got, _tokens(text))
+    assert clean and "[DONE]" in text
+    # By count, after the generation ended (kept for --resume-window): what followed, then the end.
+    rhead, text, clean = _resume(gw.port, resume, {"Authorization": "Bearer k1", "Lifeline-Resume-From": "5"})
+    assert _header(rhead, "Lifeline-Replay") == "hit", rhead
+    assert _tokens(text) == [f"t{n}" for n in range(5, 12)] and clean
+    assert origin.posts == 1, "the generation ran once"
+
+
+def test_resume_tokens_are_bound_to_the_caller_and_not_guessable(token_origin, gateway):
+    origin = token_origin(tokens=("a", "b", "c"), pauses={1: 0.5})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}")
+    head, _ = _post_and_drop(gw.port, after_tokens=1, auth="Bearer mine")
+    resume = _header(head, "Lifeline-Resume")
+    for headers in ({"Authorization": "Bearer yours"}, {}, {"Authorization": "Bearer mine", "Cookie": "x=1"}):
+        rhead, body, _ = _resume(gw.port, resume, headers, read_for=3)
+        assert rhead.startswith("HTTP/1.1 404"), (headers, rhead)
+    for path in ("/_lifeline/resume/" + "0" * 32, "/_lifeline/resume/nope", resume[:-1] + ("0" if resume[-1] != "0" else "1")):
+        rhead, body, _ = _resume(gw.port, path, {"Authorization": "Bearer mine"}, read_for=3)
+        assert rhead.startswith("HTTP/1.1 404"), (path, rhead)
+    # The right caller still gets it.
+    rhead, text, clean = _resume(gw.port, resume, {"Authorization": "Bearer mine", "Lifeline-Resume-From": "1"})
+    assert rhead.startswith("HTTP/1.1 200") and _tokens(text) == ["b", "c"] and clean
+
+
+def test_a_generation_is_forgotten_after_the_resume_window(token_origin, gateway):
+    origin = token_origin(tokens=("a", "b"))
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--resume-window=1s")
+    head, _, _, clean = _post(gw.port, b"{}")
+    assert clean
+    resume = _header(head, "Lifeline-Resume")
+    rhead, text, _ = _resume(gw.port, resume, {"Lifeline-Resume-From": "0"}, read_for=3)
+    assert rhead.startswith("HTTP/1.1 200") and _tokens(text) == ["a", "b"]
+    time.sleep(1.5)
+    rhead, _, _ = _resume(gw.port, resume, {"Lifeline-Resume-From": "0"}, read_for=3)
+    assert rhead.startswith("HTTP/1.1 404"), rhead

@@ -18,6 +18,8 @@ final class GatewayShared: Sendable {
     let accessLogger: Logger
     let metrics: GatewayMetrics
     let tlsMetrics: TLSMetrics
+    /// Private generations that can be resumed, by token.
+    let generations: GenerationRegistry
 
     init(configuration: GatewayConfiguration, hub: StreamHub, eventLoops: [EventLoop], logger: Logger) {
         self.configuration = configuration
@@ -33,6 +35,7 @@ final class GatewayShared: Sendable {
         self.accessLogger = accessLogger
         self.metrics = GatewayMetrics(eventLoops: eventLoops)
         self.tlsMetrics = TLSMetrics()
+        self.generations = GenerationRegistry()
     }
 
     /// The same gateway with `configuration`.
@@ -46,5 +49,6 @@ final class GatewayShared: Sendable {
         self.accessLogger = previous.accessLogger
         self.metrics = previous.metrics
         self.tlsMetrics = previous.tlsMetrics
+        self.generations = previous.generations
     }
 }

@@ -154,7 +154,33 @@ final class ClientExchange {
             self.subscribe(request)
         case .proxy(let request):
             self.proxy(request)  // counted when it ends: the answer may turn out to be a stream
+        case .resume(let token):
+            self.resume(token, head: head, responder: responder)
         }
+    }
+
+    /// `GET /_lifeline/resume/TOKEN`: joins the private generation the token names, if this
+    /// caller started it, from its `Last-Event-ID` or `Lifeline-Resume-From: N`.
+    private func resume(_ token: ResumeToken?, head: HTTPRequestHead, responder: ClientResponder) {
+        func joined(_ name: String) -> String? {
+            let values = head.headers[name]
+            return values.isEmpty ? nil : values.joined(separator: ", ")
+        }
+        let credentials = CallerCredentials(authorization: joined("authorization"), cookie: joined("cookie"))
+        guard let token, let entry = self.shared.generations.generation(token, for: credentials) else {
+            let refusal = RequestRefusal.unknownResume
+            self.loop.counters.values.refused[refusal.reason] += 1
+            self.finish(.refused(refusal), target: "resume")
+            return responder.respond(status: refusal.status, body: refusal.body, closeConnection: refusal.closesConnection)
+        }
+        var request = entry.request
+        request.head = head
+        request.displayPath = RequestDecision.resumePrefix + token.description
+        let offered = head.headers.first(name: "last-event-id")
+        request.lastEventID = offered.flatMap { ClientRequest.isSane(lastEventID: $0) ? $0 : nil }
+        let resumeFrom = head.headers.first(name: "lifeline-resume-from").flatMap { UInt64($0.trimmingASCIISpaces()) }
+        self.loop.counters.values.streamRequests += 1
+        self.attach(request, to: entry.stream, lastEventID: request.lastEventID, resumeFromCount: resumeFrom)
     }
 
     func receiveBody(_ body: ByteBuffer) {
@@ -252,15 +278,16 @@ final class ClientExchange {
         }
     }
 
-    func attach(_ request: ClientRequest, to stream: EventStream, lastEventID: String?, isCreator: Bool = false,
-                        waitedForOpening: Bool = false) {
+    func attach(_ request: ClientRequest, to stream: EventStream, lastEventID: String?, resumeFromCount: UInt64? = nil,
+                isCreator: Bool = false, waitedForOpening: Bool = false) {
         guard self.responder != nil else {
             if waitedForOpening || isCreator { stream.openerWillNotJoin() }
             return self.finish(.clientClosed)
         }
         let writer = StreamWriter(clientBuffer: self.shared.configuration.clientBuffer, owner: self)
         self.state = .attaching(request, writer)
-        stream.attach(self, lastEventID: lastEventID, isCreator: isCreator, waitedForOpening: waitedForOpening)
+        stream.attach(self, lastEventID: lastEventID, resumeFromCount: resumeFromCount, isCreator: isCreator,
+                      waitedForOpening: waitedForOpening)
     }
 
     private func openingFinished(_ outcome: StreamHub.OpeningOutcome) {

@@ -14,7 +14,7 @@ struct ClientFacts: Sendable {
 /// One client request, parsed and validated at the edge: the route, the stream key and a sane
 /// `Last-Event-ID`. A pure value: what follows (opening or joining a stream, proxying) works from
 /// it and never from the raw request again.
-struct ClientRequest {
+struct ClientRequest: Sendable {
     var head: HTTPRequestHead
     var client: ClientFacts
     var match: Router.Match

@@ -14,7 +14,12 @@ enum RequestDecision {
         case stream(ClientRequest)
         /// A plain request, proxied as it is (its answer may still turn out to be a stream).
         case proxy(ClientRequest)
+        /// A resume of a private generation (`GET /_lifeline/resume/TOKEN`); nil: not a token.
+        case resume(ResumeToken?)
     }
+
+    /// Where the resumes of private generations are served, before any route.
+    static let resumePrefix = "/_lifeline/resume/"
 
     /// - Parameters:
     ///   - parsed: the request as `ClientRequest.parse` made it, or why it could not.
@@ -34,6 +39,12 @@ enum RequestDecision {
             }
             if path.hasSuffix(".mjs"), path == ClientScript.modulePath(forScriptPath: scriptPath) {
                 return .clientScript(.embeddedModule)
+            }
+        }
+        if head.method == .GET {
+            let path = ClientRequest.split(uri: head.uri).path
+            if path.hasPrefix(Self.resumePrefix) {
+                return .resume(ResumeToken(String(path.dropFirst(Self.resumePrefix.count))))
             }
         }
         switch parsed {

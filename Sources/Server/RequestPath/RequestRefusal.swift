@@ -16,6 +16,9 @@ enum RequestRefusal: Error, Equatable, Sendable {
     /// The request did not parse.
     case malformed
     case noRoute(path: String)
+    /// A resume (`/_lifeline/resume/TOKEN`) of a generation that is not kept, or not the caller's:
+    /// the same answer either way, so that it tells nothing about other callers' tokens.
+    case unknownResume
     /// A request head over `--max-request-head`.
     case headTooLarge
     /// No complete request head within `--request-head-timeout`.
@@ -34,7 +37,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
     var status: HTTPResponseStatus {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed: return .badRequest
-        case .noRoute: return .notFound
+        case .noRoute, .unknownResume: return .notFound
         case .headTooLarge: return .init(statusCode: 431, reasonPhrase: "Request Header Fields Too Large")
         case .headTimeout: return .requestTimeout
         case .tooManyClients: return .serviceUnavailable
@@ -51,6 +54,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .badHeader: return "malformed header field\n"
         case .malformed: return "bad request\n"
         case .noRoute(let path): return "no route for \(path)\n"
+        case .unknownResume: return "no such generation\n"
         case .headTooLarge: return "request head too large\n"
         case .headTimeout: return "request head timeout\n"
         case .tooManyClients: return "too many clients\n"
@@ -66,7 +70,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed, .headTooLarge, .headTimeout, .tooManyClients, .tooManyFromAddress:
             return true
-        case .noRoute, .originUnreachable, .originTimeout:
+        case .noRoute, .unknownResume, .originUnreachable, .originTimeout:
             return false
         }
     }
@@ -74,7 +78,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
     /// Whose doing it was.
     var party: ExchangeOutcome.Party {
         switch self {
-        case .badTarget, .badHost, .badHeader, .malformed, .noRoute, .headTooLarge, .headTimeout: return .client
+        case .badTarget, .badHost, .badHeader, .malformed, .noRoute, .unknownResume, .headTooLarge, .headTimeout: return .client
         case .tooManyClients, .tooManyFromAddress: return .lifeline
         case .originUnreachable, .originTimeout: return .origin
         }
@@ -88,6 +92,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .badHeader: return "malformed header field (400)"
         case .malformed: return "bad request (400)"
         case .noRoute: return "no route (404)"
+        case .unknownResume: return "unknown resume (404)"
         case .headTooLarge: return "request head too large (431)"
         case .headTimeout: return "request head timeout (408)"
         case .tooManyClients, .tooManyFromAddress: return "refused (\(self.status.code))"
@@ -100,7 +105,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
     var reason: RefusalReason {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed: return .badRequest
-        case .noRoute: return .noRoute
+        case .noRoute, .unknownResume: return .noRoute
         case .headTooLarge: return .headTooLarge
         case .headTimeout: return .requestTimeout
         case .tooManyClients: return .tooManyClients

@@ -93,19 +93,33 @@ extension StreamFactory {
     func makeGeneration(for request: ClientRequest, adopting connection: OriginConnection, originHead: HTTPResponseHead,
                         eventLoop: EventLoop) -> EventStream {
         let shared = self.shared
+        // Resumable by its caller alone: the token names it, the credentials bind it.
+        let token = ResumeToken.random()
+        let registry = shared.generations
+        var headers = SharedResponseHeaders.filter(originHead.headers, forOneClient: true)
+        headers.append(("Lifeline-Resume", RequestDecision.resumePrefix + token.value))
         let stream = EventStream(
             key: request.key,
             eventLoop: eventLoop,
             configuration: shared.configuration.stream,
             sharing: .privateGeneration,
-            opening: .init(originHeaders: SharedResponseHeaders.filter(originHead.headers, forOneClient: true)),
+            opening: .init(originHeaders: headers),
             reporting: .init(
                 hub: shared.hub,
                 counters: shared.metrics.counters(for: eventLoop),
                 displayPath: request.displayPath,
-                logger: shared.logger
+                logger: shared.logger,
+                onEnd: { registry.remove(token) }
             )
         )
+        func joined(_ name: String) -> String? {
+            let values = request.head.headers[name]
+            return values.isEmpty ? nil : values.joined(separator: ", ")
+        }
+        registry.register(
+            .init(stream: stream, credentials: CallerCredentials(authorization: joined("authorization"), cookie: joined("cookie")),
+                  request: request),
+            as: token)
         let feed = GenerationFeed(eventLoop: eventLoop, maxEventSize: shared.configuration.upstream.maxEventSize,
                                   logger: shared.logger)
         stream.start(upstream: feed)

@@ -147,9 +147,12 @@ final class StreamWriter {
             headers.add(name: "Lifeline-Heartbeat", value: String(heartbeat.nanoseconds / 1_000_000))
         }
         var exposed = false
+        // A private generation names its resume path: a cross-site client must be able to read it.
+        let ours = attachment.originHeaders.contains { $0.0 == "Lifeline-Resume" }
+            ? "Lifeline-Replay, Lifeline-Heartbeat, Lifeline-Resume" : "Lifeline-Replay, Lifeline-Heartbeat"
         for (name, value) in attachment.originHeaders {
             if name.lowercased() == "access-control-expose-headers" {
-                headers.add(name: name, value: value + ", Lifeline-Replay, Lifeline-Heartbeat")
+                headers.add(name: name, value: value + ", " + ours)
                 exposed = true
             } else {
                 headers.add(name: name, value: value)
@@ -157,7 +160,7 @@ final class StreamWriter {
         }
         if !exposed {
             // So that a cross-site fetch-based client can read them (CORS hides other headers).
-            headers.add(name: "Access-Control-Expose-Headers", value: "Lifeline-Replay, Lifeline-Heartbeat")
+            headers.add(name: "Access-Control-Expose-Headers", value: ours)
         }
         return headers
     }
