@@ -60,6 +60,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     /// The counters of this stream's loop, if the gateway keeps any.
     private let counters: LoopCounters?
     private let onEnd: (@Sendable () -> Void)?
+    private let onComplete: (@Sendable (Int) -> Void)?
 
     /// A subscriber that has asked to attach, held without keeping it alive.
     struct Joiner {
@@ -133,14 +134,19 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         public var logger: Logger
         /// Called on the stream's loop when it ends (a private generation leaves its registry).
         public var onEnd: (@Sendable () -> Void)?
+        /// Called on the stream's loop when a private generation's origin response is over, with
+        /// the bytes it keeps for resumes (counted against all kept generations' memory).
+        public var onComplete: (@Sendable (Int) -> Void)?
 
         public init(hub: StreamHub? = nil, counters: LoopCounters? = nil, displayPath: String? = nil,
-                    logger: Logger = Logger(label: "lifeline.stream"), onEnd: (@Sendable () -> Void)? = nil) {
+                    logger: Logger = Logger(label: "lifeline.stream"), onEnd: (@Sendable () -> Void)? = nil,
+                    onComplete: (@Sendable (Int) -> Void)? = nil) {
             self.hub = hub
             self.counters = counters
             self.displayPath = displayPath
             self.logger = logger
             self.onEnd = onEnd
+            self.onComplete = onComplete
         }
     }
 
@@ -159,6 +165,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         self.key = key
         self.counters = counters
         self.onEnd = reporting.onEnd
+        self.onComplete = reporting.onComplete
         self.createdAt = eventLoop.now
         self.upstreamStateSince = self.createdAt
         self.eventLoop = eventLoop
@@ -167,10 +174,11 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         self.originHeaders = originHeaders
         self.variant = variant
         self.hub = hub
-        self.replay = ReplayBuffer(limits: configuration.replayLimits, baseID: resumeID)
+        let limits = configuration.replayLimits(for: sharing)
+        self.replay = ReplayBuffer(limits: limits, baseID: resumeID)
         self.admission = SubscriberAdmission(
             policy: .init(replayMiss: configuration.replayMiss, resumeWait: configuration.resumeWait, isShared: sharing.isShared),
-            backlogByteLimit: configuration.replayLimits.bytes
+            backlogByteLimit: limits.bytes
         )
         // Assigned ids are the gateway's own per stream: a catching-up stream's never match.
         self.catchUp = CatchUpSplice(
@@ -697,6 +705,16 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         }
         self.completionTimer = self.eventLoop.scheduleTask(in: self.configuration.resumeWindow) { [weak self] in
             self?.end(nil)
+        }
+        self.onComplete?(self.replay.byteCount)
+    }
+
+    /// Forgets a private generation kept for resumes (all kept generations are over their memory
+    /// bound, and this one ended first); callable from any loop.
+    public func forgetKept() {
+        self.eventLoop.execute {
+            guard let completion = self.completion else { return }
+            self.end(completion)
         }
     }
 

@@ -26,6 +26,16 @@ public struct StreamConfiguration: Sendable {
     /// How long a private generation is kept for resumes after it ended, and runs on after its
     /// client left.
     public var resumeWindow: TimeAmount = .minutes(5)
+    /// What a private generation keeps for resumes (`--private-stream-bytes`): every event, up to
+    /// this many bytes (the oldest go first; a resume from before them is a miss).
+    public var privateStreamBytes: Int = 4 << 20
+
+    /// The bounds of a stream's ring, by how it is shared.
+    func replayLimits(for sharing: StreamSharing) -> ReplayBuffer.Limits {
+        guard sharing == .privateGeneration else { return self.replayLimits }
+        // Age is bounded by the resume window instead: a generation is kept whole while it lasts.
+        return .init(events: .max, bytes: self.privateStreamBytes, age: .hours(24 * 365))
+    }
 
     public init(
         replayLimits: ReplayBuffer.Limits = .init(),

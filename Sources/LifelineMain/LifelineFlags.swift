@@ -138,6 +138,17 @@ enum LifelineFlags {
             + "client left and is kept after it ended, for a resume through its Lifeline-Resume path "
             + "(docs/private-streams.md).")
 
+    static let privateStreamBytes = Flag(
+        "private-stream-bytes", .byteSize.validate { $0 >= 1024 ? nil : "must be at least 1KiB" }, default: "4MiB",
+        section: "Private streams",
+        help: "Most bytes of events a private generation keeps for resumes; a longer one streams on, and a resume "
+            + "from before what is kept is a miss.")
+    static let privateStreamsMemory = Flag(
+        "private-streams-memory", .byteSize.validate { $0 >= 1024 ? nil : "must be at least 1KiB" }, default: "256MiB",
+        section: "Private streams",
+        help: "Most bytes all ended private generations kept for resumes may hold together; over it, the ones that "
+            + "ended first are forgotten first.")
+
     // MARK: Clients
     static let clientBuffer = Flag(
         "client-buffer", .byteSize.validate { $0 >= 1024 ? nil : "must be at least 1KiB" }, default: "1MiB", section: "Clients",
@@ -228,6 +239,7 @@ enum LifelineFlags {
         heartbeat, heartbeatComment, heartbeatEvent, openingComment, clientRetry, clientRetryJitter,
         reconnectMin, reconnectMax, upstreamIdleTimeout, upstreamGiveUp, upstreamConnectTimeout, upstreamHeadTimeout, maxEventSize,
         replayEvents, replayBytes, replayAge, replayMiss, resumeWait, gapEvent, assignIDs, streamLinger, resumeWindow,
+        privateStreamBytes, privateStreamsMemory,
         clientBuffer, maxClients, maxClientsPerIP, maxRequestHead, requestHeadTimeout,
         adminListen, drainWindow, logLevel, logFormat, threads, check, demo, demoTick, demoDropEvery, help, version,
         redis, redisPasswordFile, redisKeySecretFile, redisCA, redisLease, redisTimeout, instanceName,
@@ -364,6 +376,8 @@ struct LifelineSettings {
             requestHeadTimeout: time(flags[F.requestHeadTimeout])
         )
         gateway.stream.resumeWindow = time(flags[F.resumeWindow])
+        gateway.stream.privateStreamBytes = flags[F.privateStreamBytes]
+        gateway.privateStreamsMemory = flags[F.privateStreamsMemory]
         return .success(LifelineSettings(
             gateway: gateway,
             demo: demo ? DemoSettings(tick: time(flags[F.demoTick]), dropEvery: optionalTime(flags[F.demoDropEvery])) : nil,

@@ -272,3 +272,25 @@ def test_a_generation_is_forgotten_after_the_resume_window(token_origin, gateway
     time.sleep(1.5)
     rhead, _, _ = _resume(gw.port, resume, {"Lifeline-Resume-From": "0"}, read_for=3)
     assert rhead.startswith("HTTP/1.1 404"), rhead
+
+
+def test_memory_bounds_per_generation_and_for_all_kept_ones(token_origin, gateway):
+    long_tokens = tuple("x" * 100 + str(n) for n in range(40))  # ~5 KB of events
+    origin = token_origin(tokens=long_tokens, pauses={n: 0.01 for n in range(40)})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--private-stream-bytes=2KiB",
+                 "--private-streams-memory=3KiB")
+    head, _, _, clean = _post(gw.port, b"{}")
+    assert clean
+    first = _header(head, "Lifeline-Resume")
+    # Only the last ~2 KiB are kept: a resume from the start is a miss, one from near the end a hit.
+    rhead, text, _ = _resume(gw.port, first, {"Lifeline-Resume-From": "0"}, read_for=3)
+    assert _header(rhead, "Lifeline-Replay") == "miss", rhead
+    rhead, text, _ = _resume(gw.port, first, {"Lifeline-Resume-From": "38"}, read_for=3)
+    assert _header(rhead, "Lifeline-Replay") == "hit" and len(_tokens(text)) == 2, (rhead, text)
+    # Two more ended generations: with 3 KiB for all, the one that ended first is forgotten.
+    second = _header(_post(gw.port, b"{}")[0], "Lifeline-Resume")
+    third = _header(_post(gw.port, b"{}")[0], "Lifeline-Resume")
+    time.sleep(0.3)
+    assert _resume(gw.port, first, {"Lifeline-Resume-From": "38"}, read_for=3)[0].startswith("HTTP/1.1 404")
+    assert _resume(gw.port, third, {"Lifeline-Resume-From": "38"}, read_for=3)[0].startswith("HTTP/1.1 200")
+    assert second != third and origin.posts == 3

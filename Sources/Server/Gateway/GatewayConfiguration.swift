@@ -53,6 +53,8 @@ public struct GatewayConfiguration: Sendable {
     public var requestHeadTimeout: TimeAmount
     /// Several instances acting as one through a shared store (`--redis`); nil: on its own.
     public var sharedGateway: SharedGateway?
+    /// Most bytes the ended private generations kept for resumes may hold together.
+    public var privateStreamsMemory: Int = 256 << 20
 
     public init(
         listen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8080)],

@@ -22,12 +22,43 @@ final class GenerationRegistry: Sendable {
         self.shards[Int(UInt(bitPattern: token.hashValue) % UInt(Self.shardCount))]
     }
 
+    /// Ended generations kept for resumes, oldest first, with the bytes each keeps.
+    private let kept = NIOLockedValueBox<(queue: [(token: ResumeToken, bytes: Int)], bytes: Int)>(([], 0))
+
+    /// A generation ended and keeps `bytes` for resumes; over `limit` in all, the ones that ended
+    /// first are forgotten.
+    func generationEnded(_ token: ResumeToken, keeping bytes: Int, limit: Int) {
+        let forget: [ResumeToken] = self.kept.withLockedValue { kept in
+            kept.queue.append((token, bytes))
+            kept.bytes += bytes
+            var dropped: [ResumeToken] = []
+            while kept.bytes > limit, !kept.queue.isEmpty {
+                let oldest = kept.queue.removeFirst()
+                kept.bytes -= oldest.bytes
+                dropped.append(oldest.token)
+            }
+            return dropped
+        }
+        for token in forget {
+            let entry = self.shard(token).withLockedValue { $0.removeValue(forKey: token) }
+            entry?.stream.forgetKept()
+        }
+    }
+
+    /// Bytes the ended generations keep now.
+    var keptBytes: Int { self.kept.withLockedValue { $0.bytes } }
+
     func register(_ entry: Entry, as token: ResumeToken) {
         self.shard(token).withLockedValue { $0[token] = entry }
     }
 
     func remove(_ token: ResumeToken) {
         self.shard(token).withLockedValue { _ = $0.removeValue(forKey: token) }
+        self.kept.withLockedValue { kept in
+            if let index = kept.queue.firstIndex(where: { $0.token == token }) {
+                kept.bytes -= kept.queue.remove(at: index).bytes
+            }
+        }
     }
 
     /// The generation `token` names, if `credentials` are its caller's; nil otherwise (the same

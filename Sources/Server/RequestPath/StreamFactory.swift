@@ -109,7 +109,10 @@ extension StreamFactory {
                 counters: shared.metrics.counters(for: eventLoop),
                 displayPath: request.displayPath,
                 logger: shared.logger,
-                onEnd: { registry.remove(token) }
+                onEnd: { registry.remove(token) },
+                onComplete: { [limit = shared.configuration.privateStreamsMemory] bytes in
+                    registry.generationEnded(token, keeping: bytes, limit: limit)
+                }
             )
         )
         func joined(_ name: String) -> String? {
