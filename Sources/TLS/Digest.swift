@@ -14,6 +14,15 @@ public enum Digest {
         return hex(output.prefix(Int(length)))
     }
 
+    /// SHA-256 of `bytes` (raw, 32 bytes).
+    public static func sha256(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = EVP_Digest(bytes.baseAddress, bytes.count, &output, &length, EVP_sha256(), nil)
+        precondition(ok == 1, "EVP_Digest(SHA-256) failed")
+        return Array(output.prefix(Int(length)))
+    }
+
     /// HMAC-SHA-256 of `message` under `key`.
     public static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: 32)

@@ -17,7 +17,8 @@ import pytest
 
 
 class TokenOrigin:
-    def __init__(self, tokens=("Hel", "lo", ", ", "wor", "ld"), pauses=None, break_after=None, ids=True):
+    def __init__(self, tokens=("Hel", "lo", ", ", "wor", "ld"), pauses=None, break_after=None, ids=True, head_delay=0.0):
+        self.head_delay = head_delay
         self.tokens = tokens
         self.pauses = pauses or {}          # token index -> seconds to wait before it
         self.break_after = break_after      # close the connection after this many tokens, no end
@@ -37,6 +38,7 @@ class TokenOrigin:
                 body = self.rfile.read(length)
                 origin.posts += 1
                 origin.bodies.append(body)
+                time.sleep(origin.head_delay)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
@@ -294,3 +296,66 @@ def test_memory_bounds_per_generation_and_for_all_kept_ones(token_origin, gatewa
     assert _resume(gw.port, first, {"Lifeline-Resume-From": "38"}, read_for=3)[0].startswith("HTTP/1.1 404")
     assert _resume(gw.port, third, {"Lifeline-Resume-From": "38"}, read_for=3)[0].startswith("HTTP/1.1 200")
     assert second != third and origin.posts == 3
+
+
+def _raw_post(port: int, body: bytes, headers: dict[str, str], read_tokens: int | None = None, read_for: float = 10):
+    """POSTs with extra headers; reads `read_tokens` tokens then drops, or reads to the end."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=read_for)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+    sock.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: gw\r\n" + extra + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    raw = b""
+    end = time.monotonic() + read_for
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not data:
+            break
+        raw += data
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        if read_tokens is not None and len(_tokens(rest.decode(errors="replace"))) >= read_tokens:
+            break
+        if raw.endswith(b"\r\n0\r\n\r\n") or (b"\r\n\r\n" in raw and b"content-length:" in head.lower()
+                                                and len(rest) >= int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])):
+            break
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), rest.decode(errors="replace")
+
+
+def test_an_idempotent_retry_joins_the_first_generation_and_another_body_is_refused(token_origin, gateway):
+    origin = token_origin(tokens=tuple(f"t{n}" for n in range(8)), pauses={n: 0.1 for n in range(8)})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}")
+    body = b'{"messages":[{"role":"user","content":"hi"}]}'
+    key = {"Authorization": "Bearer k", "Idempotency-Key": "retry-1"}
+    head, first = _raw_post(gw.port, body, key, read_tokens=2)
+    assert head.startswith("HTTP/1.1 200") and len(_tokens(first)) >= 2
+    # The SDK retries after the connection error: same key, same body.
+    head, again = _raw_post(gw.port, body, key)
+    assert head.startswith("HTTP/1.1 200"), head
+    assert _tokens(again) == [f"t{n}" for n in range(8)], "the first generation, from its start"
+    assert origin.posts == 1, "no second request to the origin"
+    # Another body with the same key: refused.
+    head, _ = _raw_post(gw.port, b'{"other":1}', key)
+    assert head.startswith("HTTP/1.1 422"), head
+    # Another caller's key is its own.
+    head, theirs = _raw_post(gw.port, body, {"Authorization": "Bearer other", "Idempotency-Key": "retry-1"})
+    assert head.startswith("HTTP/1.1 200") and len(_tokens(theirs)) == 8
+    assert origin.posts == 2
+
+
+def test_a_retry_while_the_first_waits_for_its_answer_is_a_conflict(token_origin, gateway):
+    origin = token_origin(tokens=("a", "b"), head_delay=1.5)
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}")
+    key = {"Idempotency-Key": "k2"}
+    result = {}
+    first = threading.Thread(target=lambda: result.setdefault("first", _raw_post(gw.port, b"{}", key)))
+    first.start()
+    time.sleep(0.5)
+    head, _ = _raw_post(gw.port, b"{}", key, read_for=3)
+    assert head.startswith("HTTP/1.1 409"), head
+    first.join(10)
+    assert result["first"][0].startswith("HTTP/1.1 200")
+    assert origin.posts == 1

@@ -20,6 +20,8 @@ final class GatewayShared: Sendable {
     let tlsMetrics: TLSMetrics
     /// Private generations that can be resumed, by token.
     let generations: GenerationRegistry
+    /// Requests sent under an `Idempotency-Key`, and their generations.
+    let idempotency: IdempotencyRegistry
 
     init(configuration: GatewayConfiguration, hub: StreamHub, eventLoops: [EventLoop], logger: Logger) {
         self.configuration = configuration
@@ -36,6 +38,7 @@ final class GatewayShared: Sendable {
         self.metrics = GatewayMetrics(eventLoops: eventLoops)
         self.tlsMetrics = TLSMetrics()
         self.generations = GenerationRegistry()
+        self.idempotency = IdempotencyRegistry()
     }
 
     /// The same gateway with `configuration`.
@@ -50,5 +53,6 @@ final class GatewayShared: Sendable {
         self.metrics = previous.metrics
         self.tlsMetrics = previous.tlsMetrics
         self.generations = previous.generations
+        self.idempotency = previous.idempotency
     }
 }

@@ -2,6 +2,7 @@ import LifelineCore
 import Logging
 import NIOCore
 import NIOHTTP1
+import TLS
 import Upstream
 
 /// One client request, whatever protocol it came over: validates it (`ClientRequest`), decides
@@ -30,6 +31,9 @@ final class ClientExchange {
         case streaming(StreamWriter)
         /// A plain response is being proxied.
         indirect case proxying(PlainProxy, ClientRequest)
+        /// A request with an `Idempotency-Key`: its body is read whole (and hashed) before the
+        /// gateway decides whether to send it or to join the generation it already started.
+        indirect case collectingBody(ClientRequest, IdempotencyRegistry.Key, ByteBuffer)
         /// The response is complete, failed, or the client is gone. Indirect too: what the access
         /// log needs is described once, at the end, and costs a streaming client nothing.
         indirect case finished(Ended)
@@ -63,7 +67,8 @@ final class ClientExchange {
         switch self.state {
         case .streaming(let writer):
             return writer.stream.map { "\($0.key)" } ?? "-"
-        case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request):
+        case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request),
+             .collectingBody(let request, _, _):
             return "\(request.key)"
         case .idle:
             return "-"
@@ -77,7 +82,8 @@ final class ClientExchange {
         switch self.state {
         case .streaming(let writer):
             return writer.stream?.displayPath
-        case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request):
+        case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request),
+             .collectingBody(let request, _, _):
             return request.displayPath
         case .idle:
             return nil
@@ -153,7 +159,7 @@ final class ClientExchange {
             self.loop.counters.values.streamRequests += 1
             self.subscribe(request)
         case .proxy(let request):
-            self.proxy(request)  // counted when it ends: the answer may turn out to be a stream
+            self.proxyOrCollect(request)  // counted when it ends: the answer may turn out to be a stream
         case .resume(let token):
             self.resume(token, head: head, responder: responder)
         }
@@ -175,6 +181,7 @@ final class ClientExchange {
         }
         var request = entry.request
         request.head = head
+        request.joinsGeneration = true
         request.displayPath = RequestDecision.resumePrefix + token.description
         let offered = head.headers.first(name: "last-event-id")
         request.lastEventID = offered.flatMap { ClientRequest.isSane(lastEventID: $0) ? $0 : nil }
@@ -185,17 +192,92 @@ final class ClientExchange {
 
     func receiveBody(_ body: ByteBuffer) {
         // A body on a stream request has nowhere to go.
-        if case .proxying(let proxy, _) = self.state {
+        switch self.state {
+        case .proxying(let proxy, _):
             proxy.receiveBody(body)
+        case .collectingBody(let request, let key, var collected):
+            collected.writeImmutableBuffer(body)
+            guard collected.readableBytes <= Self.idempotentBodyLimit else {
+                // Too big to hold for a comparison: sent on as it comes, without the key's help.
+                self.proxy(request)
+                if case .proxying(let proxy, _) = self.state { proxy.receiveBody(collected) }
+                return
+            }
+            self.state = .collectingBody(request, key, collected)
+        default:
+            break
         }
     }
 
     func receiveEnd() {
         guard !self.requestEnded else { return }
         self.requestEnded = true
-        if case .proxying(let proxy, _) = self.state {
+        switch self.state {
+        case .proxying(let proxy, _):
             proxy.receiveEnd()
+        case .collectingBody:
+            self.bodyCollected()
+        default:
+            break
         }
+    }
+
+    // MARK: Idempotency-Key
+
+    /// The largest body held to compare retries with (larger ones are sent without that).
+    static let idempotentBodyLimit = 1 << 20
+
+    /// A request with a usable `Idempotency-Key` (not a GET or HEAD) is read whole first.
+    private func proxyOrCollect(_ request: ClientRequest) {
+        let method = request.head.method
+        guard method != .GET, method != .HEAD, let value = request.head.headers.first(name: "idempotency-key"),
+            (1...255).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F })
+        else { return self.proxy(request) }
+        func joined(_ name: String) -> String? {
+            let values = request.head.headers[name]
+            return values.isEmpty ? nil : values.joined(separator: ", ")
+        }
+        let key = IdempotencyRegistry.Key(
+            credentials: CallerCredentials(authorization: joined("authorization"), cookie: joined("cookie")),
+            route: request.match.route.prefix, value: value)
+        self.state = .collectingBody(request, key, ByteBuffer())
+        if self.requestEnded {
+            self.bodyCollected()
+        }
+    }
+
+    /// The whole body is in: send it under the key, join the generation it already started, or
+    /// refuse (another body: 422; the first is still waiting for its answer: 409).
+    private func bodyCollected() {
+        guard case .collectingBody(var request, let key, let body) = self.state, let responder = self.responder else { return }
+        let digest = body.withUnsafeReadableBytes { Digest.sha256($0) }
+        switch self.shared.idempotency.begin(key, bodyDigest: digest) {
+        case .new:
+            request.idempotencyKey = key
+            let proxy = PlainProxy(request, requestEnded: false, responder: responder, owner: self, shared: self.shared)
+            self.state = .proxying(proxy, request)
+            if body.readableBytes > 0 {
+                proxy.receiveBody(body)
+            }
+            proxy.receiveEnd()
+        case .join(let stream):
+            self.loop.counters.values.streamRequests += 1
+            request.joinsGeneration = true
+            // From its start, unless the retry says how far it got.
+            let from = request.head.headers.first(name: "lifeline-resume-from").flatMap { UInt64($0.trimmingASCIISpaces()) }
+                ?? (request.lastEventID == nil ? 0 : nil)
+            self.attach(request, to: stream, lastEventID: request.lastEventID, resumeFromCount: from)
+        case .inProgress:
+            self.refuse(.idempotencyKeyInProgress, responder: responder)
+        case .otherBody:
+            self.refuse(.idempotencyKeyReused, responder: responder)
+        }
+    }
+
+    private func refuse(_ refusal: RequestRefusal, responder: ClientResponder, target: String? = nil) {
+        self.loop.counters.values.refused[refusal.reason] += 1
+        self.finish(.refused(refusal), target: target)
+        responder.respond(status: refusal.status, body: refusal.body, closeConnection: refusal.closesConnection)
     }
 
     func clientWritabilityChanged() {
@@ -220,8 +302,14 @@ final class ClientExchange {
             opener.clientLeft()
         case .attaching(_, let writer), .streaming(let writer):
             writer.clientGone()
-        case .proxying(let proxy, _):
+        case .proxying(let proxy, let request):
             proxy.clientGone()
+            if let key = request.idempotencyKey {
+                // Its origin request goes with it: nothing will answer under the key.
+                self.shared.idempotency.forget(key)
+            }
+        case .collectingBody:
+            break
         case .idle, .waitingForOpening, .finished:
             break
         }
@@ -376,6 +464,11 @@ extension ClientExchange: StreamSubscriber, DrainTarget {
 extension ClientExchange {
     func streamWriter(_ writer: StreamWriter, wasRefused refusal: StreamRefusal) {
         guard case .attaching(let request, let current) = self.state, current === writer else { return }
+        if request.joinsGeneration {
+            // The generation it named ended meanwhile: nothing to join, and nothing to open.
+            guard let responder = self.responder else { return self.finish(.clientClosed) }
+            return self.refuse(.unknownResume, responder: responder, target: "resume")
+        }
         if let step = RequestDecision.afterRefusal(request, refusal) {
             self.take(step, for: request)
         } else {
@@ -431,6 +524,10 @@ extension ClientExchange: StreamOpenerClient {
 
 extension ClientExchange: PlainProxyOwner {
     func proxyFinished(_ outcome: ExchangeOutcome) {
+        if case .proxying(_, let request) = self.state, let key = request.idempotencyKey {
+            // Answered without a generation: nothing to join, the key is free again.
+            self.shared.idempotency.forget(key)
+        }
         self.finish(outcome)
     }
 

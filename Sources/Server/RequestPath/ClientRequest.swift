@@ -36,6 +36,11 @@ struct ClientRequest: Sendable {
     /// A browser would send cookies with this request (and keep the ones its answer sets): the
     /// stream's upstream reconnects may then repeat the cookies the origin set.
     var sendsCookies: Bool
+    /// The request's `Idempotency-Key`, once the gateway sends it to the origin under it.
+    var idempotencyKey: IdempotencyRegistry.Key? = nil
+    /// The request joins an existing private generation (a resume, an idempotent retry): if that
+    /// is gone, the answer is 404, never a new stream.
+    var joinsGeneration = false
 
     /// The longest `Last-Event-ID` taken from a client. Origins' ids are short; a longer one is an
     /// abuse of the header that would be repeated in every origin request of a stream.

@@ -19,6 +19,10 @@ enum RequestRefusal: Error, Equatable, Sendable {
     /// A resume (`/_lifeline/resume/TOKEN`) of a generation that is not kept, or not the caller's:
     /// the same answer either way, so that it tells nothing about other callers' tokens.
     case unknownResume
+    /// `Idempotency-Key` reused with another body (IETF draft-ietf-httpapi-idempotency-key-header: 422).
+    case idempotencyKeyReused
+    /// `Idempotency-Key` of a request whose answer has not come yet (the draft's 409).
+    case idempotencyKeyInProgress
     /// A request head over `--max-request-head`.
     case headTooLarge
     /// No complete request head within `--request-head-timeout`.
@@ -38,6 +42,8 @@ enum RequestRefusal: Error, Equatable, Sendable {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed: return .badRequest
         case .noRoute, .unknownResume: return .notFound
+        case .idempotencyKeyReused: return .unprocessableEntity
+        case .idempotencyKeyInProgress: return .conflict
         case .headTooLarge: return .init(statusCode: 431, reasonPhrase: "Request Header Fields Too Large")
         case .headTimeout: return .requestTimeout
         case .tooManyClients: return .serviceUnavailable
@@ -55,6 +61,8 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .malformed: return "bad request\n"
         case .noRoute(let path): return "no route for \(path)\n"
         case .unknownResume: return "no such generation\n"
+        case .idempotencyKeyReused: return "Idempotency-Key already used with another request body\n"
+        case .idempotencyKeyInProgress: return "a request with this Idempotency-Key is still waiting for its answer\n"
         case .headTooLarge: return "request head too large\n"
         case .headTimeout: return "request head timeout\n"
         case .tooManyClients: return "too many clients\n"
@@ -70,7 +78,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed, .headTooLarge, .headTimeout, .tooManyClients, .tooManyFromAddress:
             return true
-        case .noRoute, .unknownResume, .originUnreachable, .originTimeout:
+        case .noRoute, .unknownResume, .idempotencyKeyReused, .idempotencyKeyInProgress, .originUnreachable, .originTimeout:
             return false
         }
     }
@@ -78,7 +86,8 @@ enum RequestRefusal: Error, Equatable, Sendable {
     /// Whose doing it was.
     var party: ExchangeOutcome.Party {
         switch self {
-        case .badTarget, .badHost, .badHeader, .malformed, .noRoute, .unknownResume, .headTooLarge, .headTimeout: return .client
+        case .badTarget, .badHost, .badHeader, .malformed, .noRoute, .unknownResume, .idempotencyKeyReused,
+             .idempotencyKeyInProgress, .headTooLarge, .headTimeout: return .client
         case .tooManyClients, .tooManyFromAddress: return .lifeline
         case .originUnreachable, .originTimeout: return .origin
         }
@@ -93,6 +102,8 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .malformed: return "bad request (400)"
         case .noRoute: return "no route (404)"
         case .unknownResume: return "unknown resume (404)"
+        case .idempotencyKeyReused: return "Idempotency-Key reused with another body (422)"
+        case .idempotencyKeyInProgress: return "Idempotency-Key in progress (409)"
         case .headTooLarge: return "request head too large (431)"
         case .headTimeout: return "request head timeout (408)"
         case .tooManyClients, .tooManyFromAddress: return "refused (\(self.status.code))"
@@ -104,7 +115,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
     /// The metric label it is counted under.
     var reason: RefusalReason {
         switch self {
-        case .badTarget, .badHost, .badHeader, .malformed: return .badRequest
+        case .badTarget, .badHost, .badHeader, .malformed, .idempotencyKeyReused, .idempotencyKeyInProgress: return .badRequest
         case .noRoute, .unknownResume: return .noRoute
         case .headTooLarge: return .headTooLarge
         case .headTimeout: return .requestTimeout

@@ -96,6 +96,8 @@ extension StreamFactory {
         // Resumable by its caller alone: the token names it, the credentials bind it.
         let token = ResumeToken.random()
         let registry = shared.generations
+        let idempotency = shared.idempotency
+        let idempotencyKey = request.idempotencyKey
         var headers = SharedResponseHeaders.filter(originHead.headers, forOneClient: true)
         headers.append(("Lifeline-Resume", RequestDecision.resumePrefix + token.value))
         let stream = EventStream(
@@ -109,7 +111,10 @@ extension StreamFactory {
                 counters: shared.metrics.counters(for: eventLoop),
                 displayPath: request.displayPath,
                 logger: shared.logger,
-                onEnd: { registry.remove(token) },
+                onEnd: {
+                    registry.remove(token)
+                    if let idempotencyKey { idempotency.forget(idempotencyKey) }
+                },
                 onComplete: { [limit = shared.configuration.privateStreamsMemory] bytes in
                     registry.generationEnded(token, keeping: bytes, limit: limit)
                 }
@@ -123,6 +128,9 @@ extension StreamFactory {
             .init(stream: stream, credentials: CallerCredentials(authorization: joined("authorization"), cookie: joined("cookie")),
                   request: request),
             as: token)
+        if let idempotencyKey {
+            idempotency.answered(idempotencyKey, with: stream)
+        }
         let feed = GenerationFeed(eventLoop: eventLoop, maxEventSize: shared.configuration.upstream.maxEventSize,
                                   logger: shared.logger)
         stream.start(upstream: feed)
