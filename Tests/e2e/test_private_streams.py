@@ -39,6 +39,8 @@ class TokenOrigin:
                 origin.posts += 1
                 origin.bodies.append(body)
                 time.sleep(origin.head_delay)
+                if self.path.startswith("/v1/chat/completions") or self.path.startswith("/v1/messages"):
+                    return self.sdk_stream()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
@@ -57,6 +59,44 @@ class TokenOrigin:
                     self.wfile.flush()
                 done = b"data: [DONE]\n\n"
                 self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+                self.wfile.flush()
+
+            def send_event(self, text: str):
+                data = text.encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            def sdk_stream(self):
+                # The shapes the OpenAI and Anthropic APIs stream, with the origin's pauses.
+                openai_shape = self.path.startswith("/v1/chat/completions")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                if not openai_shape:
+                    self.send_event("event: message_start\ndata: " + json.dumps({"type": "message_start", "message": {
+                        "id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": "test",
+                        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 0}}}) + "\n\n")
+                    self.send_event("event: content_block_start\ndata: " + json.dumps({
+                        "type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}) + "\n\n")
+                for n, token in enumerate(origin.tokens):
+                    time.sleep(origin.pauses.get(n, 0.02))
+                    if openai_shape:
+                        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "test",
+                                 "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
+                        self.send_event("data: " + json.dumps(chunk) + "\n\n")
+                    else:
+                        self.send_event("event: content_block_delta\ndata: " + json.dumps({
+                            "type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token}}) + "\n\n")
+                if openai_shape:
+                    self.send_event("data: [DONE]\n\n")
+                else:
+                    self.send_event("event: content_block_stop\ndata: " + json.dumps({"type": "content_block_stop", "index": 0}) + "\n\n")
+                    self.send_event("event: message_delta\ndata: " + json.dumps({
+                        "type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": len(origin.tokens)}}) + "\n\n")
+                    self.send_event("event: message_stop\ndata: " + json.dumps({"type": "message_stop"}) + "\n\n")
+                self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -359,3 +399,44 @@ def test_a_retry_while_the_first_waits_for_its_answer_is_a_conflict(token_origin
     first.join(10)
     assert result["first"][0].startswith("HTTP/1.1 200")
     assert origin.posts == 1
+
+
+EVERY_ADDITION = ("--heartbeat=200ms", "--client-retry=3s", "--assign-ids", "--opening-comment=hello")
+
+
+@pytest.mark.parametrize("flags", [("--heartbeat=200ms",), EVERY_ADDITION], ids=["heartbeats", "every-addition"])
+def test_the_openai_sdk_reads_a_stream_through_the_gateway_as_from_the_origin(token_origin, gateway, flags):
+    openai = pytest.importorskip("openai")
+    origin = token_origin(tokens=("Hel", "lo", " wor", "ld"), pauses={1: 1.0, 3: 1.0})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", *flags)
+    client = openai.OpenAI(api_key="sk-test", base_url=f"http://127.0.0.1:{gw.port}/v1", max_retries=0)
+    stream = client.chat.completions.create(model="test", messages=[{"role": "user", "content": "hi"}], stream=True)
+    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+    assert pieces == ["Hel", "lo", " wor", "ld"]
+    assert origin.posts == 1
+
+
+@pytest.mark.parametrize("flags", [("--heartbeat=200ms",), EVERY_ADDITION], ids=["heartbeats", "every-addition"])
+def test_the_anthropic_sdk_reads_a_stream_through_the_gateway_as_from_the_origin(token_origin, gateway, flags):
+    anthropic = pytest.importorskip("anthropic")
+    origin = token_origin(tokens=("Hel", "lo", " wor", "ld"), pauses={1: 1.0, 3: 1.0})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", *flags)
+    client = anthropic.Anthropic(api_key="sk-test", base_url=f"http://127.0.0.1:{gw.port}", max_retries=0)
+    with client.messages.stream(model="test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]) as stream:
+        text = "".join(stream.text_stream)
+    assert text == "Hello world"
+    assert origin.posts == 1
+
+
+@pytest.mark.parametrize("ids", [True, False], ids=["with-ids", "without-ids"])
+def test_httpx_sse_sees_only_the_origins_events(token_origin, gateway, ids):
+    httpx = pytest.importorskip("httpx")
+    httpx_sse = pytest.importorskip("httpx_sse")
+    origin = token_origin(ids=ids, pauses={1: 1.0})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", *EVERY_ADDITION)
+    with httpx.Client(timeout=10) as client:
+        with httpx_sse.connect_sse(client, "POST", f"http://127.0.0.1:{gw.port}/v1/chat", json={}) as source:
+            events = [(sse.event, sse.data) for sse in source.iter_sse()]
+    datas = [data for _, data in events]
+    assert datas[:-1] == [json.dumps({"token": t}) for t in ("Hel", "lo", ", ", "wor", "ld")], events
+    assert datas[-1] == "[DONE]" and all(kind == "message" for kind, _ in events)

@@ -22,6 +22,11 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     private(set) var isShuttingDown = false
     /// The heartbeat as a chunk: written as is to every idle client on this loop.
     private(set) var heartbeat: StreamChunk
+    /// The heartbeat of private generations, read by SDKs: one comment line and no blank line.
+    /// A blank line after it ends an event in decoders that keep the last id (`httpx-sse` and the
+    /// `openai` package's own dispatch an empty event there, and the latter fails to parse it),
+    /// and `--heartbeat-event` would be an event to them; a lone comment line is nothing to all.
+    private(set) var privateHeartbeat: StreamChunk
     /// The comment written right after an event-stream response head.
     private(set) var opening: ByteBuffer
     /// Frames the bytes this loop's HTTP/1.1 subscribers are sent alike, once for all of them.
@@ -35,6 +40,14 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         let configuration = shared.configuration
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
         (self.heartbeat, self.opening) = Self.fixedBytes(configuration)
+        self.privateHeartbeat = Self.privateHeartbeatBytes(configuration)
+    }
+
+    private static func privateHeartbeatBytes(_ configuration: GatewayConfiguration) -> StreamChunk {
+        var bytes = ByteBuffer()
+        // Comment text is one line (the flag refuses line breaks).
+        bytes.writeString(":" + configuration.heartbeatComment + "\n")
+        return StreamChunk(bytes: bytes, eventCount: 0)
     }
 
     private static func fixedBytes(_ configuration: GatewayConfiguration) -> (heartbeat: StreamChunk, opening: ByteBuffer) {
@@ -55,6 +68,7 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         self.eventLoop.preconditionInEventLoop()
         self.shared = shared
         (self.heartbeat, self.opening) = Self.fixedBytes(shared.configuration)
+        self.privateHeartbeat = Self.privateHeartbeatBytes(shared.configuration)
         self.heartbeatClock.updateInterval(shared.configuration.heartbeat)
     }
 

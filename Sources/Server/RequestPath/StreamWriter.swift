@@ -190,14 +190,18 @@ extension StreamWriter {
         // gap event, then what the client missed.
         var intro = responder.allocator.buffer(capacity: 128)
         intro.writeImmutableBuffer(self.loop.opening)
-        if let retry = configuration.clientRetry {
+        // A private generation is read by SDKs, not EventSource, and is never reconnected: a
+        // `retry:` of the gateway's own would reach some of them as an empty event (the `openai`
+        // package's decoder dispatches a block with only `retry:`, and fails on its empty data).
+        let isPrivateGeneration = attachment.membership.stream.sharing == .privateGeneration
+        if let retry = configuration.clientRetry, !isPrivateGeneration {
             var milliseconds = retry.nanoseconds / 1_000_000
             let jitter = configuration.clientRetryJitter.nanoseconds / 1_000_000
             if jitter > 0 {
                 milliseconds += Int64.random(in: 0...jitter)
             }
             intro.writeString("retry: \(milliseconds)\n\n")
-        } else if let retry = attachment.originRetry {
+        } else if let retry = attachment.originRetry, !isPrivateGeneration {
             intro.writeString("retry: \(retry)\n\n")
         }
         if let gap = attachment.gapEvent {
@@ -247,10 +251,12 @@ extension StreamWriter {
     }
 
     func heartbeatDue() {
-        guard case .streaming = self.state else { return }
+        guard case .streaming(let membership) = self.state else { return }
         // Only when nothing is waiting: a client with queued bytes is not idle.
         guard self.queue.isEmpty else { return }
-        guard self.send(self.loop.heartbeat.bytes, counted: true, shared: true) else { return }
+        // Read from the membership rather than kept: a writer per client stays small.
+        let heartbeat = membership.stream.sharing == .privateGeneration ? self.loop.privateHeartbeat : self.loop.heartbeat
+        guard self.send(heartbeat.bytes, counted: true, shared: true) else { return }
         self.loop.counters.values.heartbeatsSent += 1
         self.responder?.flush()
     }
