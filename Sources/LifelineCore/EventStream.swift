@@ -305,6 +305,9 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         // Always a new task, also on the same loop: the caller is usually inside a channel
         // handler, and the subscriber's callbacks must not re-enter it.
         self.eventLoop.execute {
+            if self.sharing == .privateGeneration, self.lifecycle.subscribers >= self.configuration.privateStreamReaders {
+                return joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(.busy) }
+            }
             if let history = self.history, let lastEventID, !lastEventID.isEmpty, !isCreator, !self.lifecycle.isEnded,
                 case .miss = self.replay.events(after: lastEventID, now: self.eventLoop.now)
             {

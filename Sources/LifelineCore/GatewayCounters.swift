@@ -147,6 +147,8 @@ public enum RefusalReason: String, Sendable, CaseIterable {
     case originUnreachable = "origin_unreachable"
     /// 504: the origin sent no response head in time for a plain request.
     case originTimeout = "origin_timeout"
+    /// 429: a private generation already has its most resumes in flight.
+    case tooManyResumes = "too_many_resumes"
 }
 
 /// Whose doing the end of a request or connection was (as Pingora tags its errors).
@@ -213,6 +215,7 @@ public struct RefusalCounts: Sendable, Equatable {
         case .tooManyClients: return 5
         case .originUnreachable: return 6
         case .originTimeout: return 7
+        case .tooManyResumes: return 8
         }
     }
 

@@ -29,6 +29,9 @@ public struct StreamConfiguration: Sendable {
     /// What a private generation keeps for resumes (`--private-stream-bytes`): every event, up to
     /// this many bytes (the oldest go first; a resume from before them is a miss).
     public var privateStreamBytes: Int = 4 << 20
+    /// Most clients reading one private generation at once (its own and resumes): a token that
+    /// leaked cannot fan one generation out to a crowd.
+    public var privateStreamReaders: Int = 8
 
     /// The bounds of a stream's ring, by how it is shared.
     func replayLimits(for sharing: StreamSharing) -> ReplayBuffer.Limits {

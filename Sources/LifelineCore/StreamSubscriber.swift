@@ -29,6 +29,8 @@ public enum StreamRefusal: Sendable, Equatable {
     case needsCatchUp(lastEventID: String)
     /// A catching-up subscriber asked to continue after an id this stream does not hold (yet).
     case notHeld
+    /// A private generation has its most subscribers (its client and resumes in flight).
+    case busy
 }
 
 /// What a subscriber learns when it joins a stream: everything it needs from the stream, by

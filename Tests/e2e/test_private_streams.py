@@ -440,3 +440,24 @@ def test_httpx_sse_sees_only_the_origins_events(token_origin, gateway, ids):
     datas = [data for _, data in events]
     assert datas[:-1] == [json.dumps({"token": t}) for t in ("Hel", "lo", ", ", "wor", "ld")], events
     assert datas[-1] == "[DONE]" and all(kind == "message" for kind, _ in events)
+
+
+def test_one_generation_has_at_most_eight_readers(token_origin, gateway):
+    origin = token_origin(tokens=("a", "b"), pauses={1: 3.0})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}")
+    head, _ = _raw_post(gw.port, b"{}", {}, read_tokens=1)
+    resume = _header(head, "Lifeline-Resume")
+    readers = []
+    for _ in range(8):
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        sock.sendall(f"GET {resume} HTTP/1.1\r\nHost: gw\r\nLifeline-Resume-From: 0\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        readers.append(sock)
+    rhead, _, _ = _resume(gw.port, resume, {"Lifeline-Resume-From": "0"}, read_for=2)
+    assert rhead.startswith("HTTP/1.1 429"), rhead
+    readers.pop().close()
+    time.sleep(0.2)
+    rhead, _, _ = _resume(gw.port, resume, {"Lifeline-Resume-From": "0"}, read_for=5)
+    assert rhead.startswith("HTTP/1.1 200"), "room again once one left"
+    for sock in readers:
+        sock.close()

@@ -465,9 +465,10 @@ extension ClientExchange {
     func streamWriter(_ writer: StreamWriter, wasRefused refusal: StreamRefusal) {
         guard case .attaching(let request, let current) = self.state, current === writer else { return }
         if request.joinsGeneration {
-            // The generation it named ended meanwhile: nothing to join, and nothing to open.
+            // The generation it named ended meanwhile (nothing to join, nothing to open), or has
+            // its most readers.
             guard let responder = self.responder else { return self.finish(.clientClosed) }
-            return self.refuse(.unknownResume, responder: responder, target: "resume")
+            return self.refuse(refusal == .busy ? .tooManyResumes : .unknownResume, responder: responder, target: "resume")
         }
         if let step = RequestDecision.afterRefusal(request, refusal) {
             self.take(step, for: request)

@@ -104,7 +104,8 @@ enum RequestDecision {
     /// The stream did not take the subscriber. Nil: it ended first; look the key up again.
     static func afterRefusal(_ request: ClientRequest, _ refusal: StreamRefusal) -> StreamStep? {
         switch refusal {
-        case .ended, .notHeld:
+        case .ended, .notHeld, .busy:
+            // (`busy` comes only from private generations, which a joining request answers itself.)
             return nil
         case .needsCatchUp(let lastEventID):
             // A stream of its own from its id, until it reaches what the shared stream holds.

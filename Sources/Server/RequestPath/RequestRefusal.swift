@@ -23,6 +23,8 @@ enum RequestRefusal: Error, Equatable, Sendable {
     case idempotencyKeyReused
     /// `Idempotency-Key` of a request whose answer has not come yet (the draft's 409).
     case idempotencyKeyInProgress
+    /// A private generation already has its most readers (`429`).
+    case tooManyResumes
     /// A request head over `--max-request-head`.
     case headTooLarge
     /// No complete request head within `--request-head-timeout`.
@@ -44,6 +46,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .noRoute, .unknownResume: return .notFound
         case .idempotencyKeyReused: return .unprocessableEntity
         case .idempotencyKeyInProgress: return .conflict
+        case .tooManyResumes: return .tooManyRequests
         case .headTooLarge: return .init(statusCode: 431, reasonPhrase: "Request Header Fields Too Large")
         case .headTimeout: return .requestTimeout
         case .tooManyClients: return .serviceUnavailable
@@ -63,6 +66,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .unknownResume: return "no such generation\n"
         case .idempotencyKeyReused: return "Idempotency-Key already used with another request body\n"
         case .idempotencyKeyInProgress: return "a request with this Idempotency-Key is still waiting for its answer\n"
+        case .tooManyResumes: return "too many readers of this generation\n"
         case .headTooLarge: return "request head too large\n"
         case .headTimeout: return "request head timeout\n"
         case .tooManyClients: return "too many clients\n"
@@ -78,7 +82,8 @@ enum RequestRefusal: Error, Equatable, Sendable {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed, .headTooLarge, .headTimeout, .tooManyClients, .tooManyFromAddress:
             return true
-        case .noRoute, .unknownResume, .idempotencyKeyReused, .idempotencyKeyInProgress, .originUnreachable, .originTimeout:
+        case .noRoute, .unknownResume, .idempotencyKeyReused, .idempotencyKeyInProgress, .tooManyResumes, .originUnreachable,
+             .originTimeout:
             return false
         }
     }
@@ -87,7 +92,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
     var party: ExchangeOutcome.Party {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed, .noRoute, .unknownResume, .idempotencyKeyReused,
-             .idempotencyKeyInProgress, .headTooLarge, .headTimeout: return .client
+             .idempotencyKeyInProgress, .tooManyResumes, .headTooLarge, .headTimeout: return .client
         case .tooManyClients, .tooManyFromAddress: return .lifeline
         case .originUnreachable, .originTimeout: return .origin
         }
@@ -104,6 +109,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .unknownResume: return "unknown resume (404)"
         case .idempotencyKeyReused: return "Idempotency-Key reused with another body (422)"
         case .idempotencyKeyInProgress: return "Idempotency-Key in progress (409)"
+        case .tooManyResumes: return "too many readers (429)"
         case .headTooLarge: return "request head too large (431)"
         case .headTimeout: return "request head timeout (408)"
         case .tooManyClients, .tooManyFromAddress: return "refused (\(self.status.code))"
@@ -117,6 +123,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed, .idempotencyKeyReused, .idempotencyKeyInProgress: return .badRequest
         case .noRoute, .unknownResume: return .noRoute
+        case .tooManyResumes: return .tooManyResumes
         case .headTooLarge: return .headTooLarge
         case .headTimeout: return .requestTimeout
         case .tooManyClients: return .tooManyClients
