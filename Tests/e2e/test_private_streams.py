@@ -461,3 +461,41 @@ def test_one_generation_has_at_most_eight_readers(token_origin, gateway):
     assert rhead.startswith("HTTP/1.1 200"), "room again once one left"
     for sock in readers:
         sock.close()
+
+
+def test_a_flood_of_generations_never_resumed_leaves_nothing_behind(token_origin, gateway):
+    """2,000 POST streams, none resumed: once --resume-window has passed, no generation is kept and
+    the process's memory is back near where it was before the flood."""
+    import concurrent.futures
+    import re
+    import urllib.request
+    origin = token_origin(tokens=("x" * 200, "y" * 200, "z" * 200))
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--resume-window=2s", "--admin-listen=127.0.0.1:0")
+    admin = None
+    end = time.monotonic() + 5
+    while admin is None and time.monotonic() < end:
+        for line in list(gw.stdout_lines):
+            m = re.search(r"admin listening on (http://\S+)", line)
+            admin = m.group(1) if m else admin
+        time.sleep(0.05)
+
+    def status():
+        with urllib.request.urlopen(admin + "/status.json", timeout=5) as answer:
+            return json.loads(answer.read())
+
+    _post(gw.port, b"{}")  # warm up
+    time.sleep(2.5)
+    before = status()["process"]["residentBytes"]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda _: _post(gw.port, b"{}")[3], range(2000)))
+    assert all(results), "every generation ended cleanly"
+    during = status()
+    assert during["streamCount"] > 0, "ended generations are kept for resumes meanwhile"
+    time.sleep(3)
+    after = status()
+    assert after["streamCount"] == 0, after["streamCount"]
+    grown = after["process"]["residentBytes"] - before
+    print(f"RSS before {before / 2**20:.1f} MiB, with the kept generations {during['process']['residentBytes'] / 2**20:.1f} MiB, "
+          f"after the window {after['process']['residentBytes'] / 2**20:.1f} MiB")
+    assert grown < 24 << 20, f"RSS grew {grown / 2**20:.1f} MiB after 2,000 generations were forgotten"
+    assert origin.posts == 2001
