@@ -8,6 +8,7 @@ long pauses, counts its POSTs, and can break off mid-generation.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -124,18 +125,17 @@ def token_origin():
         origin.close()
 
 
-def _post(port: int, body: bytes, timeout: float = 20) -> tuple[str, bytes, list[tuple[float, bytes]], bool]:
-    """POSTs like an SDK (Accept: application/json) and reads the whole answer.
+def _exchange(port: int, request: bytes, read_tokens: int | None = None, read_for: float = 20,
+              drop: bool = False) -> tuple[str, bytes, list[tuple[float, bytes]]]:
+    """Sends `request` and reads the answer: to its end (the terminating chunk, a complete
+    Content-Length body, or the connection closing), or until `read_tokens` tokens came.
 
-    Returns the head, the de-chunked body, (time, chunk) pairs as they came, and whether the body
-    ended with the terminating chunk (a clean end) rather than a closed connection."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    sock.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    raw = b""
-    arrivals = []
-    t0 = time.monotonic()
-    while True:
+    Returns the head, the body as received (still chunked), and (time, bytes) per read. With `drop`
+    the connection is reset afterwards (SO_LINGER 0), as a client that vanishes."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=read_for)
+    sock.sendall(request)
+    raw, arrivals, t0 = b"", [], time.monotonic()
+    while time.monotonic() - t0 < read_for:
         try:
             data = sock.recv(65536)
         except (ConnectionResetError, socket.timeout):
@@ -144,23 +144,49 @@ def _post(port: int, body: bytes, timeout: float = 20) -> tuple[str, bytes, list
             break
         raw += data
         arrivals.append((time.monotonic() - t0, data))
-        if raw.endswith(b"\r\n0\r\n\r\n"):
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        if read_tokens is not None and len(_tokens(_dechunk(rest)[0].decode(errors="replace"))) >= read_tokens:
             break
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if raw.endswith(b"\r\n0\r\n\r\n") or (b"\r\n\r\n" in raw and length and len(rest) >= int(length.group(1))):
+            break
+    if drop:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()
     head, _, rest = raw.partition(b"\r\n\r\n")
-    body_bytes = b""
-    clean = False
+    return head.decode("latin-1"), rest, arrivals
+
+
+def _dechunk(rest: bytes) -> tuple[bytes, bool]:
+    """A chunked body's bytes so far, and whether it ended with the terminating chunk."""
+    body = b""
     while rest:
         size_line, _, rest = rest.partition(b"\r\n")
         if not size_line:
             break
-        size = int(size_line, 16)
-        if size == 0:
-            clean = True
+        try:
+            size = int(size_line, 16)
+        except ValueError:
             break
-        body_bytes += rest[:size]
+        if size == 0:
+            return body, True
+        body += rest[:size]
         rest = rest[size + 2:]
-    return head.decode("latin-1"), body_bytes, arrivals, clean
+    return body, False
+
+
+def _post_request(body: bytes, headers: dict[str, str] | None = None, path: str = "/v1/chat") -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {"Accept": "application/json"}).items()).encode()
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\n" + extra
+            + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def _post(port: int, body: bytes, timeout: float = 20) -> tuple[str, bytes, list[tuple[float, bytes]], bool]:
+    """POSTs like an SDK (Accept: application/json) and reads the whole answer: the head, the
+    de-chunked body, the reads as they came, and whether it ended cleanly (terminating chunk)."""
+    head, rest, arrivals = _exchange(port, _post_request(body), read_for=timeout)
+    body_bytes, clean = _dechunk(rest)
+    return head, body_bytes, arrivals, clean
 
 
 def test_a_post_stream_gets_heartbeats_in_its_pauses_and_ends_as_the_origin_did(token_origin, gateway):
@@ -204,40 +230,10 @@ def test_without_ids_and_with_every_flag_that_adds_to_a_stream_the_events_are_in
 
 def _resume(port: int, path: str, headers: dict[str, str], read_for: float = 10) -> tuple[str, str, bool]:
     """GETs a resume path; returns the head, the de-chunked text and whether it ended cleanly."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=read_for)
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: gw\r\n{extra}\r\n".encode())
-    raw = b""
-    end = time.monotonic() + read_for
-    while time.monotonic() < end:
-        try:
-            data = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not data:
-            break
-        raw += data
-        if raw.endswith(b"\r\n0\r\n\r\n") or (b"Content-Length" in raw and raw.count(b"\r\n\r\n") and not b"chunked" in raw):
-            if b"\r\n0\r\n\r\n" in raw or b"Content-Length: " in raw:
-                break
-    sock.close()
-    head, _, rest = raw.partition(b"\r\n\r\n")
-    text, clean = b"", False
-    if b"chunked" in head.lower():
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            if not size_line:
-                break
-            size = int(size_line, 16)
-            if size == 0:
-                clean = True
-                break
-            text += rest[:size]
-            rest = rest[size + 2:]
-    else:
-        text = rest
-    return head.decode("latin-1"), text.decode(), clean
-
+    head, rest, _ = _exchange(port, f"GET {path} HTTP/1.1\r\nHost: gw\r\n{extra}\r\n".encode(), read_for=read_for)
+    text, clean = _dechunk(rest) if "chunked" in head.lower() else (rest, False)
+    return head, text.decode(), clean
 
 def _tokens(text: str) -> list[str]:
     return [json.loads(line[6:])["token"] for line in text.split("\n") if line.startswith("data: {")]
@@ -253,19 +249,8 @@ def _header(head: str, name: str) -> str | None:
 
 def _post_and_drop(port: int, after_tokens: int, auth: str = "Bearer k1") -> tuple[str, list[str]]:
     """POSTs, reads until `after_tokens` tokens arrived, then drops the connection (RST)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: gw\r\nAuthorization: " + auth.encode()
-                 + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-    raw = b""
-    while True:
-        raw += sock.recv(65536)
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        if len(_tokens(rest.decode(errors="replace"))) >= after_tokens:
-            break
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
-    return head.decode("latin-1"), _tokens(raw.partition(b"\r\n\r\n")[2].decode(errors="replace"))
-
+    head, rest, _ = _exchange(port, _post_request(b"{}", {"Authorization": auth}), read_tokens=after_tokens, drop=True)
+    return head, _tokens(_dechunk(rest)[0].decode(errors="replace"))
 
 def test_a_dropped_generation_resumes_by_id_and_by_count_without_a_second_post(token_origin, gateway):
     origin = token_origin(tokens=tuple(f"t{n}" for n in range(12)), pauses={n: 0.15 for n in range(12)})
@@ -339,31 +324,10 @@ def test_memory_bounds_per_generation_and_for_all_kept_ones(token_origin, gatewa
 
 
 def _raw_post(port: int, body: bytes, headers: dict[str, str], read_tokens: int | None = None, read_for: float = 10):
-    """POSTs with extra headers; reads `read_tokens` tokens then drops, or reads to the end."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=read_for)
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
-    sock.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: gw\r\n" + extra + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    raw = b""
-    end = time.monotonic() + read_for
-    while time.monotonic() < end:
-        try:
-            data = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not data:
-            break
-        raw += data
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        if read_tokens is not None and len(_tokens(rest.decode(errors="replace"))) >= read_tokens:
-            break
-        if raw.endswith(b"\r\n0\r\n\r\n") or (b"\r\n\r\n" in raw and b"content-length:" in head.lower()
-                                                and len(rest) >= int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])):
-            break
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
-    head, _, rest = raw.partition(b"\r\n\r\n")
-    return head.decode("latin-1"), rest.decode(errors="replace")
-
+    """POSTs with these headers; reads `read_tokens` tokens then drops, or reads to the end."""
+    head, rest, _ = _exchange(port, _post_request(body, headers), read_tokens=read_tokens, read_for=read_for,
+                              drop=read_tokens is not None)
+    return head, _dechunk(rest)[0].decode(errors="replace") if "chunked" in head.lower() else rest.decode(errors="replace")
 
 def test_an_idempotent_retry_joins_the_first_generation_and_another_body_is_refused(token_origin, gateway):
     origin = token_origin(tokens=tuple(f"t{n}" for n in range(8)), pauses={n: 0.1 for n in range(8)})

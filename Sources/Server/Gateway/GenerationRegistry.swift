@@ -1,5 +1,17 @@
 import LifelineCore
 import NIOConcurrencyHelpers
+import NIOHTTP1
+
+extension CallerCredentials {
+    /// The credentials `head` carries: every line of its `Authorization` and `Cookie`.
+    init(of head: HTTPRequestHead) {
+        func joined(_ name: String) -> String? {
+            let values = head.headers[name]
+            return values.isEmpty ? nil : values.joined(separator: ", ")
+        }
+        self.init(authorization: joined("authorization"), cookie: joined("cookie"))
+    }
+}
 
 /// The private generations that can be resumed (`Lifeline-Resume`), by token: each with the
 /// credentials of the caller that started it and the request it answered. Any loop may look a

@@ -168,11 +168,7 @@ final class ClientExchange {
     /// `GET /_lifeline/resume/TOKEN`: joins the private generation the token names, if this
     /// caller started it, from its `Last-Event-ID` or `Lifeline-Resume-From: N`.
     private func resume(_ token: ResumeToken?, head: HTTPRequestHead, responder: ClientResponder) {
-        func joined(_ name: String) -> String? {
-            let values = head.headers[name]
-            return values.isEmpty ? nil : values.joined(separator: ", ")
-        }
-        let credentials = CallerCredentials(authorization: joined("authorization"), cookie: joined("cookie"))
+        let credentials = CallerCredentials(of: head)
         guard let token, let entry = self.shared.generations.generation(token, for: credentials) else {
             let refusal = RequestRefusal.unknownResume
             self.loop.counters.values.refused[refusal.reason] += 1
@@ -233,12 +229,8 @@ final class ClientExchange {
         guard method != .GET, method != .HEAD, let value = request.head.headers.first(name: "idempotency-key"),
             (1...255).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F })
         else { return self.proxy(request) }
-        func joined(_ name: String) -> String? {
-            let values = request.head.headers[name]
-            return values.isEmpty ? nil : values.joined(separator: ", ")
-        }
         let key = IdempotencyRegistry.Key(
-            credentials: CallerCredentials(authorization: joined("authorization"), cookie: joined("cookie")),
+            credentials: CallerCredentials(of: request.head),
             route: request.match.route.prefix, value: value)
         self.state = .collectingBody(request, key, ByteBuffer())
         if self.requestEnded {

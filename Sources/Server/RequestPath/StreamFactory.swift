@@ -120,12 +120,8 @@ extension StreamFactory {
                 }
             )
         )
-        func joined(_ name: String) -> String? {
-            let values = request.head.headers[name]
-            return values.isEmpty ? nil : values.joined(separator: ", ")
-        }
         registry.register(
-            .init(stream: stream, credentials: CallerCredentials(authorization: joined("authorization"), cookie: joined("cookie")),
+            .init(stream: stream, credentials: CallerCredentials(of: request.head),
                   request: request),
             as: token)
         if let idempotencyKey {
