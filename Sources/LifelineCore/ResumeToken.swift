@@ -25,15 +25,23 @@ public struct ResumeToken: Hashable, Sendable, CustomStringConvertible {
     public var description: String { String(self.value.prefix(6)) + "…" }
 }
 
-/// Who may resume a generation: a keyed hash of the `Authorization` and `Cookie` its request
-/// carried (or their absence). Nothing of the credentials themselves is kept.
+/// Who may resume a generation: keyed hashes of the `Authorization` and `Cookie` its request
+/// carried. Nothing of the credentials themselves is kept.
 public struct CallerCredentials: Hashable, Sendable {
-    private let digest: HeaderDigest
+    private let authorization: HeaderDigest?
+    private let cookie: HeaderDigest?
 
     public init(authorization: String?, cookie: String?) {
-        // Each part with a presence mark, so that no two different pairs hash alike.
-        let text = (authorization.map { "a" + $0 } ?? "-") + "\u{0}" + (cookie.map { "c" + $0 } ?? "-")
-        self.digest = HeaderDigest(text)
+        self.authorization = authorization.map { HeaderDigest("a" + $0) }
+        self.cookie = cookie.map { HeaderDigest("c" + $0) }
+    }
+
+    /// Whether a request with `other` credentials may join what these started: each credential
+    /// these carried must be carried alike. One these did not carry is not asked for: a browser
+    /// that got a cookie from the generation's own answer still resumes it.
+    public func admits(_ other: CallerCredentials) -> Bool {
+        (self.authorization == nil || self.authorization == other.authorization)
+            && (self.cookie == nil || self.cookie == other.cookie)
     }
 }
 

@@ -34,6 +34,15 @@ class TokenOrigin:
             def log_message(self, *args):  # quiet
                 pass
 
+            def do_GET(self):
+                # A page for the browser tests, on the gateway's origin (the route is "/").
+                page = b"<!doctype html><title>chat</title><p>chat</p>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
@@ -277,7 +286,7 @@ def test_resume_tokens_are_bound_to_the_caller_and_not_guessable(token_origin, g
     gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}")
     head, _ = _post_and_drop(gw.port, after_tokens=1, auth="Bearer mine")
     resume = _header(head, "Lifeline-Resume")
-    for headers in ({"Authorization": "Bearer yours"}, {}, {"Authorization": "Bearer mine", "Cookie": "x=1"}):
+    for headers in ({"Authorization": "Bearer yours"}, {}, {"Authorization": "Bearer mine, x"}):
         rhead, body, _ = _resume(gw.port, resume, headers, read_for=3)
         assert rhead.startswith("HTTP/1.1 404"), (headers, rhead)
     for path in ("/_lifeline/resume/" + "0" * 32, "/_lifeline/resume/nope", resume[:-1] + ("0" if resume[-1] != "0" else "1")):
@@ -463,3 +472,96 @@ def test_a_flood_of_generations_never_resumed_leaves_nothing_behind(token_origin
           f"after the window {after['process']['residentBytes'] / 2**20:.1f} MiB")
     assert grown < 24 << 20, f"RSS grew {grown / 2**20:.1f} MiB after 2,000 generations were forgotten"
     assert origin.posts == 2001
+
+
+
+# --------------------------------------------------------------------------------------------
+# The browser helper: lifelineFetchEvents
+
+
+@pytest.fixture
+def stall_proxy():
+    """`start(target_port)` puts a StallProxy (stall_proxy.py) in front of 127.0.0.1:target_port."""
+    from stall_proxy import StallProxy
+    proxies = []
+
+    def start(target_port: int):
+        proxy = StallProxy(target_port)
+        proxies.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
+
+_START_JS = """
+([persist]) => {
+  window.__got = window.__got || [];
+  window.__errors = [];
+  window.__finished = false;
+  (async () => {
+    try {
+      for await (const e of lifelineFetchEvents('/v1/chat', { method: 'POST', body: '{}',
+          headers: { 'Content-Type': 'application/json' } }, { persist })) {
+        if (e.data !== '[DONE]') window.__got.push(JSON.parse(e.data).token);
+      }
+      window.__finished = true;
+    } catch (err) { window.__errors.push(String(err)); }
+  })();
+}
+"""
+
+
+def _browser_state(page):
+    return page.evaluate("() => ({ got: window.__got || [], errors: window.__errors || [], finished: !!window.__finished })")
+
+
+def _wait_browser(page, condition, timeout, what):
+    end = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < end:
+        state = _browser_state(page)
+        if condition(state):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: {state}")
+
+
+def test_the_browser_helper_resumes_a_post_stream_after_the_connection_is_cut(token_origin, gateway, stall_proxy, new_page):
+    tokens = tuple(f"t{n}" for n in range(10))
+    origin = token_origin(tokens=tokens, pauses={n: 0.2 for n in range(10)})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
+    proxy = stall_proxy(gw.port)
+    page = new_page()
+    page.goto(f"{proxy.url}/")
+    page.add_script_tag(url="/_lifeline/client.js")
+    page.evaluate(_START_JS, [None])
+    _wait_browser(page, lambda s: len(s["got"]) >= 3, 10, "three tokens")
+    proxy.cut()
+    state = _wait_browser(page, lambda s: s["finished"] or s["errors"], 15, "the rest of the generation")
+    assert state["errors"] == [], state
+    assert state["got"] == list(tokens), "every token once, in order, across the cut"
+    assert origin.posts == 1, "resumed, not run again"
+
+
+def test_the_browser_helper_resumes_a_post_stream_after_a_page_reload(token_origin, gateway, new_page):
+    tokens = tuple(f"t{n}" for n in range(10))
+    # The model "thinks" for 2 s after the third token: the page reloads in that pause.
+    origin = token_origin(tokens=tokens, pauses={**{n: 0.1 for n in range(10)}, 3: 2.0})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
+    page = new_page()
+    page.goto(f"http://127.0.0.1:{gw.port}/")
+    page.add_script_tag(url="/_lifeline/client.js")
+    page.evaluate(_START_JS, ["chat-1"])
+    before = _wait_browser(page, lambda s: len(s["got"]) >= 3, 10, "three tokens")["got"]
+    page.reload()
+    page.add_script_tag(url="/_lifeline/client.js")
+    page.evaluate(_START_JS, ["chat-1"])
+    after = _wait_browser(page, lambda s: s["finished"] or s["errors"], 15, "the rest after the reload")
+    assert after["errors"] == [], after
+    # What the first page had yielded when it went, then exactly the rest.
+    assert before == ["t0", "t1", "t2"], before
+    assert after["got"] == list(tokens[3:]), after
+    assert origin.posts == 1, "the reload resumed the generation instead of sending the POST again"
+    # Done: the saved position is gone, so the next call is a new POST.
+    assert page.evaluate("() => sessionStorage.getItem('lifeline:generation:chat-1')") is None

@@ -19,7 +19,8 @@ struct ClientScript: Sendable {
     static let moduleExports = """
 
         const LifelineEventSource = globalThis.LifelineEventSource;
-        export { LifelineEventSource };
+        const lifelineFetchEvents = globalThis.lifelineFetchEvents;
+        export { LifelineEventSource, lifelineFetchEvents };
         export default LifelineEventSource;
 
         """

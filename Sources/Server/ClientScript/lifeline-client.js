@@ -52,7 +52,7 @@ class LifelineEventSource extends EventTarget {
     this.readyState = CONNECTING;
     this._key = "lifeline:" + this.url;
     this.lastEventId = (o.persist && store("getItem", this._key)) || "";
-    Object.assign(this, { _h: {}, _gen: 0, _attempt: 0, _retry: -1, _hb: 0, _paused: true, _on: () => this._online(), _v: () => this._visible() });
+    Object.assign(this, { _h: {}, _gen: 0, _attempt: 0, _quick: 0, _retry: -1, _hb: 0, _paused: true, _on: () => this._online(), _v: () => this._visible() });
     if (G.addEventListener) G.addEventListener("online", this._on);
     if (o.pauseWhenHidden && G.document) G.document.addEventListener("visibilitychange", this._v);
     this._timer = setTimeout(this._v, 0); // connects once the caller has added its listeners
@@ -78,7 +78,10 @@ class LifelineEventSource extends EventTarget {
   async _connect() {
     this._clear();
     const gen = this._gen, o = this._o, id = this.lastEventId, ctl = this._ctl = new AbortController();
-    this._watch(gen); // also covers a request that gets no response
+    // Also covers a request that gets no response. Right after a dead path the request may go out
+    // on a pooled connection that died with it: the gateway answers at once, so a second without
+    // a head means try another.
+    this._watch(gen, this._quick ? 1000 : 0);
     try {
       const u = new URL(this.url);
       const h = new Headers((typeof o.headers === "function" ? await o.headers() : o.headers) || {});
@@ -107,6 +110,7 @@ class LifelineEventSource extends EventTarget {
         if (e) this.dispatchEvent(new MessageEvent(e.type, { data: e.data, lastEventId: i, origin }));
       }, (r) => { this._retry = r; });
       this._hb = +get("lifeline-heartbeat") || 0;
+      this._quick = 0;
       this.readyState = OPEN;
       this._opened = Date.now();
       this.dispatchEvent(new Event("open"));
@@ -128,9 +132,12 @@ class LifelineEventSource extends EventTarget {
     }
   }
 
-  // No byte for 2.5 heartbeats (Lifeline-Heartbeat or the watchdog option): a dead path.
-  _watch(gen) {
-    const w = this._o.watchdog, ms = (w != null ? +w : this._hb) * 2.5;
+  // No byte for 2.5 heartbeats (Lifeline-Heartbeat or the watchdog option): a dead path. `cap`
+  // shortens it (a request after a dead path).
+  _watch(gen, cap) {
+    const w = this._o.watchdog;
+    let ms = (w != null ? +w : this._hb) * 2.5;
+    if (cap && (ms <= 0 || cap < ms)) ms = cap;
     const tick = () => {
       const left = this._seen + ms - Date.now();
       if (gen !== this._gen) return;
@@ -149,6 +156,10 @@ class LifelineEventSource extends EventTarget {
     if (this.readyState === CLOSED) return;
     if (wasOpen && Date.now() - this._opened >= 30000) this._attempt = 0;
     this.readyState = CONNECTING;
+    // A silent path is not an overloaded server: the next request goes at once, and the one after
+    // it too if that one hangs on a dead pooled connection; the backoff is for what fails again.
+    if (reason === "watchdog" && this._quick < 3 && wait == null) { this._quick++; wait = 0; this._attempt = Math.max(0, this._attempt - 1); }
+    else this._quick = 0;
     const gen = this._gen, n = ++this._attempt;
     if (wait == null) {
       const lo = this._retry >= 0 ? this._retry : +o.minDelay;
@@ -179,8 +190,81 @@ class LifelineEventSource extends EventTarget {
   }
 }
 
+// lifelineFetchEvents(url, init, options): the events of a fetch-style event stream (a POST to a
+// chat or LLM API through Lifeline) as an async iterator of { type, data, lastEventId }. On a
+// network error, a silent path (2.5 × Lifeline-Heartbeat) or, with options.persist, a page reload,
+// it resumes the same generation through its Lifeline-Resume path from the last event it yielded
+// (Lifeline-Resume-From: count): no gap, no duplicate, one origin request. A resume answered 404
+// or 410 throws (the generation is gone); so does an answer that is not 200 text/event-stream.
+async function* lifelineFetchEvents(url, init, options) {
+  const o = Object.assign({ maxAttempts: 8, minDelay: 250, maxDelay: 5000, persist: null }, options);
+  init = init || {};
+  const base = new URL(url, G.location && G.location.href), key = o.persist ? "lifeline:generation:" + o.persist : null;
+  let resume = null, count = 0, id = "", attempt = 0;
+  const saved = key && store("getItem", key);
+  if (saved) { try { ({ resume, count, id } = JSON.parse(saved)); } catch (e) { resume = null; } }
+  const save = () => { if (key) store("setItem", key, JSON.stringify({ resume, count, id })); };
+  for (;;) {
+    const ctl = new AbortController();
+    let dog = 0, hb = 0, events = [], done = false;
+    const watch = () => { clearTimeout(dog); if (hb > 0) dog = setTimeout(() => ctl.abort(), hb * 2.5); };
+    try {
+      let res;
+      if (resume) {
+        const h = new Headers(init.headers || {});
+        for (const n of ["content-type", "content-length", "idempotency-key"]) h.delete(n);
+        h.set("Lifeline-Resume-From", String(count));
+        if (id) h.set("Last-Event-ID", id);
+        hb = 5000; watch(); // until the gateway says its heartbeat
+        res = await fetch(new URL(resume, base), { method: "GET", headers: h, credentials: init.credentials || "same-origin", cache: "no-store", signal: ctl.signal });
+        if (res.status === 404 || res.status === 410) {
+          if (key) store("removeItem", key);
+          throw Object.assign(new Error("lifeline: the generation is gone (" + res.status + ")"), { status: res.status, final: true });
+        }
+      } else {
+        res = await fetch(base, Object.assign({}, init, { signal: ctl.signal }));
+        resume = res.headers.get("lifeline-resume");
+        save();
+      }
+      if (res.status !== 200 || !/^text\/event-stream[ \t]*(;|$)/i.test(res.headers.get("content-type") || "")) {
+        throw Object.assign(new Error("lifeline: answered " + res.status + " " + (res.headers.get("content-type") || "")), { status: res.status, final: true });
+      }
+      hb = +res.headers.get("lifeline-heartbeat") || 0;
+      watch();
+      attempt = 0;
+      const reader = res.body.getReader(), dec = new TextDecoder("utf-8", { ignoreBOM: true });
+      const p = new Parser(id, (i, e) => { id = i; if (e) events.push(e); }, () => {});
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) { done = true; break; }
+        watch();
+        p.feed(dec.decode(r.value, { stream: true }));
+        while (events.length) {
+          const e = events.shift();
+          count++;
+          save();
+          yield e;
+        }
+      }
+      clearTimeout(dog);
+      if (key) store("removeItem", key);
+      return;
+    } catch (e) {
+      clearTimeout(dog);
+      if (e && e.final) throw e;
+      if (!resume || ++attempt > o.maxAttempts) throw e;
+      const wait = attempt === 1 ? 0 : Math.min(+o.maxDelay, +o.minDelay * 2 ** (attempt - 2)) * Math.random();
+      await new Promise((r) => setTimeout(r, wait));
+    } finally {
+      // Also when the caller stops iterating early: the request goes with it.
+      clearTimeout(dog);
+      if (!done) ctl.abort();
+    }
+  }
+}
+
 const C = { CONNECTING, OPEN, CLOSED }, P = LifelineEventSource.prototype;
-Object.assign(LifelineEventSource, C, { LifelineEventSource, _Parser: Parser });
+Object.assign(LifelineEventSource, C, { LifelineEventSource, lifelineFetchEvents, _Parser: Parser });
 Object.assign(P, C);
 for (const t of ["open", "message", "error"]) {
   Object.defineProperty(P, "on" + t, {
@@ -192,5 +276,6 @@ for (const t of ["open", "message", "error"]) {
   });
 }
 G.LifelineEventSource = LifelineEventSource;
+G.lifelineFetchEvents = lifelineFetchEvents;
 if (typeof module === "object" && module && module.exports) module.exports = LifelineEventSource;
 })(typeof globalThis !== "undefined" ? globalThis : self);

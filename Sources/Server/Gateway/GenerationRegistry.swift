@@ -76,7 +76,7 @@ final class GenerationRegistry: Sendable {
     /// The generation `token` names, if `credentials` are its caller's; nil otherwise (the same
     /// answer for an unknown token and another caller's, so that it is no oracle).
     func generation(_ token: ResumeToken, for credentials: CallerCredentials) -> Entry? {
-        guard let entry = self.shard(token).withLockedValue({ $0[token] }), entry.credentials == credentials else {
+        guard let entry = self.shard(token).withLockedValue({ $0[token] }), entry.credentials.admits(credentials) else {
             return nil
         }
         return entry

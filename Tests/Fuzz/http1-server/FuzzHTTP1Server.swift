@@ -27,8 +27,9 @@ import Upstream
 //   7  virtual time advances (n + 1) × 100 ms
 //
 // Properties: nothing traps; every byte a client is sent starts with an HTTP/1.x status line;
-// once every client has left and the streams' linger has passed, the gateway counts no client
-// connection and holds no stream (nothing leaks per connection or per stream).
+// once every client has left and the streams' linger (and a private generation's resume window)
+// has passed, the gateway counts no client connection and holds no stream (nothing leaks per
+// connection or per stream).
 
 final class OriginPool: @unchecked Sendable {
     let loop: EmbeddedEventLoop
@@ -108,6 +109,9 @@ func runInput(_ input: UnsafeRawBufferPointer) {
     configuration.stream.assignIDs = flags & 64 != 0
     configuration.requestHeadTimeout = flags & 128 != 0 ? .milliseconds(200) : .seconds(10)
     configuration.upstream.connector = origins.connector
+    // Private generations (a POST answered with an event stream) outlive their client by the
+    // resume window: shorter than the 120 s the end of a run waits, as the streams' linger is.
+    configuration.stream.resumeWindow = .seconds(40)
     configuration.upstream.reconnectMin = .milliseconds(10)
     configuration.upstream.reconnectMax = .milliseconds(500)
     var logger = Logger(label: "fuzz")
