@@ -565,3 +565,28 @@ def test_the_browser_helper_resumes_a_post_stream_after_a_page_reload(token_orig
     assert origin.posts == 1, "the reload resumed the generation instead of sending the POST again"
     # Done: the saved position is gone, so the next call is a new POST.
     assert page.evaluate("() => sessionStorage.getItem('lifeline:generation:chat-1')") is None
+
+
+def test_a_third_party_origin_sse_starlette_gets_heartbeats_and_resumes(processes, gateway):
+    """sse-starlette's EventSourceResponse under uvicorn, code nobody here wrote."""
+    pytest.importorskip("sse_starlette")
+    pytest.importorskip("uvicorn")
+    import sys
+    import urllib.request
+    from pathlib import Path
+    script = Path(__file__).with_name("starlette_origin.py")
+    origin = processes.start("starlette-origin", [sys.executable, str(script)])
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
+    head, body, _, clean = _post(gw.port, b'{"messages": []}')
+    text = body.decode()
+    assert head.startswith("HTTP/1.1 200") and clean, head
+    assert "".join(_tokens(text)) == "The answer is forty-two."
+    assert text.count(":heartbeat\n") >= 2, f"heartbeats in the 2.5 s pause: {text!r}"
+    # Dropped after the first token, resumed by count: the rest of the same generation.
+    head, got = _post_and_drop(gw.port, after_tokens=1)
+    rhead, rest, clean = _resume(gw.port, _header(head, "Lifeline-Resume"),
+                                 {"Authorization": "Bearer k1", "Lifeline-Resume-From": str(len(got))})
+    assert _header(rhead, "Lifeline-Replay") == "hit" and clean, rhead
+    assert "".join(got + _tokens(rest)) == "The answer is forty-two."
+    with urllib.request.urlopen(f"http://127.0.0.1:{origin.port}/stats", timeout=5) as answer:
+        assert json.loads(answer.read())["posts"] == 2, "one POST per generation"
