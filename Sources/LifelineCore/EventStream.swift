@@ -783,7 +783,6 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     }
 
     private func claimAnswered(_ claim: HistoryClaim) {
-        guard !self.lifecycle.isEnded || self.history != nil else { return }
         switch claim {
         case .follower(let owner, let position, let headers):
             self.ownerName = owner

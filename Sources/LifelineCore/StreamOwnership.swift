@@ -41,7 +41,7 @@ struct StreamOwnership {
         case rejoining
         /// The store is unreachable (or does not continue us): our own origin connection feeds
         /// the stream, numbered in our own space; a claim is tried again at `retryAt`.
-        case fallback(retryAt: NIODeadline, attempt: Int)
+        case fallback(retryAt: NIODeadline)
         case ended
     }
 
@@ -151,7 +151,7 @@ struct StreamOwnership {
             // The owner may be gone: a claim takes the lease only if it is free.
             self.state = .checkingLease(epoch: epoch)
             return [.claim(startFresh: false, nextSequence: local.lastSequence + 1)]
-        case .fallback(let retryAt, _) where now >= retryAt:
+        case .fallback(let retryAt) where now >= retryAt:
             self.state = .claiming(originRunning: true, startFresh: false)
             return [.claim(startFresh: false, nextSequence: local.lastSequence + 1)]
         default:
@@ -336,7 +336,7 @@ struct StreamOwnership {
         let attempt = self.failures
         self.failures += 1
         let delay = Self.backoff(attempt: attempt, timing: self.timing)
-        self.state = .fallback(retryAt: now + delay, attempt: attempt)
+        self.state = .fallback(retryAt: now + delay)
         var actions: [Action] = []
         if !originRunning {
             // On our own from here: our numbering, resuming from what we delivered.

@@ -14,7 +14,7 @@ final class RedisClient: RedisCommandRouting {
         case connecting(EventLoopFuture<RedisConnection>)
         case connected(RedisConnection)
         /// The last attempt failed; commands fail until `until`, then the next one reconnects.
-        case backingOff(until: NIODeadline, attempt: Int, reason: String)
+        case backingOff(until: NIODeadline, reason: String)
     }
 
     let eventLoop: EventLoop
@@ -89,7 +89,7 @@ final class RedisClient: RedisCommandRouting {
             return self.eventLoop.makeSucceededFuture(connection)
         case .connecting(let future):
             return future
-        case .backingOff(let until, _, let reason) where self.eventLoop.now < until:
+        case .backingOff(let until, let reason) where self.eventLoop.now < until:
             return self.eventLoop.makeFailedFuture(RedisUnavailable(reason: reason))
         case .idle, .backingOff:
             return self.connect()
@@ -111,7 +111,7 @@ final class RedisClient: RedisCommandRouting {
                 let delay = RedisEndpoint.backoff(attempt: self.attempt)
                 self.attempt += 1
                 let reason = "redis unreachable: \(error)"
-                self.state = .backingOff(until: self.eventLoop.now + delay, attempt: self.attempt, reason: reason)
+                self.state = .backingOff(until: self.eventLoop.now + delay, reason: reason)
                 self.logger.warning("could not connect to redis", metadata: ["error": "\(error)", "retry_in_ms": "\(delay.nanoseconds / 1_000_000)"])
             }
         }
