@@ -4,9 +4,6 @@
 public enum StreamSharing: Sendable, Equatable {
     /// Every client with the stream's key joins it (the default).
     case shared
-    /// The route is an `--unshared-route`: each client gets a stream of its own, opened with its
-    /// own `Last-Event-ID`, so that the origin replays to it as it would to a browser.
-    case unsharedRoute
     /// The shared stream's buffer could not serve the client's `Last-Event-ID`
     /// (`--replay-miss=upstream`): the client catches up from the origin on a stream of its own,
     /// then continues on the shared stream from the first event both hold, and its own ends.
@@ -14,7 +11,8 @@ public enum StreamSharing: Sendable, Equatable {
     /// The origin's head for the shared stream does not fit this client's request (`Vary`).
     case varyMismatch
     /// The event-stream answer to a request that is not a shared GET (a POST to a chat or LLM
-    /// API): one generation for the client whose request it answers, never requested again.
+    /// API, a GET on an `--unshared-route`): one generation for the client whose request it
+    /// answers, never requested again.
     case privateGeneration
 
     /// Found by key and joined by every client with that key.
@@ -24,7 +22,6 @@ public enum StreamSharing: Sendable, Equatable {
     public var name: String {
         switch self {
         case .shared: return "shared"
-        case .unsharedRoute: return "unshared route"
         case .catchUp: return "catching up"
         case .varyMismatch: return "vary mismatch"
         case .privateGeneration: return "private generation"

@@ -46,8 +46,10 @@ enum LifelineFlags {
     static let unsharedRoute = RepeatedFlag(
         "unshared-route", .string.validate { $0.hasPrefix("/") ? nil : "must be a route prefix starting with /" },
         valueName: "PREFIX", section: "Listening and routing",
-        help: "Give each client of this --route prefix its own upstream connection (still with heartbeats, "
-            + "reconnects and replay by the origin), for origins that send a snapshot of their state first.")
+        help: "Give each client of this --route prefix its own origin request, for origins that send a snapshot "
+            + "of their state first: the client's GET is sent once (with its Last-Event-ID), and an event-stream "
+            + "answer is a private generation (heartbeats, Lifeline-Resume, never re-requested by the gateway; "
+            + "the client reconnects).")
     static let clientScriptPath = Flag(
         "client-script-path", .string.validate { $0.isEmpty || ($0.hasPrefix("/") && !$0.contains("?")) ? nil : "must be empty or a path starting with /" },
         default: "/_lifeline/client.js", valueName: "PATH", section: "Listening and routing",

@@ -88,7 +88,7 @@ final class StreamHubTests: XCTestCase {
     func testPrivateStreamsAreListedUntilTheyEndButNeverFoundByKey() {
         let hub = StreamHub()
         let key = makeKey()
-        let stream = EventStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), sharing: .unsharedRoute,
+        let stream = EventStream(key: key, eventLoop: self.loop, configuration: StreamConfiguration(), sharing: .varyMismatch,
                                  reporting: .init(hub: hub))
         stream.start(upstream: FakeFeed())
         hub.registerPrivate(stream)

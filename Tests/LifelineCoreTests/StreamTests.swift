@@ -186,7 +186,7 @@ final class StreamTests: XCTestCase {
 
     func testMissOnAPrivateStreamAttaches() {
         // A private stream is the answer to a miss; it never refuses its client.
-        let stream = self.makeStream(StreamConfiguration(replayMiss: .upstream), sharing: .unsharedRoute)
+        let stream = self.makeStream(StreamConfiguration(replayMiss: .upstream), sharing: .varyMismatch)
         let subscriber = self.attach(stream, lastEventID: "3")
         XCTAssertEqual(subscriber.replayStatus, .miss)
         XCTAssertEqual(subscriber.refusals, [])
@@ -398,7 +398,7 @@ final class StreamTests: XCTestCase {
     }
 
     func testPrivateStreamEndsWithItsClient() {
-        let stream = self.makeStream(StreamConfiguration(linger: .seconds(30)), sharing: .unsharedRoute)
+        let stream = self.makeStream(StreamConfiguration(linger: .seconds(30)), sharing: .varyMismatch)
         let subscriber = self.attach(stream, lastEventID: "9", isCreator: true)
         subscriber.leave()
         self.loop.run()

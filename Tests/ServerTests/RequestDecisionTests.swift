@@ -89,10 +89,23 @@ final class RequestDecisionTests: XCTestCase {
                     opening: .init(variant: StreamVariant(vary: vary, value: { values[$0] })))
     }
 
-    func testAnUnsharedRouteOpensItsOwnWithTheClientsID() {
-        let request = self.request("/state", headers: [("Last-Event-ID", "41")], unshared: ["/state"])
-        XCTAssertEqual(describe(RequestDecision.beforeLookup(request)), "open own unshared route from 41")
-        XCTAssertNil(RequestDecision.beforeLookup(self.request()), "a shared route asks the hub")
+    func testAGetOnAnUnsharedRouteIsProxiedAsTheClientsOwn() {
+        // Like a POST: sent once, and a private generation if answered with an event stream.
+        var configuration = self.configuration(unshared: ["/state"])
+        configuration.routes = [try! Route.parse("/state=http://origin:3000/state").get(), try! Route.parse("/=http://origin:3000/").get()]
+        for (uri, expected) in [("/state", "proxy"), ("/state/x?y=1", "proxy"), ("/events", "stream")] {
+            let head = self.head(uri, headers: [("Accept", "text/event-stream"), ("Last-Event-ID", "41")])
+            let decision = RequestDecision.dispatch(head, parsed: self.parse(head, configuration), clientScriptPath: nil,
+                                                    hasStream: { _ in true })
+            switch decision {
+            case .proxy(let request):
+                XCTAssertEqual(expected, "proxy", uri)
+                XCTAssertEqual(request.ownStreamHead().headers.first(name: "last-event-id"), "41", "the client's id goes to the origin")
+                XCTAssertEqual(request.ownStreamHead().headers.first(name: "accept-encoding"), "identity", "its events are read")
+            case .stream: XCTAssertEqual(expected, "stream", uri)
+            default: XCTFail("\(uri): \(decision)")
+            }
+        }
     }
 
     func testAfterTheHubsAnswer() {

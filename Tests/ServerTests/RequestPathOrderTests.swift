@@ -291,6 +291,35 @@ final class RequestPathOrderTests: XCTestCase {
         XCTAssertEqual(self.shared.generations.count, 0)
     }
 
+    func testAGetOnAnUnsharedRouteIsAPrivateGenerationSentOnce() throws {
+        self.shared = nil
+        var configuration = GatewayConfiguration()
+        configuration.routes = [try Route.parse("/=http://origin.test:3000/").get()]
+        configuration.unsharedRoutes = ["/"]
+        configuration.heartbeat = .seconds(1)
+        configuration.upstream.connector = self.origins.connector
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
+        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+        let client = try self.client(self.eventStreamRequest("/events?lastEventId=7"))
+        XCTAssertTrue(self.origins.requests[0].contains("Last-Event-ID: 7\r\n"), "the query's id goes to the origin: \(self.origins.requests[0])")
+        XCTAssertFalse(self.origins.requests[0].contains("lastEventId"), self.origins.requests[0])
+        try self.answerEventStream(self.origins[0])
+        try self.sendEvent(self.origins[0], "id: 8\ndata: snapshot\n\n")
+        self.loop.advanceTime(by: .milliseconds(2500))
+        let text = try self.received(client)
+        XCTAssertTrue(text.contains("Lifeline-Resume: /_lifeline/resume/"), text)
+        XCTAssertTrue(text.contains("data: snapshot\n\n"), text)
+        XCTAssertTrue(text.contains(":heartbeat") || text.contains(": heartbeat"), "heartbeats in the pause: \(text)")
+        XCTAssertEqual(self.shared.hub.streams.first?.sharing, .privateGeneration)
+        try self.origins[0].writeInbound(ByteBuffer(string: "0\r\n\r\n"))
+        self.loop.run()
+        self.loop.advanceTime(by: .seconds(10))
+        XCTAssertTrue(try self.received(client).hasSuffix("0\r\n\r\n"), "the client's response ends with the origin's")
+        XCTAssertEqual(self.origins.count, 1, "never requested again by the gateway: the client reconnects with its id")
+    }
+
     func testAPrivateGenerationWhoseOriginBreaksOffBreaksTheClientsResponse() throws {
         let client = try self.client(self.postRequest())
         try self.answerEventStream(self.origins[0])

@@ -55,13 +55,15 @@ final class PlainProxy: OriginConnectionDelegate {
         self.responder = responder
         self.owner = owner
         self.shared = shared
-        self.mayBecomeStream = request.head.method == .GET
-        self.mayBecomeGeneration = request.head.method != .GET && request.head.method != .HEAD
+        // A GET on an unshared route is the client's own, like a POST.
+        let isOwnGet = request.head.method == .GET && request.isUnshared
+        self.mayBecomeStream = request.head.method == .GET && !isOwnGet
+        self.mayBecomeGeneration = isOwnGet || (request.head.method != .GET && request.head.method != .HEAD)
         self.state = .awaitingHead
         self.requestEnded = requestEnded
         self.connection = shared.openOrigin(
             request,
-            head: request.upstreamHead(forStream: false),
+            head: isOwnGet ? request.ownStreamHead() : request.upstreamHead(forStream: false),
             on: responder.eventLoop,
             delegate: self
         )

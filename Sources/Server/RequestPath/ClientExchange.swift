@@ -318,9 +318,6 @@ final class ClientExchange {
 
     /// A stream subscription: join, wait for or open the stream for the request's key.
     private func subscribe(_ request: ClientRequest) {
-        if let step = RequestDecision.beforeLookup(request) {
-            return self.take(step, for: request)
-        }
         let lookup = self.shared.hub.lookup(request.key, on: self.eventLoop, onOpened: self.openingCallback())
         self.take(RequestDecision.afterLookup(request, lookup, replayMiss: self.shared.configuration.stream.replayMiss), for: request)
     }
@@ -387,10 +384,9 @@ final class ClientExchange {
         }
     }
 
-    /// The client whose request opened `stream` joins it. On an unshared route its id went to
-    /// the origin by design, so the buffer not knowing it is no miss.
+    /// The client whose request opened `stream` joins it.
     private func attachAsCreator(_ request: ClientRequest, to stream: EventStream) {
-        self.attach(request, to: stream, lastEventID: request.isUnshared ? nil : request.lastEventID, isCreator: true)
+        self.attach(request, to: stream, lastEventID: request.lastEventID, isCreator: true)
     }
 
     /// The gateway's own browser client, whatever the routes say.
@@ -497,7 +493,7 @@ extension ClientExchange: StreamOpenerClient {
         }
         switch outcome {
         case .stream(let stream, let creatorResumed):
-            if creatorResumed || request.lastEventID == nil || request.isUnshared {
+            if creatorResumed || request.lastEventID == nil {
                 self.attachAsCreator(request, to: stream)
             } else {
                 // The origin was opened from the shared history's last id, not this client's:

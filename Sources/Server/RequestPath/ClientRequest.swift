@@ -189,6 +189,17 @@ struct ClientRequest: Sendable {
         return head
     }
 
+    /// A GET on an unshared route, sent once as the client's own: an unencoded answer (its events
+    /// are read), and the client's `Last-Event-ID` (also when it came as a query parameter), so
+    /// that the origin replays as it would to a browser talking to it directly.
+    func ownStreamHead() -> HTTPRequestHead {
+        var head = self.upstreamHead(forStream: true)
+        if let lastEventID = self.lastEventID {
+            head.headers.replaceOrAdd(name: "Last-Event-ID", value: lastEventID)
+        }
+        return head
+    }
+
     /// A `Last-Event-ID` that can be repeated in origin requests and SSE fields: no control
     /// characters (a CR, LF or NUL would break the request or the stream), bounded length.
     /// RFC 9110: a field name is a token; a value is visible characters, spaces, tabs and

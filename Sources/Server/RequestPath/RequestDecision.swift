@@ -51,7 +51,9 @@ enum RequestDecision {
         case .failure(let refusal):
             return .refuse(refusal)
         case .success(let request):
-            if head.method == .GET, request.wantsEvents || hasStream(request.key) {
+            // A GET on an unshared route is the client's own request, like a POST: proxied, and
+            // a private generation if answered with an event stream.
+            if head.method == .GET, !request.isUnshared, request.wantsEvents || hasStream(request.key) {
                 return .stream(request)
             }
             return .proxy(request)
@@ -67,12 +69,6 @@ enum RequestDecision {
         /// Send the request to the origin to open a stream: the shared one under `ticket`, or
         /// one of the client's own (`sharing` says why), resuming from `resumeID`.
         case open(StreamHub.OpeningTicket?, StreamSharing, resumeID: String?)
-    }
-
-    /// Before the hub is asked: an unshared route opens a stream of the client's own with the
-    /// client's id, so that the origin replays as it would to a browser talking to it directly.
-    static func beforeLookup(_ request: ClientRequest) -> StreamStep? {
-        request.isUnshared ? .open(nil, .unsharedRoute, resumeID: request.lastEventID) : nil
     }
 
     /// After the hub's answer for the request's key.
