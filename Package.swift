@@ -92,7 +92,7 @@ let package = Package(
         // Real redis-server processes for the Redis tests (started on loopback, killed after).
         .target(name: "RedisTestSupport", dependencies: ["Redis"], path: "Tests/RedisTestSupport"),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "RedisTestSupport", nioCore, nioPosix, nioEmbedded]),
-        .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore", "Redis", "RedisTestSupport", "LifelineCore", nioCore, nioPosix, nioEmbedded, logging]),
+        .testTarget(name: "RedisStoreTests", dependencies: ["RedisStore", "Redis", "RedisTestSupport", "LifelineCore", "TLS", nioCore, nioPosix, nioEmbedded, logging]),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "LifelineCoreTests", dependencies: ["LifelineCore", "SSE", nioCore, nioPosix, nioEmbedded]),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "LifelineCore", "SSE", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),

@@ -97,6 +97,8 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     /// they missed, then this end) until `completionTimer` ends the stream.
     private var completion: StreamEndReason?
     private var completionTimer: Scheduled<Void>?
+    /// A private generation kept in an archive too (`--redis`): its events and its end go there.
+    private var recording: GenerationRecording?
 
     /// For a `.catchUp` stream: its progress towards the shared stream.
     private var catchUp: CatchUpSplice
@@ -243,6 +245,46 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
             initialDelay: self.ownership.timing.check, delay: self.ownership.timing.check
         ) { [weak self] _ in self?.leaseCheckDue() }
         self.claimAnswered(start.claim)
+    }
+
+    /// Records this private generation's events and end in an archive as well (before `start`).
+    public func record(to recording: GenerationRecording) {
+        self.eventLoop.preconditionInEventLoop()
+        precondition(self.sharing == .privateGeneration, "only private generations are archived")
+        self.recording = recording
+    }
+
+    /// How a private generation kept by another instance (or by this one before a restart) is
+    /// served here: what the archive holds, then the rest as it is stored.
+    public struct ArchivedStart {
+        public var generation: ArchivedGeneration
+        /// Follows the archive after a sequence; the stream is the delegate.
+        public var follow: (_ after: UInt64, _ stream: EventStream) -> HistoryFollowing
+
+        public init(generation: ArchivedGeneration, follow: @escaping (_ after: UInt64, _ stream: EventStream) -> HistoryFollowing) {
+            self.generation = generation
+            self.follow = follow
+        }
+    }
+
+    /// Starts a private generation read from an archive: its stored events are in the replay
+    /// before any resume attaches; an ended one is kept for the rest of its window, a running
+    /// one follows the archive to its end.
+    public func start(archived start: ArchivedStart) {
+        self.eventLoop.preconditionInEventLoop()
+        precondition(self.sharing == .privateGeneration, "only private generations are archived")
+        let generation = start.generation
+        if let first = generation.events.first, first.sequence > 1 {
+            self.ingest.skip(through: first.sequence - 1)
+        }
+        self.apply(self.lifecycle.started())
+        self.setUpstreamState(.following)
+        self.historyReceived(generation.events)
+        if let end = generation.end {
+            self.generationCompleted(end, keptFor: generation.keptFor)
+        } else {
+            self.following = start.follow(self.ingest.nextSequence - 1, self)
+        }
     }
 
     /// `count` clients will join as the stream's openers (`isCreator` or `waitedForOpening`),
@@ -600,6 +642,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         /// The id the batch's last event carries (nil if it carries none).
         var lastCarriedID: String?
         blocks.reserveCapacity(outputs.count)
+        var recorded: [EncodedEvent] = []
         for output in outputs {
             switch output {
             case .retry(let milliseconds):
@@ -613,6 +656,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
                 else { continue }
                 self.replay.append(encoded, now: now)
                 self.admission.record(encoded)
+                if self.recording != nil { recorded.append(encoded) }
                 if let id = encoded.id { self.lastCarriedID = id }
                 self.eventsReceived += 1
                 self.counters?.values.eventsReceived += 1
@@ -635,6 +679,9 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
                 self.end(.catchUpOverflow)
                 return
             }
+        }
+        if let recording = self.recording, !recorded.isEmpty {
+            recording.append(recorded, keptFrom: self.replay.firstSequence ?? self.ingest.nextSequence)
         }
         // After the fan-out: a waiter that gets in now has these events in its replay.
         if eventCount > 0 {
@@ -694,8 +741,12 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
 
     /// A private generation's origin response is over: its clients' responses end the same way,
     /// and the stream is kept for `--resume-window` for resumes.
-    private func generationCompleted(_ reason: StreamEndReason) {
+    private func generationCompleted(_ reason: StreamEndReason, keptFor: TimeAmount? = nil) {
         self.upstream = nil
+        self.following?.stop()
+        self.following = nil
+        self.recording?.finish(reason)
+        self.recording = nil
         self.completion = reason
         self.setUpstreamState(.ended)
         for loopSet in self.loopSets.values {
@@ -706,7 +757,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
                 set.eventLoop.execute { set.endEach(reason) }
             }
         }
-        self.completionTimer = self.eventLoop.scheduleTask(in: self.configuration.resumeWindow) { [weak self] in
+        self.completionTimer = self.eventLoop.scheduleTask(in: keptFor ?? self.configuration.resumeWindow) { [weak self] in
             self?.end(nil)
         }
         self.onComplete?(self.replay.byteCount)
@@ -927,7 +978,19 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     public func historyFollowFailed(_ reason: String) {
         self.eventLoop.preconditionInEventLoop()
         guard !self.lifecycle.isEnded else { return }
+        if self.sharing == .privateGeneration {
+            // An archived generation cannot be asked of the origin again: it broke off here.
+            self.lastUpstreamError = reason
+            self.logger.info("archived generation's follow failed", metadata: ["reason": "\(reason)"])
+            return self.generationCompleted(.originBroke)
+        }
         self.run(self.ownership.followFailed(reason, now: self.eventLoop.now, local: self.local))
+    }
+
+    public func historyEnded(_ reason: StreamEndReason) {
+        self.eventLoop.preconditionInEventLoop()
+        guard !self.lifecycle.isEnded, self.sharing == .privateGeneration, self.completion == nil else { return }
+        self.generationCompleted(reason)
     }
 
     // MARK: Lifetime
@@ -968,6 +1031,10 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         self.completionTimer = nil
         self.following?.stop()
         self.following = nil
+        // Ended while its origin response ran (no resume within the window, a shutdown): what
+        // the archive keeps of it is all there is.
+        self.recording?.finish(.originBroke)
+        self.recording = nil
         if self.history != nil {
             self.run(self.ownership.streamEnded())
         }

@@ -149,6 +149,9 @@ public enum RefusalReason: String, Sendable, CaseIterable {
     case originTimeout = "origin_timeout"
     /// 429: a private generation already has its most resumes in flight.
     case tooManyResumes = "too_many_resumes"
+    /// 503: a resume's token is not known here and the store of kept generations (`--redis`)
+    /// could not be asked.
+    case resumeStoreUnavailable = "resume_store_unavailable"
 }
 
 /// Whose doing the end of a request or connection was (as Pingora tags its errors).
@@ -216,6 +219,7 @@ public struct RefusalCounts: Sendable, Equatable {
         case .originUnreachable: return 6
         case .originTimeout: return 7
         case .tooManyResumes: return 8
+        case .resumeStoreUnavailable: return 9
         }
     }
 

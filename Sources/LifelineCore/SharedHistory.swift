@@ -100,4 +100,7 @@ public protocol HistoryFollowerDelegate: AnyObject {
     func historyReceived(_ events: [EncodedEvent])
     /// The follow broke (the store is unreachable, or its answer did not continue the history).
     func historyFollowFailed(_ reason: String)
+    /// The history is complete: a kept private generation's origin response ended so
+    /// (`originFinished`, `originBroke`) after the last delivered event. Shared histories never end.
+    func historyEnded(_ reason: StreamEndReason)
 }

@@ -26,6 +26,21 @@ public struct SharedStreamNamer: Sendable {
         add(path)
         add(query)
         for value in headerValues { add(value) }
+        return SharedStreamName(self.hexDigest(message))
+    }
+
+    /// A private generation's name in the store: keyed, so the store holds no usable token.
+    public func name(ofGeneration token: ResumeToken) -> SharedStreamName {
+        SharedStreamName(self.hexDigest(Array("lifeline-generation-1\u{0}".utf8) + Array(token.value.utf8)))
+    }
+
+    /// What the store keeps of a caller's credential (`kind`: which header): a keyed hash, so
+    /// that instances can compare credentials without the store holding one.
+    public func digest(ofCredential value: String, kind: String) -> String {
+        self.hexDigest(Array("lifeline-credential-1\u{0}\(kind)\u{0}".utf8) + Array(value.utf8))
+    }
+
+    private func hexDigest(_ message: [UInt8]) -> String {
         // 128 bits are plenty for a name; shorter keys cost Redis less memory.
         let digest = self.keyedHash(message).prefix(16)
         let digits = Array("0123456789abcdef".utf8)
@@ -35,6 +50,6 @@ public struct SharedStreamNamer: Sendable {
             text.append(digits[Int(byte >> 4)])
             text.append(digits[Int(byte & 0x0F)])
         }
-        return SharedStreamName(String(decoding: text, as: UTF8.self))
+        return String(decoding: text, as: UTF8.self)
     }
 }

@@ -37,7 +37,14 @@ enum SharedGatewaySetup {
             "redis": "\(redis.url.addresses.map { "\($0.host):\($0.port)" }.joined(separator: ","))",
             "cluster": "\(redis.url.isCluster)", "tls": "\(redis.url.usesTLS)", "instance": "\(redis.instanceName)",
         ])
-        return SharedGateway(store: store, namer: namer, lease: redis.lease)
+        // Kept generations: a running one's keys live three leases past its recorder's last
+        // renewal (an instance that died leaves its resumers a break within that).
+        let archive = RedisGenerationArchive(
+            store: store, namer: namer,
+            configuration: .init(liveness: redis.lease * 3, resumeWindow: settings.gateway.stream.resumeWindow,
+                                 maxPendingBytes: settings.gateway.stream.privateStreamBytes),
+            eventLoops: eventLoops, logger: logger)
+        return SharedGateway(store: store, namer: namer, lease: redis.lease, archive: archive)
     }
 }
 

@@ -4,7 +4,8 @@ import NIOCore
 import Redis
 
 /// Follows one stream's history with blocking reads (`XREAD BLOCK`) on a connection of its own,
-/// from the last entry it delivered, so that it never skips one; each answer is one batch.
+/// from the last entry it delivered, so that it never skips one; each answer is one batch. A kept
+/// private generation's history is followed the same way, to its end entry.
 ///
 /// A read that is not answered within its block time plus a grace is a connection that answers
 /// nothing (a wedged server, a half-open socket): it is replaced once; if no connection can be
@@ -17,7 +18,11 @@ final class RedisHistoryFollower: HistoryFollowing {
     }
 
     private let key: String
-    private let epoch: String
+    /// The epoch every entry must carry (shared histories); nil for a kept generation.
+    private let epoch: String?
+    /// A kept generation's facts key: when a read waits in vain, a missing key means its
+    /// recorder is gone without an end (its instance died).
+    private let liveKey: String?
     private var lastSequence: UInt64
     private let endpoint: RedisEndpoint
     /// Says which node holds the key (the one server, or the slot's master in a cluster).
@@ -30,10 +35,12 @@ final class RedisHistoryFollower: HistoryFollowing {
     private var state: State = .connecting(attempt: 0)
     private var watchdog: Scheduled<Void>?
 
-    init(key: String, epoch: String, after sequence: UInt64, endpoint: RedisEndpoint, routing: RedisCommandRouting, blockTime: TimeAmount,
-         eventLoop: EventLoop, delegate: HistoryFollowerDelegate, logger: Logger) {
+    init(key: String, epoch: String?, liveKey: String? = nil, after sequence: UInt64, endpoint: RedisEndpoint,
+         routing: RedisCommandRouting, blockTime: TimeAmount, eventLoop: EventLoop, delegate: HistoryFollowerDelegate,
+         logger: Logger) {
         self.key = key
         self.epoch = epoch
+        self.liveKey = liveKey
         self.lastSequence = sequence
         self.endpoint = endpoint
         self.routing = routing
@@ -98,14 +105,22 @@ final class RedisHistoryFollower: HistoryFollowing {
             switch result {
             case .success(let reply):
                 do {
-                    let events = try self.events(in: reply)
+                    let (events, end) = try self.batch(in: reply)
                     if let last = events.last {
                         self.lastSequence = last.sequence
                         self.delegate?.historyReceived(events)
                     }
                     // The delegate may have stopped us.
                     guard case .reading = self.state else { return }
-                    self.read(on: connection)
+                    if let end {
+                        self.state = .stopped
+                        connection.close()
+                        self.delegate?.historyEnded(end)
+                    } else if events.isEmpty, let liveKey = self.liveKey {
+                        self.checkAlive(liveKey, then: connection)
+                    } else {
+                        self.read(on: connection)
+                    }
                 } catch {
                     connection.close()
                     self.fail("\(error)")
@@ -113,6 +128,23 @@ final class RedisHistoryFollower: HistoryFollowing {
             case .failure(let error):
                 connection.close()
                 self.fail("the history follow's connection failed: \(error)")
+            }
+        }
+    }
+
+    /// A read waited in vain on a kept generation: read on while its facts are there.
+    private func checkAlive(_ liveKey: String, then connection: RedisConnection) {
+        self.routing.send(RESPCommand("EXISTS", .string(liveKey)), key: liveKey).assumeIsolated().whenComplete { result in
+            guard case .reading(let current) = self.state, current === connection else { return }
+            switch result {
+            case .success(let reply) where reply.int == 0:
+                connection.close()
+                self.fail("the generation's recording stopped without an end")
+            case .success:
+                self.read(on: connection)
+            case .failure(let error):
+                connection.close()
+                self.fail("cannot reach redis to follow the generation: \(error)")
             }
         }
     }
@@ -135,11 +167,11 @@ final class RedisHistoryFollower: HistoryFollowing {
 
     /// The entries of an XREAD answer: RESP3 gives a map of key to entries, RESP2 an array of
     /// [key, entries]; null when the block time passed with nothing new.
-    private func events(in reply: RESPToken) throws -> [EncodedEvent] {
+    private func batch(in reply: RESPToken) throws -> (events: [EncodedEvent], end: StreamEndReason?) {
         let entries: RESPToken.Array?
         switch reply.value {
         case .null:
-            return []
+            return ([], nil)
         case .map(let map):
             entries = map.first(where: { _ in true })?.value.array
         case .array(let streams):
@@ -150,6 +182,9 @@ final class RedisHistoryFollower: HistoryFollowing {
             entries = nil
         }
         guard let entries else { throw StoredEntry.DecodingError.malformed("unexpected XREAD answer") }
-        return try StoredEntry.events(entries, epoch: self.epoch, receivedAt: self.eventLoop.now, allocator: self.allocator)
+        if self.liveKey == nil {
+            return (try StoredEntry.events(entries, epoch: self.epoch, receivedAt: self.eventLoop.now, allocator: self.allocator), nil)
+        }
+        return try StoredEntry.batch(entries, epoch: self.epoch, receivedAt: self.eventLoop.now, allocator: self.allocator)
     }
 }

@@ -81,11 +81,16 @@ public final class RedisHistoryStore: SharedHistoryStore, @unchecked Sendable {
     }
 
     public func history(named name: SharedStreamName, on eventLoop: EventLoop) -> StreamHistory {
+        RedisStreamHistory(keys: HistoryKeys(name, prefix: self.configuration.keyPrefix), client: self.client(on: eventLoop),
+                           store: self, logger: self.logger)
+    }
+
+    /// The command connection of `eventLoop`; used only there.
+    func client(on eventLoop: EventLoop) -> RedisCommandRouting {
         guard let client = self.clients[ObjectIdentifier(eventLoop)] else {
             preconditionFailure("the shared store has no client for this event loop")
         }
-        return RedisStreamHistory(keys: HistoryKeys(name, prefix: self.configuration.keyPrefix), client: client,
-                                  store: self, logger: self.logger)
+        return client
     }
 
     public func close() {

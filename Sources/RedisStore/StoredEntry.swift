@@ -50,14 +50,31 @@ enum StoredEntry {
         }
     }
 
-    /// Decodes entries; each event's bytes are copied out of the reply (a slice would keep the
-    /// whole read buffer alive for as long as the ring holds the event).
+    /// Decodes a shared history's entries (which never end).
     static func events(
         _ entries: RESPToken.Array, epoch: String?, receivedAt: NIODeadline, allocator: ByteBufferAllocator
     ) throws(DecodingError) -> [EncodedEvent] {
+        let batch = try Self.batch(entries, epoch: epoch, receivedAt: receivedAt, allocator: allocator)
+        guard batch.end == nil else { throw .malformed("an end entry in a shared history") }
+        return batch.events
+    }
+
+    /// The end entry's `x` field (`GenerationScripts`).
+    static func endField(_ reason: StreamEndReason) -> String {
+        reason == .originFinished ? "c" : "b"
+    }
+
+    /// Decodes entries: events, and the end entry of a kept generation if the batch reaches it
+    /// (nothing may follow it). Each event's bytes are copied out of the reply (a slice would
+    /// keep the whole read buffer alive for as long as the ring holds the event).
+    static func batch(
+        _ entries: RESPToken.Array, epoch: String?, receivedAt: NIODeadline, allocator: ByteBufferAllocator
+    ) throws(DecodingError) -> (events: [EncodedEvent], end: StreamEndReason?) {
         var events: [EncodedEvent] = []
+        var end: StreamEndReason?
         events.reserveCapacity(entries.count)
         for entry in entries {
+            guard end == nil else { throw .malformed("an entry after the end") }
             guard let pair = entry.array, pair.count == 2 else { throw .malformed("not [id, fields]") }
             var iterator = pair.makeIterator()
             guard let idText = iterator.next()?.string, let sequence = Self.sequence(ofEntryID: idText),
@@ -69,6 +86,12 @@ enum StoredEntry {
             var fieldIterator = fields.makeIterator()
             while let name = fieldIterator.next(), let value = fieldIterator.next() {
                 switch name.string {
+                case "x":
+                    switch value.string {
+                    case "c": end = .originFinished
+                    case "b": end = .originBroke
+                    default: throw .malformed("entry \(idText) ends with an unknown outcome")
+                    }
                 case "i": id = value.string.flatMap(Self.id(fromField:))
                 case "e":
                     if let slice = value.bytes {
@@ -83,12 +106,13 @@ enum StoredEntry {
                 default: break
                 }
             }
+            if end != nil { continue }
             guard let bytes else { throw .malformed("entry \(idText) has no event") }
             if let epoch, entryEpoch != epoch {
                 throw .malformed("entry \(idText) is of epoch \(entryEpoch ?? "none"), not \(epoch)")
             }
             events.append(EncodedEvent(sequence: sequence, id: id, bytes: bytes, receivedAt: receivedAt))
         }
-        return events
+        return (events, end)
     }
 }

@@ -11,9 +11,9 @@ import XCTest
 /// One stream's history against a real `redis-server`: the scripts' rules (lease, fencing, gaps,
 /// bounds, epochs, lookups), script loading, and a follower's blocking reads.
 final class RedisStreamHistoryTests: XCTestCase {
-    private var server: RedisServerProcess!
+    var server: RedisServerProcess!
     private var group: MultiThreadedEventLoopGroup!
-    private var loop: EventLoop!
+    var loop: EventLoop!
 
     override func setUpWithError() throws {
         do {
@@ -30,7 +30,7 @@ final class RedisStreamHistoryTests: XCTestCase {
         try self.group?.syncShutdownGracefully()
     }
 
-    private func store(instance: String, maxEvents: Int = 1000, maxAge: TimeAmount = .minutes(10), lease: TimeAmount = .seconds(5)) -> RedisHistoryStore {
+    func store(instance: String, maxEvents: Int = 1000, maxAge: TimeAmount = .minutes(10), lease: TimeAmount = .seconds(5)) -> RedisHistoryStore {
         let endpoint = RedisEndpoint(topology: .standalone(self.server.address), commandTimeout: .seconds(2))
         return RedisHistoryStore(
             configuration: .init(endpoint: endpoint, lease: lease, maxEvents: maxEvents, maxAge: maxAge),
@@ -40,7 +40,7 @@ final class RedisStreamHistoryTests: XCTestCase {
     /// Runs `body` on the loop and waits for the value it hands to its completion. The test
     /// thread only waits meanwhile, so what `body` captures is used on the loop alone.
     @discardableResult
-    private func onLoop<T>(_ body: @escaping (@escaping (T) -> Void) -> Void) throws -> T {
+    func onLoop<T>(_ body: @escaping (@escaping (T) -> Void) -> Void) throws -> T {
         let work = Unchecked(body)
         let promise = self.loop.makePromise(of: Unchecked<T>.self)
         self.loop.execute { work.value { promise.succeed(Unchecked($0)) } }
@@ -48,7 +48,7 @@ final class RedisStreamHistoryTests: XCTestCase {
     }
 
     /// `body`'s value, computed on the loop.
-    private func onLoop<T>(_ body: @escaping () -> T) throws -> T {
+    func onLoop<T>(_ body: @escaping () -> T) throws -> T {
         try self.onLoop { done in done(body()) }
     }
 
@@ -69,7 +69,7 @@ final class RedisStreamHistoryTests: XCTestCase {
         try self.onLoop { done in history.events(after: id) { done($0) } }
     }
 
-    private func events(_ range: ClosedRange<UInt64>) -> [EncodedEvent] {
+    func events(_ range: ClosedRange<UInt64>) -> [EncodedEvent] {
         range.map { sequence in
             EncodedEvent(sequence: sequence, id: "id\(sequence)", bytes: ByteBuffer(string: "id: id\(sequence)\ndata: \(sequence)\n\n"),
                          receivedAt: .now())
@@ -191,27 +191,44 @@ final class RedisStreamHistoryTests: XCTestCase {
 }
 
 /// Carries what the test hands to the loop and back; only one side uses it at a time.
-private struct Unchecked<T>: @unchecked Sendable {
+struct Unchecked<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }
 
-private final class RecordingFollower: HistoryFollowerDelegate, @unchecked Sendable {
+final class RecordingFollower: HistoryFollowerDelegate, @unchecked Sendable {
     private let loop: EventLoop
     private(set) var sequences: [UInt64] = []
     private(set) var batches = 0
     private(set) var failure: String?
+    private(set) var ended: StreamEndReason?
+    private(set) var bytes: [String] = []
 
     init(loop: EventLoop) { self.loop = loop }
 
     func historyReceived(_ events: [EncodedEvent]) {
         self.loop.preconditionInEventLoop()
         self.sequences += events.map(\.sequence)
+        self.bytes += events.map { String(buffer: $0.bytes) }
         self.batches += 1
     }
 
     func historyFollowFailed(_ reason: String) {
         self.failure = reason
+    }
+
+    func historyEnded(_ reason: StreamEndReason) {
+        self.loop.preconditionInEventLoop()
+        self.ended = reason
+    }
+
+    func waitForEnd(timeout: TimeInterval = 10) throws -> StreamEndReason? {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if let ended = try self.loop.submit({ self.ended }).wait() { return ended }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return nil
     }
 
     func waitFor(sequences count: Int, timeout: TimeInterval = 5) throws {

@@ -44,7 +44,8 @@ ADMIN_RE = re.compile(r"admin listening on (http://\S+)")
 # The contract of /metrics: name -> (type, {label: allowed values}).
 CONNECTION_LABELS = {"protocol": {"http1", "h2"}, "tls": {"true", "false"}}
 REFUSAL_REASONS = {"bad_request", "no_route", "request_timeout", "too_many_from_address", "head_too_large",
-                   "too_many_clients", "origin_unreachable", "origin_timeout", "too_many_resumes"}
+                   "too_many_clients", "origin_unreachable", "origin_timeout", "too_many_resumes",
+                   "resume_store_unavailable"}
 RECONNECT_REASONS = {"ended", "dropped", "idle_timeout"}
 METRICS_CONTRACT: dict[str, tuple[str, dict[str, set[str]]]] = {
     "lifeline_connections": ("gauge", CONNECTION_LABELS),

@@ -702,3 +702,63 @@ def test_resume_on_the_only_instance_after_its_restart_is_a_hit(demo_origin, gat
     assert resumed.ids[0] == resume_from + 1
     resumed.assert_consecutive()
     assert resumed.ids[-1] > client.ids[-1] + 20, "and the live stream after what Redis kept"
+
+
+# --------------------------------------------------------------------------------------------
+# Private generations (POST streams) kept in Redis: resumed on any instance, after a restart
+
+from test_private_streams import _header, _post_and_drop, _resume, _tokens, token_origin  # noqa: E402,F401
+
+
+def test_a_generation_resumes_on_another_instance_and_after_a_restart_with_one_post(token_origin, gateway, redis,
+                                                                                    secret_file):
+    origin = token_origin(tokens=tuple(f"t{n}" for n in range(12)), pauses={n: 0.15 for n in range(12)})
+    server = redis()
+    a, b = _instances(gateway, origin, server.url, secret_file, count=2)
+    head, got = _post_and_drop(a.port, after_tokens=3)
+    resume = _header(head, "Lifeline-Resume")
+    assert resume, head
+    # On the other instance, by id, while the generation runs: what followed, the live rest, the end.
+    rhead, text, clean = _resume(b.port, resume, {"Authorization": "Bearer k1", "Last-Event-ID": str(len(got))})
+    assert rhead.startswith("HTTP/1.1 200"), rhead
+    assert _header(rhead, "Lifeline-Replay") == "hit", rhead
+    assert got + _tokens(text) == [f"t{n}" for n in range(12)], (got, _tokens(text))
+    assert clean and "[DONE]" in text
+    # Another caller, on either instance: 404, as for an unknown token.
+    for port in (a.port, b.port):
+        assert _resume(port, resume, {"Authorization": "Bearer k2"}, read_for=3)[0].startswith("HTTP/1.1 404")
+    # The instance that ran it restarts: its successor resumes it by count from Redis.
+    a.kill(signal.SIGTERM)
+    a2 = _instances(gateway, origin, server.url, secret_file, count=1)[0]
+    rhead, text, clean = _resume(a2.port, resume, {"Authorization": "Bearer k1", "Lifeline-Resume-From": "5"})
+    assert rhead.startswith("HTTP/1.1 200") and _header(rhead, "Lifeline-Replay") == "hit", rhead
+    assert _header(rhead, "X-Request-Id") == "req-1", "the origin's headers are kept with it"
+    assert _tokens(text) == [f"t{n}" for n in range(5, 12)] and clean
+    assert origin.posts == 1, "the generation ran once"
+
+
+def test_a_generation_whose_instance_dies_breaks_off_for_resumers_elsewhere(token_origin, gateway, redis, secret_file):
+    origin = token_origin(tokens=("a", "b", "c", "d"), pauses={2: 60})
+    server = redis()
+    a, b = _instances(gateway, origin, server.url, secret_file, count=2, lease="1s")
+    head, got = _post_and_drop(a.port, after_tokens=2)
+    assert got == ["a", "b"]
+    resume = _header(head, "Lifeline-Resume")
+    result = {}
+
+    def read():
+        result["answer"] = _resume(b.port, resume, {"Authorization": "Bearer k1", "Lifeline-Resume-From": "1"}, read_for=20)
+        result["at"] = time.monotonic()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(1)
+    a.kill(signal.SIGKILL)
+    killed_at = time.monotonic()
+    reader.join(25)
+    rhead, text, clean = result["answer"]
+    assert rhead.startswith("HTTP/1.1 200"), rhead
+    assert _tokens(text) == ["b"], text
+    assert not clean, "the generation broke off: so does its resume, not a clean end"
+    assert result["at"] - killed_at < 8, f"broke off {result['at'] - killed_at:.1f} s after (3 leases + a read)"
+    assert origin.posts == 1

@@ -5,11 +5,34 @@ import NIOHTTP1
 extension CallerCredentials {
     /// The credentials `head` carries: every line of its `Authorization` and `Cookie`.
     init(of head: HTTPRequestHead) {
+        self.init(CallerHeaders(of: head))
+    }
+}
+
+extension CallerHeaders {
+    /// The credentials `head` carries, as they came (for the store of kept generations).
+    init(of head: HTTPRequestHead) {
         func joined(_ name: String) -> String? {
             let values = head.headers[name]
             return values.isEmpty ? nil : values.joined(separator: ", ")
         }
         self.init(authorization: joined("authorization"), cookie: joined("cookie"))
+    }
+}
+
+extension CallerCredentials {
+    init(_ headers: CallerHeaders) {
+        self.init(authorization: headers.authorization, cookie: headers.cookie)
+    }
+}
+
+extension ArchivedGeneration {
+    /// The request that started the generation as far as the archive knows it, for this
+    /// instance's router: its method and path (not its query, whose values the archive keeps
+    /// masked), with the resume's headers.
+    func startingHead(_ resume: HTTPRequestHead) -> HTTPRequestHead {
+        let path = self.facts.displayPath.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        return HTTPRequestHead(version: resume.version, method: HTTPMethod(rawValue: self.facts.method), uri: path, headers: resume.headers)
     }
 }
 

@@ -7,10 +7,13 @@ public struct SharedGateway: Sendable {
     public var store: SharedHistoryStore
     public var namer: SharedStreamNamer
     public var lease: TimeAmount
+    /// Where private generations are kept too, so that any instance resumes them.
+    public var archive: GenerationArchive?
 
-    public init(store: SharedHistoryStore, namer: SharedStreamNamer, lease: TimeAmount) {
+    public init(store: SharedHistoryStore, namer: SharedStreamNamer, lease: TimeAmount, archive: GenerationArchive? = nil) {
         self.store = store
         self.namer = namer
         self.lease = lease
+        self.archive = archive
     }
 }

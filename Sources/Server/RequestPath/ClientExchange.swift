@@ -34,6 +34,9 @@ final class ClientExchange {
         /// A request with an `Idempotency-Key`: its body is read whole (and hashed) before the
         /// gateway decides whether to send it or to join the generation it already started.
         indirect case collectingBody(ClientRequest, IdempotencyRegistry.Key, ByteBuffer)
+        /// A resume whose token this instance does not hold: the store of kept generations
+        /// (`--redis`) is asked for it.
+        case lookingUpGeneration(ResumeToken)
         /// The response is complete, failed, or the client is gone. Indirect too: what the access
         /// log needs is described once, at the end, and costs a streaming client nothing.
         indirect case finished(Ended)
@@ -70,7 +73,7 @@ final class ClientExchange {
         case .waitingForOpening(let request), .opening(let request, _), .attaching(let request, _), .proxying(_, let request),
              .collectingBody(let request, _, _):
             return "\(request.key)"
-        case .idle:
+        case .idle, .lookingUpGeneration:
             return "-"
         case .finished(let ended):
             return ended.target
@@ -87,6 +90,8 @@ final class ClientExchange {
             return request.displayPath
         case .idle:
             return nil
+        case .lookingUpGeneration(let token):
+            return RequestDecision.resumePrefix + token.description
         case .finished(let ended):
             return ended.path
         }
@@ -166,16 +171,51 @@ final class ClientExchange {
     }
 
     /// `GET /_lifeline/resume/TOKEN`: joins the private generation the token names, if this
-    /// caller started it, from its `Last-Event-ID` or `Lifeline-Resume-From: N`.
+    /// caller started it, from its `Last-Event-ID` or `Lifeline-Resume-From: N`. A token this
+    /// instance does not hold is looked up in the store of kept generations, if there is one.
     private func resume(_ token: ResumeToken?, head: HTTPRequestHead, responder: ClientResponder) {
-        let credentials = CallerCredentials(of: head)
-        guard let token, let entry = self.shared.generations.generation(token, for: credentials) else {
-            let refusal = RequestRefusal.unknownResume
-            self.loop.counters.values.refused[refusal.reason] += 1
-            self.finish(.refused(refusal), target: "resume")
-            return responder.respond(status: refusal.status, body: refusal.body, closeConnection: refusal.closesConnection)
+        guard let token else { return self.refuse(.unknownResume, responder: responder, target: "resume") }
+        if let entry = self.shared.generations.generation(token, for: CallerCredentials(of: head)) {
+            return self.join(entry.stream, startedBy: entry.request, token: token, head: head)
         }
-        var request = entry.request
+        guard let archive = self.shared.configuration.sharedGateway?.archive else {
+            return self.refuse(.unknownResume, responder: responder, target: "resume")
+        }
+        self.state = .lookingUpGeneration(token)
+        archive.open(token, caller: CallerHeaders(of: head), on: self.eventLoop) { [weak self] lookup in
+            self?.archiveAnswered(lookup, token: token, head: head)
+        }
+    }
+
+    private func archiveAnswered(_ lookup: ArchivedGenerationLookup, token: ResumeToken, head: HTTPRequestHead) {
+        guard case .lookingUpGeneration = self.state, let responder = self.responder else { return }
+        switch lookup {
+        case .notFound:
+            self.refuse(.unknownResume, responder: responder, target: "resume")
+        case .unavailable(let reason):
+            self.shared.logger.warning("cannot look a resume up in the shared store", metadata: ["error": "\(reason)"])
+            self.refuse(.resumeStoreUnavailable, responder: responder, target: "resume")
+        case .found(let generation):
+            // Another resume may have read it here meanwhile: one copy per instance.
+            if let entry = self.shared.generations.generation(token, for: CallerCredentials(of: head)) {
+                return self.join(entry.stream, startedBy: entry.request, token: token, head: head)
+            }
+            let parsed = ClientRequest.parse(
+                generation.startingHead(head), client: ClientFacts(address: responder.clientAddress, scheme: responder.clientScheme),
+                router: self.shared.router, configuration: self.shared.configuration)
+            guard case .success(let started) = parsed else {
+                // Its route is not among this instance's.
+                return self.refuse(.unknownResume, responder: responder, target: "resume")
+            }
+            let stream = StreamFactory(shared: self.shared).makeArchivedGeneration(
+                token, generation, startedBy: started, eventLoop: self.eventLoop)
+            self.join(stream, startedBy: started, token: token, head: head)
+        }
+    }
+
+    /// A resume joins `stream`, the generation `request` started.
+    private func join(_ stream: EventStream, startedBy request: ClientRequest, token: ResumeToken, head: HTTPRequestHead) {
+        var request = request
         request.head = head
         request.joinsGeneration = true
         request.displayPath = RequestDecision.resumePrefix + token.description
@@ -183,7 +223,7 @@ final class ClientExchange {
         request.lastEventID = offered.flatMap { ClientRequest.isSane(lastEventID: $0) ? $0 : nil }
         let resumeFrom = head.headers.first(name: "lifeline-resume-from").flatMap { UInt64($0.trimmingASCIISpaces()) }
         self.loop.counters.values.streamRequests += 1
-        self.attach(request, to: entry.stream, lastEventID: request.lastEventID, resumeFromCount: resumeFrom)
+        self.attach(request, to: stream, lastEventID: request.lastEventID, resumeFromCount: resumeFrom)
     }
 
     func receiveBody(_ body: ByteBuffer) {
@@ -300,7 +340,7 @@ final class ClientExchange {
                 // Its origin request goes with it: nothing will answer under the key.
                 self.shared.idempotency.forget(key)
             }
-        case .collectingBody:
+        case .collectingBody, .lookingUpGeneration:
             break
         case .idle, .waitingForOpening, .finished:
             break

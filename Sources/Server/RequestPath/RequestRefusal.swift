@@ -25,6 +25,9 @@ enum RequestRefusal: Error, Equatable, Sendable {
     case idempotencyKeyInProgress
     /// A private generation already has its most readers (`429`).
     case tooManyResumes
+    /// The token is not known here and the shared store of kept generations (`--redis`) could
+    /// not be asked (`503`: worth retrying).
+    case resumeStoreUnavailable
     /// A request head over `--max-request-head`.
     case headTooLarge
     /// No complete request head within `--request-head-timeout`.
@@ -49,7 +52,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .tooManyResumes: return .tooManyRequests
         case .headTooLarge: return .init(statusCode: 431, reasonPhrase: "Request Header Fields Too Large")
         case .headTimeout: return .requestTimeout
-        case .tooManyClients: return .serviceUnavailable
+        case .tooManyClients, .resumeStoreUnavailable: return .serviceUnavailable
         case .tooManyFromAddress: return .tooManyRequests
         case .originUnreachable: return .badGateway
         case .originTimeout: return .gatewayTimeout
@@ -67,6 +70,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .idempotencyKeyReused: return "Idempotency-Key already used with another request body\n"
         case .idempotencyKeyInProgress: return "a request with this Idempotency-Key is still waiting for its answer\n"
         case .tooManyResumes: return "too many readers of this generation\n"
+        case .resumeStoreUnavailable: return "the store of kept generations is unreachable; try again\n"
         case .headTooLarge: return "request head too large\n"
         case .headTimeout: return "request head timeout\n"
         case .tooManyClients: return "too many clients\n"
@@ -83,7 +87,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .badTarget, .badHost, .badHeader, .malformed, .headTooLarge, .headTimeout, .tooManyClients, .tooManyFromAddress:
             return true
         case .noRoute, .unknownResume, .idempotencyKeyReused, .idempotencyKeyInProgress, .tooManyResumes, .originUnreachable,
-             .originTimeout:
+             .originTimeout, .resumeStoreUnavailable:
             return false
         }
     }
@@ -93,7 +97,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         switch self {
         case .badTarget, .badHost, .badHeader, .malformed, .noRoute, .unknownResume, .idempotencyKeyReused,
              .idempotencyKeyInProgress, .tooManyResumes, .headTooLarge, .headTimeout: return .client
-        case .tooManyClients, .tooManyFromAddress: return .lifeline
+        case .tooManyClients, .tooManyFromAddress, .resumeStoreUnavailable: return .lifeline
         case .originUnreachable, .originTimeout: return .origin
         }
     }
@@ -110,6 +114,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .idempotencyKeyReused: return "Idempotency-Key reused with another body (422)"
         case .idempotencyKeyInProgress: return "Idempotency-Key in progress (409)"
         case .tooManyResumes: return "too many readers (429)"
+        case .resumeStoreUnavailable: return "resume store unavailable (503)"
         case .headTooLarge: return "request head too large (431)"
         case .headTimeout: return "request head timeout (408)"
         case .tooManyClients, .tooManyFromAddress: return "refused (\(self.status.code))"
@@ -124,6 +129,7 @@ enum RequestRefusal: Error, Equatable, Sendable {
         case .badTarget, .badHost, .badHeader, .malformed, .idempotencyKeyReused, .idempotencyKeyInProgress: return .badRequest
         case .noRoute, .unknownResume: return .noRoute
         case .tooManyResumes: return .tooManyResumes
+        case .resumeStoreUnavailable: return .resumeStoreUnavailable
         case .headTooLarge: return .headTooLarge
         case .headTimeout: return .requestTimeout
         case .tooManyClients: return .tooManyClients

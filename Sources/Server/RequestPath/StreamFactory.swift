@@ -89,27 +89,70 @@ struct StreamFactory {
 extension StreamFactory {
     /// Makes the private generation for `request` (not a shared GET) from the origin's
     /// event-stream answer on `connection`: registered as its client's own, fed by that one
-    /// response, never requested again.
+    /// response, never requested again; kept in the shared store too, with one.
     func makeGeneration(for request: ClientRequest, adopting connection: OriginConnection, originHead: HTTPResponseHead,
                         eventLoop: EventLoop) -> EventStream {
         let shared = self.shared
         // Resumable by its caller alone: the token names it, the credentials bind it.
         let token = ResumeToken.random()
+        var headers = SharedResponseHeaders.filter(originHead.headers, forOneClient: true)
+        headers.append(("Lifeline-Resume", RequestDecision.resumePrefix + token.value))
+        let caller = CallerHeaders(of: request.head)
+        let stream = self.makeGenerationStream(token, startedBy: request, caller: caller, responseHeaders: headers,
+                                               displayPath: request.displayPath, eventLoop: eventLoop)
+        if let idempotencyKey = request.idempotencyKey {
+            shared.idempotency.answered(idempotencyKey, with: stream)
+        }
+        if let archive = shared.configuration.sharedGateway?.archive {
+            let facts = ArchivedGenerationFacts(
+                caller: caller, responseHeaders: headers, displayPath: request.displayPath,
+                routePrefix: request.match.route.prefix, method: request.head.method.rawValue)
+            stream.record(to: archive.record(token, facts, on: eventLoop))
+        }
+        let feed = GenerationFeed(eventLoop: eventLoop, maxEventSize: shared.configuration.upstream.maxEventSize,
+                                  logger: shared.logger)
+        stream.start(upstream: feed)
+        shared.hub.registerPrivate(stream)
+        stream.expectOpeners(1)
+        feed.start(delegate: stream, adopting: connection)
+        return stream
+    }
+
+    /// Makes this instance's copy of a generation the shared store keeps (another instance ran
+    /// it, or this one before a restart), for a resume that arrived here: what is stored, then
+    /// the rest as it is stored.
+    func makeArchivedGeneration(_ token: ResumeToken, _ generation: ArchivedGeneration, startedBy request: ClientRequest,
+                                eventLoop: EventLoop) -> EventStream {
+        let stream = self.makeGenerationStream(
+            token, startedBy: request, caller: generation.facts.caller, responseHeaders: generation.facts.responseHeaders,
+            displayPath: generation.facts.displayPath, eventLoop: eventLoop)
+        let archive = self.shared.configuration.sharedGateway?.archive
+        stream.start(archived: .init(generation: generation) { after, stream in
+            guard let archive else { preconditionFailure("an archived generation without an archive") }
+            return archive.follow(token, after: after, on: eventLoop, delegate: stream)
+        })
+        self.shared.hub.registerPrivate(stream)
+        return stream
+    }
+
+    /// A private generation's stream, registered under its token for its caller's resumes.
+    private func makeGenerationStream(_ token: ResumeToken, startedBy request: ClientRequest, caller: CallerHeaders,
+                                      responseHeaders: [(String, String)], displayPath: String,
+                                      eventLoop: EventLoop) -> EventStream {
+        let shared = self.shared
         let registry = shared.generations
         let idempotency = shared.idempotency
         let idempotencyKey = request.idempotencyKey
-        var headers = SharedResponseHeaders.filter(originHead.headers, forOneClient: true)
-        headers.append(("Lifeline-Resume", RequestDecision.resumePrefix + token.value))
         let stream = EventStream(
             key: request.key,
             eventLoop: eventLoop,
             configuration: shared.configuration.stream,
             sharing: .privateGeneration,
-            opening: .init(originHeaders: headers),
+            opening: .init(originHeaders: responseHeaders),
             reporting: .init(
                 hub: shared.hub,
                 counters: shared.metrics.counters(for: eventLoop),
-                displayPath: request.displayPath,
+                displayPath: displayPath,
                 logger: shared.logger,
                 onEnd: {
                     registry.remove(token)
@@ -120,19 +163,7 @@ extension StreamFactory {
                 }
             )
         )
-        registry.register(
-            .init(stream: stream, credentials: CallerCredentials(of: request.head),
-                  request: request),
-            as: token)
-        if let idempotencyKey {
-            idempotency.answered(idempotencyKey, with: stream)
-        }
-        let feed = GenerationFeed(eventLoop: eventLoop, maxEventSize: shared.configuration.upstream.maxEventSize,
-                                  logger: shared.logger)
-        stream.start(upstream: feed)
-        shared.hub.registerPrivate(stream)
-        stream.expectOpeners(1)
-        feed.start(delegate: stream, adopting: connection)
+        registry.register(.init(stream: stream, credentials: CallerCredentials(caller), request: request), as: token)
         return stream
     }
 }
