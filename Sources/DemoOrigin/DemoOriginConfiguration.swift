@@ -18,6 +18,9 @@ public struct DemoOriginConfiguration: Sendable {
     /// would be with a real origin's bounded history. Zero turns replay off.
     public var maxReplay: Int
 
+    /// How `POST /demo/chat` paces its answer (tests shorten it).
+    var chatPacing = DemoChat.Pacing.standard
+
     public init(
         tick: TimeAmount = .seconds(1),
         dropEvery: TimeAmount? = .seconds(20),

@@ -1,18 +1,35 @@
 import NIOCore
 import NIOHTTP1
 
-/// Serves one connection of the demo origin: the page, the health check and the tick stream.
+/// Serves one connection of the demo origin: the page, the health check, the tick stream and
+/// the chat answer.
 ///
-/// Once a connection carries an SSE response it never carries another request, because that
-/// response only ends when the connection does; until then, plain responses use keep-alive.
+/// Once a connection carries a tick stream it never carries another request, because that
+/// response only ends when the connection does; until then, plain responses and chat answers
+/// (which end) use keep-alive.
 final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, DemoTickSubscriber {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// Where the connection is in reading a request.
+    private enum RequestState {
+        case idle
+        /// A request whose body no route uses: it is read and dropped.
+        case reading(HTTPRequestHead)
+        /// `POST /demo/chat`, its body (the prompt) counted against `DemoChat.maxPromptBytes`.
+        /// The answer is canned, so the prompt itself is not kept.
+        case readingPrompt(HTTPRequestHead, bytes: Int)
+        /// `POST /demo/chat` with a longer body: the rest is read and dropped before the `413`,
+        /// so that the client reads the answer rather than a reset.
+        case refusingPrompt(HTTPRequestHead)
+    }
+
     private let configuration: DemoOriginConfiguration
     private let broadcaster: DemoTickBroadcaster
     private let controls: DemoControls
-    private var requestHead: HTTPRequestHead?
+    private var requestState = RequestState.idle
+    /// The chat answer this connection is sending, counted in `DemoControls.chats.open` while it is.
+    private var chat: DemoChat?
 
     /// Set while this connection streams ticks; the broadcaster writes through it.
     private var streamContext: ChannelHandlerContext?
@@ -28,25 +45,48 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch self.unwrapInboundIn(data) {
-        case .head(let head):
-            self.requestHead = head
-        case .body:
-            break  // No route takes a body; it is read and ignored.
-        case .end:
-            guard let head = self.requestHead, self.streamContext == nil else { return }
-            self.requestHead = nil
-            self.respond(context: context, to: head)
+        switch (self.unwrapInboundIn(data), self.requestState) {
+        case (.head(let head), _):
+            if head.method == .POST, Self.splitURI(head.uri).path == "/demo/chat" {
+                self.controls.chats.withLockedValue { $0.requests += 1 }
+                self.requestState = .readingPrompt(head, bytes: 0)
+            } else {
+                self.requestState = .reading(head)
+            }
+        case (.body(let part), .readingPrompt(let head, let bytes)):
+            let total = bytes + part.readableBytes
+            self.requestState = total > DemoChat.maxPromptBytes ? .refusingPrompt(head) : .readingPrompt(head, bytes: total)
+        case (.body, _):
+            break  // No other route takes a body.
+        case (.end, let state):
+            self.requestState = .idle
+            // The pipeline holds a pipelined request back until the answer before it has ended;
+            // a tick stream never ends, so nothing comes after it.
+            guard self.streamContext == nil, self.chat == nil else { return }
+            switch state {
+            case .reading(let head), .readingPrompt(let head, _):
+                self.respond(context: context, to: head)
+            case .refusingPrompt(var head):
+                head.headers.replaceOrAdd(name: "Connection", value: "close")
+                self.sendPlain(
+                    context: context, head: head, status: .payloadTooLarge,
+                    body: "prompt over \(DemoChat.maxPromptBytes) bytes\n"
+                )
+            case .idle:
+                break
+            }
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         self.stopStreaming()
+        self.stopChat()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.stopStreaming()
+        self.stopChat()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -82,6 +122,15 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
             }
             return
         }
+        if path == "/demo/chat" {
+            guard head.method == .POST else {
+                return self.sendPlain(
+                    context: context, head: head, status: .methodNotAllowed, body: "method not allowed\n",
+                    extraHeaders: [("Allow", "POST")]
+                )
+            }
+            return self.startChat(context: context, head: head)
+        }
         guard head.method == .GET else {
             self.sendPlain(
                 context: context,
@@ -105,7 +154,9 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
             }
             let requests = self.controls.streamRequests.withLockedValue { $0 }
             let open = self.controls.openStreams.withLockedValue { $0 }
-            let body = "{\"streamRequests\":\(json(requests)),\"openStreams\":\(json(open))}\n"
+            let chats = self.controls.chats.withLockedValue { $0 }
+            let body = "{\"streamRequests\":\(json(requests)),\"openStreams\":\(json(open)),"
+                + "\"chatRequests\":\(chats.requests),\"openChats\":\(chats.open)}\n"
             return self.sendPlain(context: context, head: head, status: .ok, contentType: "application/json", body: body)
         }
         switch path {
@@ -232,6 +283,51 @@ final class DemoOriginHandler: ChannelInboundHandler, RemovableChannelHandler, D
         self.streamContext = nil
         self.dropDeadline = nil
         self.broadcaster.unsubscribe(self)
+    }
+
+    // MARK: The chat answer
+
+    private func startChat(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        let headers = HTTPHeaders([("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+        context.writeAndFlush(
+            self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))),
+            promise: nil
+        )
+        let chat = DemoChat(eventLoop: context.eventLoop, pacing: self.configuration.chatPacing)
+        self.chat = chat
+        self.controls.chats.withLockedValue { $0.open += 1 }
+        let keepAlive = head.isKeepAlive
+        // The sink holds the handler and its context only while the answer runs: `stopChat`
+        // and the end drop it.
+        chat.start(sink: DemoChat.Sink(
+            event: { text in
+                var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+                buffer.writeString(text)
+                context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            },
+            end: {
+                self.chatEnded()
+                let written = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+                if !keepAlive {
+                    let channel = context.channel
+                    written.whenComplete { _ in channel.close(promise: nil) }
+                }
+            }
+        ))
+    }
+
+    /// The answer is complete: the connection can take the next request.
+    private func chatEnded() {
+        guard self.chat != nil else { return }
+        self.chat = nil
+        self.controls.chats.withLockedValue { $0.open -= 1 }
+    }
+
+    /// The connection is gone mid-answer: the timer stops with it.
+    private func stopChat() {
+        guard let chat = self.chat else { return }
+        chat.stop()
+        self.chatEnded()
     }
 
     // MARK: Request parsing

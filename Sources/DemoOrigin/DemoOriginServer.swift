@@ -11,8 +11,10 @@ import NIOPosix
 ///
 /// Routes: `GET /` (the demo page, `DemoPage`), `GET /events` and `/events/...` (the stream, open
 /// to pages of any site: CORS `*`), `GET /healthz` (`ok`), `POST /demo/cut` (cuts the attached
-/// `DemoNetworkPaths`), `GET /demo/stats` (stream requests so far and streams open now, by path, as JSON), `OPTIONS`
-/// (CORS preflight); other paths get `404`, other methods `405`.
+/// `DemoNetworkPaths`), `POST /demo/chat` (a canned LLM-style answer as an event stream, `DemoChat`),
+/// `GET /demo/stats` (stream requests so far and streams open now, by path, and the chat's
+/// requests and open answers, as JSON), `OPTIONS` (CORS preflight); other paths get `404`, other
+/// methods `405`.
 public final class DemoOriginServer: Sendable {
     private struct Connections {
         var channels: [ObjectIdentifier: Channel] = [:]
@@ -151,4 +153,13 @@ final class DemoControls: Sendable {
     let streamRequests = NIOLockedValueBox<[String: Int]>([:])
     /// Streams open now, by path (tests check that a gateway's origin connections merge).
     let openStreams = NIOLockedValueBox<[String: Int]>([:])
+    /// `POST /demo/chat`: the chat panel shows how often the origin was asked.
+    let chats = NIOLockedValueBox(ChatCounts())
+
+    struct ChatCounts: Sendable {
+        /// Requests received (answered or refused).
+        var requests = 0
+        /// Answers being sent now.
+        var open = 0
+    }
 }
