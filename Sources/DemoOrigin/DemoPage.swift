@@ -7,8 +7,12 @@
 /// network cut (the page's connections go silent without closing, through `DemoNetworkPath`) and
 /// leaving the page for a few seconds.
 ///
+/// Below them, a chat panel: a prompt answered by `POST /demo/chat` (`DemoChat`) through Lifeline,
+/// read with `lifelineFetchEvents` and `persist`, so that a reload mid-answer continues the same
+/// generation (the page keeps the text so far to repaint it) and the origin is asked once.
+///
 /// Self-contained (no external scripts, styles or fonts). Element ids (`plain-*`, `lifeline-*`,
-/// `cut`, `away`) are stable for browser tests.
+/// `chat-*`, `cut`, `away`) are stable for browser tests.
 enum DemoPage {
     /// What the page needs to know about where it runs.
     struct Settings: Sendable {
@@ -61,6 +65,10 @@ enum DemoPage {
         ul.log li.note { color: #9a5b00; font-family: system-ui, sans-serif; }
         ul.log li.bad { color: #b3261e; font-family: system-ui, sans-serif; }
         ul.log li.good { color: #1b7a3a; font-family: system-ui, sans-serif; }
+        #chat { margin-top: 1rem; }
+        #chat-form { display: flex; gap: .6rem; margin-bottom: .6rem; }
+        #chat-prompt { flex: 1; font: inherit; padding: .4rem .6rem; border: 1px solid #8894a0; border-radius: .4rem; }
+        #chat-answer { white-space: pre-wrap; min-height: 5rem; background: #f4f6f8; border-radius: .4rem; padding: .5rem .7rem; }
         #away { position: fixed; inset: 0; background: rgba(255,255,255,.92); display: none; align-items: center; justify-content: center; font-size: 1.4rem; }
         </style>
         </head>
@@ -108,6 +116,24 @@ enum DemoPage {
         <ul class="log" id="lifeline-log"></ul>
         </section>
         </div>
+        <section id="chat">
+        <h2>Chat: a POST stream &rarr; Lifeline &rarr; origin</h2>
+        <p class="how">The demo origin answers <code>POST /demo/chat</code> the way an LLM API does: token by token,
+        with a few seconds of thinking in the middle (Lifeline fills them with heartbeats). The page reads the answer
+        with <code>lifelineFetchEvents</code>. Reload the page mid-answer: the same answer continues, the origin was
+        asked once.</p>
+        <form id="chat-form">
+        <input id="chat-prompt" aria-label="Prompt" maxlength="2000">
+        <button id="chat-send" type="submit">Send</button>
+        </form>
+        <div class="figures">
+        <div class="figure"><b id="chat-posts">&ndash;</b><span>chat POSTs the origin received</span></div>
+        <div class="figure"><b id="chat-resumes">0</b><span>resumed after a reload</span></div>
+        <div class="figure"><b id="chat-tokens">0</b><span>tokens</span></div>
+        </div>
+        <p>State: <span class="state" id="chat-state">idle</span></p>
+        <div id="chat-answer"></div>
+        </section>
         <div id="away">Away from the page&hellip;</div>
         <script>
         "use strict";
@@ -254,9 +280,81 @@ enum DemoPage {
           $("cut").disabled = true;
           $("notice").textContent = "Open this page through lifeline --demo over http: to cut the network.";
         }
-        window.demo = { plain, lifeline, get lifelineSource() { return ll; }, plainSource: es };
+
+        // The chat panel. With persist, the helper keeps its place in the generation in
+        // sessionStorage; the page keeps the text so far next to it (saved with each token, in the
+        // same turn as the helper's place), so that after a reload it repaints the text and the
+        // same call continues the answer instead of sending the prompt again.
+        const chat = { id: "", prompt: "", text: "", tokens: 0, resumes: 0, state: "idle", error: "", seenAt: 0 };
+        try { Object.assign(chat, JSON.parse(sessionStorage.getItem("lifeline-demo:chat"))); } catch (e) {}
+        const chatSave = () => sessionStorage.setItem("lifeline-demo:chat", JSON.stringify(chat));
+        function chatShow() {
+          $("chat-answer").textContent = chat.text;
+          $("chat-tokens").textContent = chat.tokens;
+          $("chat-resumes").textContent = chat.resumes;
+          const thinking = chat.state === "answering" && chat.tokens && Date.now() - chat.seenAt > 1500;
+          $("chat-state").textContent = thinking ? "thinking: the origin is silent, Lifeline sends heartbeats"
+            : chat.error ? chat.state + ": " + chat.error : chat.state;
+          $("chat-state").className = "state " + ({ answering: "waiting", done: "open", failed: "dead" }[chat.state] || "");
+          $("chat-send").disabled = chat.state === "answering" || typeof lifelineFetchEvents !== "function";
+        }
+        setInterval(chatShow, 500);
+        async function chatStats() {
+          try { $("chat-posts").textContent = (await (await fetch("/demo/stats", { cache: "no-store" })).json()).chatRequests; } catch (e) {}
+        }
+        async function chatAnswer() {
+          let first = true;
+          chatShow();
+          try {
+            // The same call after a reload: the helper finds its place under this persist name and resumes.
+            const events = lifelineFetchEvents("/demo/chat", {
+              method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: chat.prompt }),
+            }, { persist: "demo-chat:" + chat.id });
+            for await (const e of events) {
+              // No break at [DONE]: the stream ends right after it, and then the helper forgets its place.
+              if (e.data === "[DONE]") continue;
+              chat.text += JSON.parse(e.data).choices[0].delta.content || "";
+              chat.tokens += 1;
+              chat.seenAt = Date.now();
+              chatSave();
+              chatShow();
+              if (first) { first = false; chatStats(); }
+            }
+            chat.state = "done";
+          } catch (e) {
+            chat.state = "failed";
+            chat.error = e.message || String(e);
+          }
+          chatSave();
+          chatShow();
+          chatStats();
+        }
+        $("chat-form").onsubmit = (ev) => {
+          ev.preventDefault();
+          if (chat.state === "answering" || typeof lifelineFetchEvents !== "function") return;
+          // A new name for each answer: a place left behind by a failed one is never resumed.
+          Object.assign(chat, { id: Date.now().toString(36), prompt: $("chat-prompt").value, text: "", tokens: 0, resumes: 0, state: "answering", error: "" });
+          chatSave();
+          chatAnswer();
+        };
+        function startChat() {
+          $("chat-prompt").value = chat.prompt || "Why do long answers die behind load balancers?";
+          chatShow();
+          chatStats();
+          if (typeof lifelineFetchEvents !== "function") {
+            // Not saved: an answer in progress is picked up when the page is opened through Lifeline.
+            Object.assign(chat, { state: "unavailable", error: "client.js not loaded: open this page through Lifeline" });
+            chatShow();
+          } else if (chat.state === "answering") {
+            chat.resumes += 1;
+            chatSave();
+            chatAnswer();
+          }
+        }
+
+        window.demo = { plain, lifeline, chat, get lifelineSource() { return ll; }, plainSource: es };
         </script>
-        <script src="/_lifeline/client.js" onload="startLifeline()" onerror="startLifeline()"></script>
+        <script src="/_lifeline/client.js" onload="startLifeline(); startChat()" onerror="startLifeline(); startChat()"></script>
         </body>
         </html>
 

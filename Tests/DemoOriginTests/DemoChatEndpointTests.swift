@@ -208,6 +208,10 @@ final class DemoChatEndpointTests: XCTestCase {
 
     func testAnswerOverALoopbackSocket() async throws {
         try await self.withOrigin(pacing: Self.fast) { origin, group in
+            let page = try await SSETestClient.connect(port: origin.port, path: "/", group: group)
+            try await page.waitForClose()
+            XCTAssertTrue(page.body.contains("lifelineFetchEvents(\"/demo/chat\""), "the page has the chat panel")
+
             let client = try await SSETestClient.connect(
                 port: origin.port, path: "/demo/chat", headers: [("Content-Type", "text/plain")], group: group,
                 method: .POST, body: "Why do long answers die behind load balancers?"
