@@ -184,7 +184,8 @@ enum LifelineFlags {
         help: "Validate the flags and flag files, print the effective configuration and exit (0 valid, 1 not).")
     static let demo = Flag<Bool>(
         boolean: "demo", section: "Operations",
-        help: "Start the built-in demo origin (ticks every second, drops its connection every ~20s), route / to it "
+        help: "Start the built-in demo origin (ticks every second, drops its connection every ~20s, answers POST "
+            + "/demo/chat with an LLM-style stream), route / to it "
             + "and open two cuttable network paths for its page (docs/client.md); --heartbeat defaults to 2s.")
     static let demoTick = Flag(
         "demo-tick", .duration.validate { $0 > .zero ? nil : "must be more than 0" }, default: "1s",
