@@ -573,6 +573,59 @@ def test_the_browser_helper_resumes_a_post_stream_after_a_page_reload(token_orig
     assert page.evaluate("() => sessionStorage.getItem('lifeline:generation:chat-1')") is None
 
 
+# As the AI SDK and the OpenAI/Anthropic JS SDKs read a stream through the `fetch` they are given:
+# the body's bytes with a parser of their own, after checking the status.
+_FETCH_JS = """
+() => {
+  window.__got = []; window.__errors = []; window.__finished = false;
+  (async () => {
+    try {
+      const res = await lifelineFetch('/v1/chat', { method: 'POST', body: '{}', headers: { 'Content-Type': 'application/json' } });
+      window.__status = res.status + ' ' + res.headers.get('content-type') + ' ' + res.headers.get('x-request-id');
+      const reader = res.body.getReader(), dec = new TextDecoder();
+      let text = '';
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        text += dec.decode(r.value, { stream: true });
+        let cut;
+        while ((cut = text.indexOf('\\n\\n')) >= 0) {
+          const block = text.slice(0, cut); text = text.slice(cut + 2);
+          for (const line of block.split('\\n')) {
+            if (line.startsWith('data: {')) window.__got.push(JSON.parse(line.slice(6)).token);
+            else if (!/^(data: \\[DONE\\]|id: \\d+)$/.test(line)) window.__errors.push('unexpected line ' + JSON.stringify(line));
+          }
+        }
+      }
+      window.__finished = true;
+    } catch (err) { window.__errors.push(String(err)); }
+  })();
+}
+"""
+
+
+def test_lifeline_fetch_hands_an_sdk_a_body_that_resumes_across_a_cut(token_origin, gateway, stall_proxy, new_page):
+    tokens = tuple(f"t{n}" for n in range(10))
+    origin = token_origin(tokens=tokens, pauses={n: 0.2 for n in range(10)})
+    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
+    proxy = stall_proxy(gw.port)
+    page = new_page()
+    page.goto(f"{proxy.url}/")
+    page.add_script_tag(url="/_lifeline/client.js")
+    page.evaluate(_FETCH_JS)
+    _wait_browser(page, lambda s: len(s["got"]) >= 3, 10, "three tokens")
+    assert page.evaluate("() => window.__status") == "200 text/event-stream req-1", "the origin's head, as fetch gives it"
+    proxy.cut()
+    state = _wait_browser(page, lambda s: s["finished"] or s["errors"], 15, "the rest of the generation")
+    assert state["errors"] == [], state
+    assert state["got"] == list(tokens), "every token once, in order, across the cut; no heartbeat in the body"
+    assert origin.posts == 1, "resumed, not run again"
+    # An answer that is no event stream comes back as it is.
+    other = page.evaluate("""async () => { const r = await lifelineFetch('/page', { method: 'GET' });
+                                            return r.status + ' ' + r.headers.get('content-type') + ' ' + (await r.text()).length; }""")
+    assert other.startswith("200 text/html "), other
+
+
 def test_a_third_party_origin_sse_starlette_gets_heartbeats_and_resumes(processes, gateway):
     """sse-starlette's EventSourceResponse under uvicorn, code nobody here wrote."""
     pytest.importorskip("sse_starlette")

@@ -20,7 +20,8 @@ struct ClientScript: Sendable {
 
         const LifelineEventSource = globalThis.LifelineEventSource;
         const lifelineFetchEvents = globalThis.lifelineFetchEvents;
-        export { LifelineEventSource, lifelineFetchEvents };
+        const lifelineFetch = globalThis.lifelineFetch;
+        export { LifelineEventSource, lifelineFetchEvents, lifelineFetch };
         export default LifelineEventSource;
 
         """

@@ -230,10 +230,13 @@ async function* lifelineFetchEvents(url, init, options) {
         res = await fetch(base, Object.assign({}, init, { signal: ctl.signal }));
         resume = res.headers.get("lifeline-resume");
         save();
+        // lifelineFetch takes an answer that is no event stream as it is.
+        if (o.onAnswer && o.onAnswer(res) === false) { done = true; if (key) store("removeItem", key); return; }
       }
       if (res.status !== 200 || !/^text\/event-stream[ \t]*(;|$)/i.test(res.headers.get("content-type") || "")) {
         throw Object.assign(new Error("lifeline: answered " + res.status + " " + (res.headers.get("content-type") || "")), { status: res.status, final: true });
       }
+      if (o.onAnswer) o.onAnswer(res);
       hb = +res.headers.get("lifeline-heartbeat") || 0;
       watch();
       attempt = 0;
@@ -268,8 +271,46 @@ async function* lifelineFetchEvents(url, init, options) {
   }
 }
 
+// lifelineFetch(url, init, options): a fetch for libraries that take one (the AI SDK's `fetch`
+// option, the OpenAI and Anthropic JS SDKs' `fetch`). An event-stream answer comes back as a
+// Response whose body is its events, resumed by lifelineFetchEvents after a drop (no gap, no
+// duplicate, heartbeats left out); any other answer comes back as it is.
+function lifelineFetch(url, init, options) {
+  const isStream = (res) => res.status === 200 && /^text\/event-stream[ \t]*(;|$)/i.test(res.headers.get("content-type") || "");
+  let answered = false, settle, fail;
+  const head = new Promise((resolve, reject) => { settle = resolve; fail = reject; });
+  const it = lifelineFetchEvents(url, init, Object.assign({}, options, {
+    onAnswer(res) {
+      if (answered) return true;
+      if (!isStream(res)) { answered = true; settle(res); return false; }
+      answered = true;
+      settle(new Response(body, { status: 200, statusText: res.statusText, headers: res.headers }));
+      return true;
+    },
+  }));
+  const enc = new TextEncoder();
+  let next = it.next(), id = "";
+  next.catch((e) => { if (!answered) { answered = true; fail(e); } });
+  const body = new ReadableStream({
+    async pull(c) {
+      let r;
+      try { r = await next; } catch (e) { c.error(e); return; }
+      if (r.done) { c.close(); return; }
+      next = it.next();
+      next.catch(() => {}); // seen by the next pull
+      const e = r.value;
+      let text = e.lastEventId !== id ? "id: " + e.lastEventId + "\n" : "";
+      id = e.lastEventId;
+      if (e.type !== "message") text += "event: " + e.type + "\n";
+      c.enqueue(enc.encode(text + e.data.split("\n").map((l) => "data: " + l + "\n").join("") + "\n"));
+    },
+    cancel() { return it.return(); },
+  });
+  return head;
+}
+
 const C = { CONNECTING, OPEN, CLOSED }, P = LifelineEventSource.prototype;
-Object.assign(LifelineEventSource, C, { LifelineEventSource, lifelineFetchEvents, _Parser: Parser });
+Object.assign(LifelineEventSource, C, { LifelineEventSource, lifelineFetchEvents, lifelineFetch, _Parser: Parser });
 Object.assign(P, C);
 for (const t of ["open", "message", "error"]) {
   Object.defineProperty(P, "on" + t, {
@@ -282,6 +323,7 @@ for (const t of ["open", "message", "error"]) {
 }
 G.LifelineEventSource = LifelineEventSource;
 G.lifelineFetchEvents = lifelineFetchEvents;
+G.lifelineFetch = lifelineFetch;
 if (typeof module === "object" && module && module.exports) module.exports = LifelineEventSource;
 })(typeof globalThis !== "undefined" ? globalThis : self);
 
