@@ -51,7 +51,7 @@ final class RequestPathOrderTests: XCTestCase {
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
         try channel.pipeline.syncOperations.addHandler(decoder)
         try channel.pipeline.syncOperations.addHandler(
-            HTTP1ServerHandler(shared: self.shared, loop: self.loopContext, decoder: decoder)
+            HTTP1ServerHandler(loop: self.loopContext, decoder: decoder)
         )
         try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
         try channel.writeInbound(ByteBuffer(string: request))
@@ -181,7 +181,7 @@ final class RequestPathOrderTests: XCTestCase {
         let channel = EmbeddedChannel(loop: self.loop)
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
         try channel.pipeline.syncOperations.addHandler(decoder)
-        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: self.shared, loop: self.loopContext, decoder: decoder))
+        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(loop: self.loopContext, decoder: decoder))
         try channel.connect(to: SocketAddress(ipAddress: "10.1.1.2", port: 5555)).wait()
         try channel.writeInbound(ByteBuffer(string: self.eventStreamRequest()))
         channel.close(promise: nil)
@@ -470,7 +470,7 @@ final class OriginChannels: @unchecked Sendable {
 final class HeapTrimmerTests: XCTestCase {
     /// AddressSanitizer and ThreadSanitizer replace glibc's allocator, so malloc_trim has
     /// nothing to give back.
-    private static var underSanitizer: Bool {
+    static var underSanitizer: Bool {
         guard let process = dlopen(nil, RTLD_NOW) else { return false }
         defer { dlclose(process) }
         return dlsym(process, "__asan_init") != nil || dlsym(process, "__tsan_init") != nil

@@ -28,7 +28,6 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let shared: GatewayShared
     private let loop: LoopContext
     /// The request decoder in front of this handler, until the connection is streaming only.
     private var decoder: RemovableChannelHandler?
@@ -42,8 +41,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// client, and cheaper than a trip to the channel.
     private var channelWritable = true
 
-    init(shared: GatewayShared, loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
-        self.shared = shared
+    init(loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
         self.loop = loop
         self.isTLS = scheme == "https"
         self.decoder = decoder
