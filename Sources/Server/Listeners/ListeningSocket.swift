@@ -16,7 +16,12 @@ public enum ListeningSocket {
     }
 
     /// A socket bound to `host:port` and listening, close-on-exec (an upgrade passes copies).
-    public static func bind(host: String, port: Int, backlog: Int32 = 1024) throws -> CInt {
+    ///
+    /// The backlog is large because of reconnect storms: after a network blip every client comes
+    /// back at once, and a full accept queue drops the handshake's last ACK, so the client's
+    /// connect waits a SYN-ACK retransmission (1 s, then 2 s more). The kernel caps it at
+    /// `net.core.somaxconn` (4096 by default), as it does nginx's and HAProxy's.
+    public static func bind(host: String, port: Int, backlog: Int32 = 65535) throws -> CInt {
         let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
         let family = address.protocol.rawValue
         #if canImport(Glibc)
