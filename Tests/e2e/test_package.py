@@ -252,3 +252,88 @@ def test_deb_installs_verifies_and_purges(dist, version, tmp_path):
     finally:
         if _dpkg_status("lifeline") not in ("", "un", "pn"):
             _run(["dpkg", "-P", "lifeline"], timeout=120)
+
+
+# --------------------------------------------------------------------------------------------
+# The OCI image (scripts/package --image)
+
+
+def _image(dist: Path) -> Path | None:
+    return next(iter(sorted(dist.glob("lifeline-*-linux-*.oci.tar"))), None)
+
+
+@pytest.fixture(scope="module")
+def image_container(dist, tmp_path_factory):
+    """A working container of the image, in a buildah storage of its own (vfs, chroot isolation)."""
+    image = _image(dist)
+    if image is None:
+        pytest.skip("no image in the packages: scripts/package --image makes it (scripts/test does when buildah is there)")
+    buildah = shutil.which("buildah")
+    if buildah is None:
+        pytest.fail("buildah missing: run scripts/setup (Debian package buildah)", pytrace=False)
+    root = tmp_path_factory.mktemp("containers")
+    storage = [buildah, "--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", "vfs"]
+    env = {**os.environ, "BUILDAH_ISOLATION": "chroot"}
+    made = _run([*storage, "from", "--quiet", f"oci-archive:{image}"], timeout=300, env=env)
+    assert made.returncode == 0, made.stderr
+    container = made.stdout.strip().splitlines()[-1]
+    yield storage, env, container
+    _run([*storage, "rm", container], timeout=120, env=env)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_image_config(image_container, version):
+    import json
+    storage, env, container = image_container
+    inspected = _run([*storage, "inspect", "--type", "container", container], env=env)
+    assert inspected.returncode == 0, inspected.stderr
+    oci = json.loads(inspected.stdout)["OCIv1"]
+    config = oci["config"]
+    assert config["User"] == "65532:65532", config
+    assert config["Labels"]["org.opencontainers.image.version"] == version
+    assert config["Entrypoint"] == ["/usr/bin/lifeline"]
+    assert config["Cmd"] == ["--flagfile=/etc/lifeline/lifeline.flags"]
+    assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in config["Env"]
+    assert set(config["ExposedPorts"]) == {"8080/tcp", "9090/tcp"}
+    assert len(oci["rootfs"]["diff_ids"]) == 1, "FROM scratch: one layer, no base image"
+
+
+def test_image_checks_its_flag_file_and_answers_healthz_as_its_user(image_container, processes, lifeline_bin, version):
+    storage, env, container = image_container
+    run = [*storage, "run", container, "--"]
+    assert _run([*run, "/usr/bin/lifeline", "--version"], env=env).stdout.strip() == f"lifeline {version}"
+    check = _run([*run, "/usr/bin/lifeline", "--check", "--flagfile=/etc/lifeline/lifeline.flags"], env=env)
+    assert check.returncode == 0, check.stderr
+    assert "--listen=0.0.0.0:8080" in check.stdout and "--admin-listen=0.0.0.0:9090" in check.stdout
+
+    # Chroot isolation shares the host's network: the container's listeners are on 127.0.0.1.
+    origin = processes.start("demo-origin", [lifeline_bin, "demo-origin", "--listen=127.0.0.1:0", "--drop-every=0"])
+    proc = processes.start("image", [*run, "/usr/bin/lifeline", "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0",
+                                     f"--route=/={origin.url}"], env=env, ready_timeout=60)
+    admin_url = ""
+    deadline = time.monotonic() + 10
+    while not admin_url and time.monotonic() < deadline:
+        admin_url = next((m.group(1) for line in proc.stdout_lines
+                          if (m := re.search(r"admin listening on (http://\S+)", line))), "")
+        time.sleep(0.05)
+    assert admin_url, proc.stdout_lines
+    with urllib.request.urlopen(f"{admin_url}/healthz", timeout=5) as response:
+        assert response.status == 200
+    with urllib.request.urlopen(f"{admin_url}/metrics", timeout=5) as response:
+        assert f'lifeline_build_info{{version="{version}"}} 1' in response.read().decode()
+    # The process runs as the image's user, not as root.
+    pids = _run(["pgrep", "-f", f"^/usr/bin/lifeline --listen=127.0.0.1:0 .*{re.escape(origin.url)}"]).stdout.split()
+    assert pids, "the container's lifeline process"
+    uids = {re.search(r"^Uid:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M).group(1) for pid in pids}
+    assert uids == {"65532"}, uids
+
+
+def test_kubernetes_manifests_name_the_image_that_is_built(dist, version):
+    if _image(dist) is None:
+        pytest.skip("no image in the packages: scripts/package --image makes it")
+    for name in ("lifeline.yaml", "lifeline-scale-out.yaml"):
+        text = (REPO / "deploy" / "kubernetes" / name).read_text()
+        images = re.findall(r"^\s*image:\s*(\S+)$", text, re.M)
+        assert images and all(re.fullmatch(rf"(\S+/)?lifeline:{re.escape(version)}", i) for i in images), (name, images)
+        assert re.findall(r"runAsUser: (\d+)", text) == ["65532"], f"{name}: the image's user"
+        assert "/etc/lifeline/lifeline.flags" in text
