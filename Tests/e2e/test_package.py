@@ -4,8 +4,11 @@
   on the shipped flag file and serves an origin's stream with it;
 - the .deb installs with `dpkg -i` (system user, conffile, units that `systemd-analyze verify`
   accepts, a man page), then removes and purges cleanly; lintian finds no error in it;
-- one version everywhere: file names, `--version`, the control file, the man page and
-  `lifeline_build_info`.
+- the OCI image (when scripts/package made one with --image): its config, and under `buildah run`
+  (vfs storage of its own, chroot isolation) its flag file passes `--check` and the gateway in it
+  answers `/healthz` as uid 65532; the Kubernetes manifests name that image's tag;
+- one version everywhere: file names, `--version`, the control file, the man page,
+  `lifeline_build_info` and the image's label.
 
 The packages are built once: LIFELINE_DIST names a directory that `scripts/package` filled
 (scripts/test does that before the e2e suite); without it this module runs scripts/package
@@ -15,6 +18,7 @@ itself (a release build: minutes).
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import shutil
@@ -283,7 +287,6 @@ def image_container(dist, tmp_path_factory):
 
 
 def test_image_config(image_container, version):
-    import json
     storage, env, container = image_container
     inspected = _run([*storage, "inspect", "--type", "container", container], env=env)
     assert inspected.returncode == 0, inspected.stderr
