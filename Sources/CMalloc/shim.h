@@ -10,8 +10,12 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 static inline int lifeline_malloc_trim(void) { return malloc_trim(0); }
+/* Bytes the allocator has handed out and not had back (tests of memory per client). */
+static inline size_t lifeline_heap_in_use(void) { return mallinfo2().uordblks; }
 #else
+#include <stddef.h>
 static inline int lifeline_malloc_trim(void) { return 0; }
+static inline size_t lifeline_heap_in_use(void) { return 0; }
 #endif
 
 #endif

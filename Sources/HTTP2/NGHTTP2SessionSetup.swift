@@ -46,11 +46,13 @@ package enum NGHTTP2SessionSetup {
         var created: OpaquePointer?
         let rv: Int32
         switch role {
-        case .client: rv = nghttp2_session_client_new2(&created, callbacks, userData, option)
-        case .server: rv = nghttp2_session_server_new2(&created, callbacks, userData, option)
+        // Its 16 KiB output buffer on pages of its own: only the pages a frame is written to stay
+        // resident (`cnghttp2_paged_mem` in the shim).
+        case .client: rv = nghttp2_session_client_new3(&created, callbacks, userData, option, cnghttp2_paged_mem())
+        case .server: rv = nghttp2_session_server_new3(&created, callbacks, userData, option, cnghttp2_paged_mem())
         }
         guard rv == 0, let session = created else {
-            throw .init(code: rv, operation: role == .client ? "nghttp2_session_client_new2" : "nghttp2_session_server_new2")
+            throw .init(code: rv, operation: role == .client ? "nghttp2_session_client_new3" : "nghttp2_session_server_new3")
         }
 
         let entries = settings.map {

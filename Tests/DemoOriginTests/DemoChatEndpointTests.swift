@@ -244,7 +244,7 @@ final class DemoChatEndpointTests: XCTestCase {
             let answering = try await Self.stats(of: origin, group: group)
             XCTAssertEqual(answering["openChats"] as? Int, 1, "\(answering)")
             await leaving.close()
-            try await Self.eventually { origin.openConnectionCount == 0 }
+            try await eventually { origin.openConnectionCount == 0 }
             let left = try await Self.stats(of: origin, group: group)
             XCTAssertEqual(left["openChats"] as? Int, 0, "the answer stopped with its connection: \(left)")
 
@@ -263,19 +263,4 @@ final class DemoChatEndpointTests: XCTestCase {
         }
     }
 
-    /// Polls `condition` every 5 ms until it holds, for state that offers nothing to wait on.
-    private static func eventually(
-        timeout: TimeAmount = .seconds(5),
-        file: StaticString = #filePath,
-        line: UInt = #line,
-        _ condition: () -> Bool
-    ) async throws {
-        let deadline = NIODeadline.now() + timeout
-        while !condition() {
-            guard NIODeadline.now() < deadline else {
-                return XCTFail("condition not met within \(timeout)", file: file, line: line)
-            }
-            try await Task.sleep(nanoseconds: 5_000_000)
-        }
-    }
 }

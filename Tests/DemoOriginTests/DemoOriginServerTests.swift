@@ -56,21 +56,6 @@ final class DemoOriginServerTests: XCTestCase {
         XCTAssertEqual(ids, Array(start..<(start + Int64(ids.count))), "ids not consecutive", file: file, line: line)
     }
 
-    /// Polls `condition` every 5 ms until it holds, for state that offers nothing to wait on.
-    private static func eventually(
-        timeout: TimeAmount = .seconds(5),
-        file: StaticString = #filePath,
-        line: UInt = #line,
-        _ condition: () -> Bool
-    ) async throws {
-        let deadline = NIODeadline.now() + timeout
-        while !condition() {
-            guard NIODeadline.now() < deadline else {
-                return XCTFail("condition not met within \(timeout)", file: file, line: line)
-            }
-            try await Task.sleep(nanoseconds: 5_000_000)
-        }
-    }
 
     // MARK: Plain routes
 
@@ -265,7 +250,7 @@ final class DemoOriginServerTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(elapsed, .milliseconds(200))
         Self.assertConsecutive(Self.ids(client.events))
         XCTAssertGreaterThanOrEqual(client.events.count, 2)
-        try await Self.eventually { origin.openConnectionCount == 0 }
+        try await eventually { origin.openConnectionCount == 0 }
         try await origin.stop()
     }
 

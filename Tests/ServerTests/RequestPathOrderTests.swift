@@ -51,7 +51,7 @@ final class RequestPathOrderTests: XCTestCase {
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
         try channel.pipeline.syncOperations.addHandler(decoder)
         try channel.pipeline.syncOperations.addHandler(
-            HTTP1ServerHandler(shared: self.shared, loop: self.loopContext, decoder: decoder)
+            HTTP1ServerHandler(loop: self.loopContext, decoder: decoder)
         )
         try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
         try channel.writeInbound(ByteBuffer(string: request))
@@ -181,7 +181,7 @@ final class RequestPathOrderTests: XCTestCase {
         let channel = EmbeddedChannel(loop: self.loop)
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
         try channel.pipeline.syncOperations.addHandler(decoder)
-        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: self.shared, loop: self.loopContext, decoder: decoder))
+        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(loop: self.loopContext, decoder: decoder))
         try channel.connect(to: SocketAddress(ipAddress: "10.1.1.2", port: 5555)).wait()
         try channel.writeInbound(ByteBuffer(string: self.eventStreamRequest()))
         channel.close(promise: nil)
@@ -258,16 +258,21 @@ final class RequestPathOrderTests: XCTestCase {
         "POST /v1/chat HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
 
-    func testAPostAnsweredWithAnEventStreamIsAPrivateGenerationWithHeartbeats() throws {
+    /// A gateway of its own for one test, routing / to the in-memory origins, as `configure` says.
+    private func useGateway(_ configure: (inout GatewayConfiguration) -> Void) throws {
         self.shared = nil
         var configuration = GatewayConfiguration()
         configuration.routes = [try Route.parse("/=http://origin.test:3000/").get()]
-        configuration.heartbeat = .seconds(1)
         configuration.upstream.connector = self.origins.connector
+        configure(&configuration)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
         self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+    }
+
+    func testAPostAnsweredWithAnEventStreamIsAPrivateGenerationWithHeartbeats() throws {
+        try self.useGateway { $0.heartbeat = .seconds(1) }
         let client = try self.client(self.postRequest())
         XCTAssertTrue(self.origins.requests[0].hasPrefix("POST /v1/chat HTTP/1.1\r\n"), self.origins.requests[0])
         try self.answerEventStream(self.origins[0])
@@ -292,16 +297,10 @@ final class RequestPathOrderTests: XCTestCase {
     }
 
     func testAGetOnAnUnsharedRouteIsAPrivateGenerationSentOnce() throws {
-        self.shared = nil
-        var configuration = GatewayConfiguration()
-        configuration.routes = [try Route.parse("/=http://origin.test:3000/").get()]
-        configuration.unsharedRoutes = ["/"]
-        configuration.heartbeat = .seconds(1)
-        configuration.upstream.connector = self.origins.connector
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
-        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+        try self.useGateway {
+            $0.unsharedRoutes = ["/"]
+            $0.heartbeat = .seconds(1)
+        }
         let client = try self.client(self.eventStreamRequest("/events?lastEventId=7"))
         XCTAssertTrue(self.origins.requests[0].contains("Last-Event-ID: 7\r\n"), "the query's id goes to the origin: \(self.origins.requests[0])")
         XCTAssertFalse(self.origins.requests[0].contains("lastEventId"), self.origins.requests[0])
@@ -471,7 +470,7 @@ final class OriginChannels: @unchecked Sendable {
 final class HeapTrimmerTests: XCTestCase {
     /// AddressSanitizer and ThreadSanitizer replace glibc's allocator, so malloc_trim has
     /// nothing to give back.
-    private static var underSanitizer: Bool {
+    static var underSanitizer: Bool {
         guard let process = dlopen(nil, RTLD_NOW) else { return false }
         defer { dlclose(process) }
         return dlsym(process, "__asan_init") != nil || dlsym(process, "__tsan_init") != nil

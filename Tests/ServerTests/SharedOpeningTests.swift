@@ -46,7 +46,7 @@ final class SharedOpeningTests: XCTestCase {
         let channel = EmbeddedChannel(loop: self.loop)
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
         try channel.pipeline.syncOperations.addHandler(decoder)
-        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(shared: self.shared, loop: self.loopContext, decoder: decoder))
+        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(loop: self.loopContext, decoder: decoder))
         try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
         let resume = lastEventID.map { "Last-Event-ID: \($0)\r\n" } ?? ""
         try channel.writeInbound(ByteBuffer(string: "GET /events HTTP/1.1\r\nHost: gw\r\nAccept: text/event-stream\r\n\(resume)\r\n"))

@@ -533,7 +533,9 @@ def _wait_browser(page, condition, timeout, what):
     raise AssertionError(f"{what}: {state}")
 
 
-def test_the_browser_helper_resumes_a_post_stream_after_the_connection_is_cut(token_origin, gateway, stall_proxy, new_page):
+def _cut_after_three_tokens(token_origin, gateway, stall_proxy, new_page, script, *args):
+    """A page behind a proxy that can silence its connections runs `script` on a ten-token generation;
+    after three tokens every open connection goes silent. Returns the page, the tokens and the origin."""
     tokens = tuple(f"t{n}" for n in range(10))
     origin = token_origin(tokens=tokens, pauses={n: 0.2 for n in range(10)})
     gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
@@ -541,9 +543,14 @@ def test_the_browser_helper_resumes_a_post_stream_after_the_connection_is_cut(to
     page = new_page()
     page.goto(f"{proxy.url}/")
     page.add_script_tag(url="/_lifeline/client.js")
-    page.evaluate(_START_JS, [None])
+    page.evaluate(script, *args)
     _wait_browser(page, lambda s: len(s["got"]) >= 3, 10, "three tokens")
     proxy.cut()
+    return page, tokens, origin
+
+
+def test_the_browser_helper_resumes_a_post_stream_after_the_connection_is_cut(token_origin, gateway, stall_proxy, new_page):
+    page, tokens, origin = _cut_after_three_tokens(token_origin, gateway, stall_proxy, new_page, _START_JS, [None])
     state = _wait_browser(page, lambda s: s["finished"] or s["errors"], 15, "the rest of the generation")
     assert state["errors"] == [], state
     assert state["got"] == list(tokens), "every token once, in order, across the cut"
@@ -605,17 +612,8 @@ _FETCH_JS = """
 
 
 def test_lifeline_fetch_hands_an_sdk_a_body_that_resumes_across_a_cut(token_origin, gateway, stall_proxy, new_page):
-    tokens = tuple(f"t{n}" for n in range(10))
-    origin = token_origin(tokens=tokens, pauses={n: 0.2 for n in range(10)})
-    gw = gateway(f"--route=/=http://127.0.0.1:{origin.port}", "--heartbeat=1s")
-    proxy = stall_proxy(gw.port)
-    page = new_page()
-    page.goto(f"{proxy.url}/")
-    page.add_script_tag(url="/_lifeline/client.js")
-    page.evaluate(_FETCH_JS)
-    _wait_browser(page, lambda s: len(s["got"]) >= 3, 10, "three tokens")
+    page, tokens, origin = _cut_after_three_tokens(token_origin, gateway, stall_proxy, new_page, _FETCH_JS)
     assert page.evaluate("() => window.__status") == "200 text/event-stream req-1", "the origin's head, as fetch gives it"
-    proxy.cut()
     state = _wait_browser(page, lambda s: s["finished"] or s["errors"], 15, "the rest of the generation")
     assert state["errors"] == [], state
     assert state["got"] == list(tokens), "every token once, in order, across the cut; no heartbeat in the body"

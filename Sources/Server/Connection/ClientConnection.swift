@@ -26,9 +26,9 @@ struct ClientConnection {
     private(set) var requests = 0
     private(set) var eventsSent = 0
     private(set) var bytesSent = 0
-    private var lastTarget = "-"
-    /// The last request's path, its query values masked (`StreamKey.displayPath`).
-    private var lastPath = "-"
+    /// The last exchange's target and path (its query values masked), for the access log; made
+    /// when an exchange ends, so a connection that streams from its first request holds none.
+    private var lastExchange: LastExchange?
     /// How the connection ended; a failed exchange's outcome wins over a later complete one.
     private(set) var outcome = ExchangeOutcome.clientClosed
     private var idleTimer: Scheduled<Void>?
@@ -127,10 +127,12 @@ struct ClientConnection {
     /// What a finished (or abandoned) exchange adds to the record.
     mutating func account(_ exchange: ClientExchange) {
         self.eventsSent += exchange.eventsSent
-        self.lastTarget = exchange.target
+        let last = self.lastExchange ?? LastExchange()
+        last.target = exchange.target
         if let path = exchange.streamPath {
-            self.lastPath = path
+            last.path = path
         }
+        self.lastExchange = last
         if exchange.outcome != .completed {
             self.outcome = exchange.outcome
         }
@@ -161,8 +163,8 @@ struct ClientConnection {
         let metadata: Logger.Metadata = [
             "client": "\(self.clientAddress ?? "-")",
             "protocol": "\(self.clientProtocol == .h2 ? "h2" : "http/1.1")",
-            "path": "\(self.lastPath)",
-            "target": "\(self.lastTarget)",
+            "path": "\(self.lastExchange?.path ?? "-")",
+            "target": "\(self.lastExchange?.target ?? "-")",
             "requests": .stringConvertible(self.requests),
             "duration_ms": .stringConvertible(Int((self.loop.eventLoop.now - self.connectedAt).nanoseconds / 1_000_000)),
             "events": .stringConvertible(self.eventsSent),
@@ -172,4 +174,10 @@ struct ClientConnection {
         ]
         self.shared.accessLogger.info("connection closed", metadata: metadata)
     }
+}
+
+/// What the access log names of a connection's last exchange.
+final class LastExchange {
+    var target = "-"
+    var path = "-"
 }

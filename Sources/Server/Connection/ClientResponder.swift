@@ -24,6 +24,9 @@ protocol ClientResponder: AnyObject {
     /// Event-stream bytes that other subscribers on this loop are sent alike (a batch, a
     /// heartbeat): HTTP/1.1 frames them once per loop (`HTTP1ChunkFramer`).
     func writeShared(_ bytes: ByteBuffer)
+    /// `writeShared`, then `flush`: a live event to an idle client, the hottest write there is,
+    /// in one pass through the pipeline where the front end can.
+    func writeSharedAndFlush(_ bytes: ByteBuffer)
     /// Plain body bytes.
     func writeBody(_ bytes: ByteBuffer)
     func flush()

@@ -55,7 +55,7 @@ final class FrontEnds: Sendable {
         ))
         try channel.pipeline.syncOperations.addHandler(decoder)
         try channel.pipeline.syncOperations.addHandler(
-            HTTP1ServerHandler(shared: loop.shared, loop: loop, scheme: scheme, decoder: decoder)
+            HTTP1ServerHandler(loop: loop, scheme: scheme, decoder: decoder)
         )
     }
 }

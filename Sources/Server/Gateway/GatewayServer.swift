@@ -167,7 +167,7 @@ public final class GatewayServer: Sendable {
                 let fd = try inherited.take(role: role, index: index, host: address.host, port: address.port)
                     ?? ListeningSocket.bind(host: address.host, port: address.port)
                 let channel = try await ServerBootstrap(group: group)
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .childChannelOption(.writeBufferWaterMark, value: waterMark)
                     .childChannelOption(.maxMessagesPerRead, value: 4)
                     .childChannelOption(.recvAllocator, value: ClientReadSizing())

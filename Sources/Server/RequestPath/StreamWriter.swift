@@ -242,12 +242,18 @@ extension StreamWriter {
     }
 
     func streamDeliver(_ chunk: StreamChunk, now: NIODeadline) {
-        guard case .streaming(let membership) = self.state else { return }
-        guard self.send(chunk.bytes, counted: true, shared: true) else { return }
+        guard case .streaming(let membership) = self.state, let responder = self.responder else { return }
+        if self.queue.isEmpty && responder.isWritable {
+            // The common case, per event and client: straight out, in one pass.
+            responder.writeSharedAndFlush(chunk.bytes)
+        } else {
+            guard self.send(chunk.bytes, counted: true, shared: true) else { return }
+            responder.flush()
+        }
         self.eventsSent += chunk.eventCount
-        self.loop.counters.values.eventsSent += chunk.eventCount
-        self.loop.heartbeatClock.touch(membership, now: now)
-        self.responder?.flush()
+        let loop = self.loop
+        loop.counters.values.eventsSent += chunk.eventCount
+        loop.heartbeatClock.touch(membership, now: now)
     }
 
     func heartbeatDue() {

@@ -28,7 +28,6 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let shared: GatewayShared
     private let loop: LoopContext
     /// The request decoder in front of this handler, until the connection is streaming only.
     private var decoder: RemovableChannelHandler?
@@ -38,9 +37,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var exchange: ClientExchange?
     private var connection: ClientConnection
     private let isTLS: Bool
+    /// The channel's writability, kept from `channelWritabilityChanged`: asked per event and
+    /// client, and cheaper than a trip to the channel.
+    private var channelWritable = true
 
-    init(shared: GatewayShared, loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
-        self.shared = shared
+    init(loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
         self.loop = loop
         self.isTLS = scheme == "https"
         self.decoder = decoder
@@ -182,6 +183,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.channelWritable = context.channel.isWritable
         self.exchange?.clientWritabilityChanged()
         context.fireChannelWritabilityChanged()
     }
@@ -262,7 +264,7 @@ extension HTTP1ServerHandler: ClientResponder {
     var eventLoop: EventLoop { self.loop.eventLoop }
     var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
     var clientScheme: String { self.isTLS ? "https" : "http" }
-    var isWritable: Bool { self.context?.channel.isWritable ?? false }
+    var isWritable: Bool { self.context != nil && self.channelWritable }
 
     func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders, isEventStream: Bool) {
         guard let context = self.context, self.exchange != nil else { return }
@@ -289,6 +291,13 @@ extension HTTP1ServerHandler: ClientResponder {
         guard let context = self.context, self.exchange != nil, let framing = self.machine.framing else { return }
         let allocator = context.channel.allocator
         self.write(framing.chunked ? self.loop.chunkFramer.framed(bytes, allocator: allocator) : bytes, context: context)
+    }
+
+    func writeSharedAndFlush(_ bytes: ByteBuffer) {
+        guard let context = self.context, self.exchange != nil, let framing = self.machine.framing else { return }
+        let framed = framing.chunked ? self.loop.chunkFramer.framed(bytes, allocator: context.channel.allocator) : bytes
+        self.connection.countSent(framed.readableBytes)
+        context.writeAndFlush(self.wrapOutboundOut(framed), promise: nil)
     }
 
     func writeBody(_ bytes: ByteBuffer) {

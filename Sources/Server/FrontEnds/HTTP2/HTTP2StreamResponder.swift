@@ -48,6 +48,11 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
         self.stream.write(bytes)
     }
 
+    func writeSharedAndFlush(_ bytes: ByteBuffer) {
+        self.writeShared(bytes)
+        self.stream.flush()
+    }
+
     func writeBody(_ bytes: ByteBuffer) {
         self.frontEnd.countSent(bytes.readableBytes, by: self)
         self.stream.write(bytes)
