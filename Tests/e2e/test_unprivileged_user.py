@@ -55,10 +55,6 @@ def test_admin_listener_and_demo_origin_answer_as_an_ordinary_user(unprivileged_
         assert response.readline(), "the demo origin answers"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Sources/Server/Gateway/GatewayServer.swift:170 sets .socketOption(.tcp_nodelay) on accepted "
-    "connections: SOL_SOCKET/SO_DEBUG, EACCES without CAP_NET_ADMIN, so each is closed at once; "
-    "the fix is .tcpOption(.tcp_nodelay) (remove this mark with it)"))
 def test_gateway_serves_a_stream_as_an_ordinary_user(unprivileged_gateway):
     _, gateway, admin = unprivileged_gateway
     with urllib.request.urlopen(f"{gateway.url}/events", timeout=5) as response:
