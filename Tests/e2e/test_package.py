@@ -6,7 +6,7 @@
   accepts, a man page), then removes and purges cleanly; lintian finds no error in it;
 - the OCI image (when scripts/package made one with --image): its config, and under `buildah run`
   (vfs storage of its own, chroot isolation) its flag file passes `--check` and the gateway in it
-  answers `/healthz` as uid 65532; the Kubernetes manifests name that image's tag;
+  answers `/healthz` and serves a stream as uid 65532; the Kubernetes manifests name that image's tag;
 - one version everywhere: file names, `--version`, the control file, the man page,
   `lifeline_build_info` and the image's label.
 
@@ -301,7 +301,7 @@ def test_image_config(image_container, version):
     assert len(oci["rootfs"]["diff_ids"]) == 1, "FROM scratch: one layer, no base image"
 
 
-def test_image_checks_its_flag_file_and_answers_healthz_as_its_user(image_container, processes, lifeline_bin, version):
+def test_image_checks_its_flag_file_and_serves_as_its_user(image_container, processes, lifeline_bin, version):
     storage, env, container = image_container
     run = [*storage, "run", container, "--"]
     assert _run([*run, "/usr/bin/lifeline", "--version"], env=env).stdout.strip() == f"lifeline {version}"
@@ -324,6 +324,14 @@ def test_image_checks_its_flag_file_and_answers_healthz_as_its_user(image_contai
         assert response.status == 200
     with urllib.request.urlopen(f"{admin_url}/metrics", timeout=5) as response:
         assert f'lifeline_build_info{{version="{version}"}} 1' in response.read().decode()
+    # And it serves: two events of the origin's stream through the gateway in the image.
+    with urllib.request.urlopen(f"{proc.url}/events", timeout=10) as response:
+        ids = []
+        while len(ids) < 2:
+            line = response.readline().decode()
+            assert line, "the stream ended"
+            if line.startswith("id:"):
+                ids.append(int(line[3:].strip()))
     # The process runs as the image's user, not as root.
     pids = _run(["pgrep", "-f", f"^/usr/bin/lifeline --listen=127.0.0.1:0 .*{re.escape(origin.url)}"]).stdout.split()
     assert pids, "the container's lifeline process"
