@@ -66,7 +66,7 @@ public final class AdminServer: Sendable {
         let descriptor = try inherited.take(role: "admin-listen", index: 0, host: configuration.host, port: configuration.port)
             ?? ListeningSocket.bind(host: configuration.host, port: configuration.port, backlog: 128)
         let serverChannel = try await ServerBootstrap(group: group)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 let admitted = open.withLockedValue { count -> Bool in
                     guard count < maxConnections else { return false }

@@ -40,12 +40,12 @@ public final class DemoNetworkPath: Sendable {
         let relays = NIOLockedValueBox(Relays())
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: false)
             .childChannelInitializer { inbound in
                 // The far side first: nothing is read from the browser before it can go somewhere.
                 ClientBootstrap(group: inbound.eventLoop)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .connect(to: target)
                     .flatMapThrowing { outbound in
                         let (near, far) = DemoRelayHandler.pair()  // browser side, server side

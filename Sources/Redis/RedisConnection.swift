@@ -87,7 +87,7 @@ public final class RedisConnection: Sendable {
         let timeout = configuration.connectTimeout
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations

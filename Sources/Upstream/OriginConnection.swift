@@ -39,7 +39,7 @@ public struct OriginConnector: Sendable {
     public static let sockets = OriginConnector { target, eventLoop, connectTimeout, initializer in
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer(initializer)
             .connect(host: target.host, port: target.port)

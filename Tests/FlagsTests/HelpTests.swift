@@ -85,4 +85,17 @@ final class HelpTests: XCTestCase {
         XCTAssertTrue(markdown.contains("| `--mode=a\\|b` | `a` | First line.<br>A \\| pipe. |\n"), markdown)
         XCTAssertTrue(markdown.contains("| `--tick=STRING` | `` `x` `` |  |\n"), markdown)
     }
+
+    func testRoffReferenceHasAParagraphForEveryFlagAndEscapesMarkup() {
+        let roff = self.set.roffReference()
+        XCTAssertTrue(roff.hasPrefix(".SS Listeners\n.TP\n\\fB\\-\\-listen\\fR=\\fIHOST:PORT\\fR\n"), roff)
+        XCTAssertTrue(roff.contains("\\fB\\-\\-check\\fR\nValidate the flags and exit. (default: false)\n"), roff)
+        XCTAssertTrue(roff.contains("Serve PREFIX from the origin URL. (repeatable)\n"), roff)
+        XCTAssertEqual(roff.components(separatedBy: ".TP\n").count - 1, self.set.specs.count)
+        // Text that roff would take as markup stays text.
+        let tricky = FlagSet([Flag("tricky", .string, default: "a b", section: "S",
+                                   help: "Use `--x`, a\\b and … here.\n.TH not a request\n'neither")])
+        let text = tricky.roffReference()
+        XCTAssertTrue(text.contains("Use \\-\\-x, a\\eb and \\[u2026] here.\n.br\n\\&.TH not a request\n.br\n\\&'neither (default: \"a b\")\n"), text)
+    }
 }

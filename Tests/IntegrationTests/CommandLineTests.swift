@@ -1,5 +1,6 @@
 import Foundation
 @testable import LifelineMain
+import Server
 import XCTest
 
 /// The `lifeline` command as an operator meets it: flag files, `--check`, errors, help.
@@ -131,6 +132,23 @@ final class CommandLineTests: XCTestCase {
             .appendingPathComponent("docs/flags.md")
         let text = try String(contentsOf: docs, encoding: .utf8)
         XCTAssertEqual(text, Lifeline.flagReference(), "docs/flags.md is stale: run `lifeline flags-reference > docs/flags.md`")
+    }
+
+    /// lifeline.1 (shipped by the packages) comes from the flag table: every flag is on it, it
+    /// names this version, and groff reads it without a warning.
+    func testManPageListsEveryFlagAndRendersCleanly() throws {
+        let result = try self.run(["man-page"])
+        XCTAssertEqual(result.status, 0, result.err)
+        XCTAssertEqual(result.out, Lifeline.manPage())
+        XCTAssertTrue(result.out.hasPrefix(".TH LIFELINE 1 \"\" \"lifeline \(LifelineVersion.current)\""), result.out)
+        for spec in LifelineFlags.set.specs + DemoOriginFlags.set.specs {
+            let name = "\\fB\\-\\-" + spec.name.replacingOccurrences(of: "-", with: "\\-") + "\\fR"
+            XCTAssertTrue(result.out.contains(name), "lifeline.1 lacks --\(spec.name)")
+        }
+        let page = try self.file("lifeline.1", result.out)
+        let groff = try ProcessRunner.run("/usr/bin/groff", ["-man", "-ww", "-z", "-Tutf8", page])
+        XCTAssertEqual(groff.status, 0, groff.err)
+        XCTAssertEqual(groff.err, "", "groff warns about lifeline.1")
     }
 
     func testSampleFlagFileIsValid() throws {
