@@ -81,7 +81,7 @@ public final class SSETestClient: Sendable {
         let signal = ChangeSignal(eventLoop: loop)
         var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.seconds(5))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
         if let receiveBufferSize {
             bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferSize))
         }

@@ -46,7 +46,7 @@ public final class ScriptedOrigin: Sendable {
         let registry = ScriptedOriginRegistry(signal: ChangeSignal(eventLoop: group.next()), handler: handler)
         let serverChannel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 guard registry.connectionOpened(channel) else {
                     return channel.close()

@@ -53,7 +53,7 @@ final class RawH2Client: Sendable {
     static func connect(port: Int, group: EventLoopGroup) throws -> RawH2Client {
         let box = NIOLockedValueBox(Received())
         let channel = try ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(Collector(box: box))
