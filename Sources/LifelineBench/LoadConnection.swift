@@ -57,6 +57,9 @@ final class LoadConnection: @unchecked Sendable {
     /// Monotonic start of the current attempt, for connect time and time to first byte.
     var attemptStart: Int64 = 0
     var sawFirstByte = false
+    /// Set when the storm closes this connection: its close is ours, so it is not counted as a
+    /// dropped stream, and it reconnects at once rather than after the reconnect delay.
+    var closedByStorm = false
 
     init(index: Int, sourceAddress: SocketAddress?, openingOffset: Int64, subscriptions: [Subscription]) {
         self.index = index

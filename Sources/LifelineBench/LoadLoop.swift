@@ -21,6 +21,7 @@ final class LoadLoop: @unchecked Sendable {
     private var nextToOpen = 0
     private var start = NIODeadline.now()
     private var opener: RepeatedTask?
+    private var stormTask: Scheduled<Void>?
     private(set) var isStopping = false
 
     init(eventLoop: EventLoop, plan: LoadPlan, setupPipeline: @escaping PipelineSetup) {
@@ -34,10 +35,16 @@ final class LoadLoop: @unchecked Sendable {
         self.connections.append(connection)
     }
 
-    /// Opens connections on schedule from `start` on.
+    /// Opens connections on schedule from `start` on, and arms the storm if there is one.
     func start(at start: NIODeadline) {
         self.eventLoop.execute {
             self.start = start
+            if let stormAt = self.plan.stormAtWallNanoseconds {
+                // The moment is wall-clock (shared by every shard); the timer runs on the monotonic
+                // clock, so convert once here. The two drift by far less than a run is long.
+                let delay = max(0, stormAt - BenchClock.wallNanoseconds())
+                self.stormTask = self.eventLoop.scheduleTask(in: .nanoseconds(delay)) { self.storm() }
+            }
             self.openDue()
             guard self.nextToOpen < self.connections.count else { return }
             // One timer per loop walks the ramp, rather than one scheduled task per connection.
@@ -141,11 +148,12 @@ final class LoadLoop: @unchecked Sendable {
     }
 
     /// `subscription`'s response ended or failed while its connection stays (HTTP/2 streams).
-    func subscriptionEnded(_ subscription: Subscription) {
+    /// `byStorm`: we closed it in the storm, which is not a dropped stream.
+    func subscriptionEnded(_ subscription: Subscription, byStorm: Bool = false) {
         switch subscription.phase {
         case .streaming:
             self.counters.held -= 1
-            if !self.isStopping { self.counters.dropped += 1 }
+            if !self.isStopping && !byStorm { self.counters.dropped += 1 }
         case .awaitingHead:
             if !self.isStopping { self.counters.closedBeforeHead += 1 }
         case .idle, .rejected:
@@ -167,11 +175,24 @@ final class LoadLoop: @unchecked Sendable {
     }
 
     private func ended(_ connection: LoadConnection) {
+        let byStorm = connection.closedByStorm
+        connection.closedByStorm = false
         for subscription in connection.subscriptions {
-            self.subscriptionEnded(subscription)
+            self.subscriptionEnded(subscription, byStorm: byStorm)
         }
-        guard !self.isStopping, self.plan.reconnect else {
+        guard !self.isStopping, self.plan.reconnect || byStorm else {
             connection.phase = .closed
+            return
+        }
+        if byStorm {
+            // "Come back at once": no delay and no jitter. A zero-delay task rather than a call
+            // here, so that the storm's pass closes every connection before the first reconnect.
+            let task = self.eventLoop.scheduleTask(in: .zero) {
+                guard !self.isStopping else { return }
+                self.counters.reconnects += 1
+                self.open(connection)
+            }
+            connection.phase = .waiting(task)
             return
         }
         // As EventSource: the server's retry: if it sent one, else the configured delay; jittered
@@ -186,6 +207,41 @@ final class LoadLoop: @unchecked Sendable {
         connection.phase = .waiting(task)
     }
 
+    // MARK: Storm
+
+    /// The reconnect storm: closes every connection that carries a streaming subscription, in one
+    /// pass, noting for each subscription when its connection went; `ended` brings each back at once
+    /// with Last-Event-ID. Connections not streaming (still connecting, waiting for a reconnect) are
+    /// left alone and counted, since they have nothing to resume.
+    ///
+    /// A client-side close (FIN), as a browser closes when a page reloads or a network changes:
+    /// the gateway sees the end of its client's connection and has to serve a new request.
+    func storm() {
+        guard !self.isStopping else { return }
+        var first: Int64 = 0
+        var last: Int64 = 0
+        for connection in self.connections {
+            let streaming = connection.subscriptions.filter { if case .streaming = $0.phase { true } else { false } }
+            guard case .open(let channel) = connection.phase, !streaming.isEmpty else {
+                self.counters.stormNotStreaming += connection.subscriptions.count
+                continue
+            }
+            // Each connection's own moment: closing thousands takes a while, and that wait is not
+            // part of the resume.
+            let now = BenchClock.wallNanoseconds()
+            if first == 0 { first = now }
+            last = now
+            for subscription in streaming {
+                subscription.progress.stormDropWallNanoseconds = now
+            }
+            self.counters.stormDropped += streaming.count
+            self.counters.stormNotStreaming += connection.subscriptions.count - streaming.count
+            connection.closedByStorm = true
+            channel.close(promise: nil)
+        }
+        self.counters.noteStormDrops(first: first, last: last)
+    }
+
     // MARK: Runner
 
     /// Stops opening and reconnecting, takes the final counts (before anything is closed, so that
@@ -194,6 +250,7 @@ final class LoadLoop: @unchecked Sendable {
         self.eventLoop.flatSubmit {
             self.isStopping = true
             self.opener?.cancel()
+            self.stormTask?.cancel()
             let final = self.counters
             var closes: [EventLoopFuture<Void>] = []
             for connection in self.connections {
