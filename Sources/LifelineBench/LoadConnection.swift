@@ -30,6 +30,11 @@ final class Subscription: @unchecked Sendable {
         self.path = path
     }
 
+    var isStreaming: Bool {
+        if case .streaming = self.phase { return true }
+        return false
+    }
+
     /// `Last-Event-ID` to send, if the run resumes streams and this one has seen an id.
     func lastEventIDHeader(resume: Bool) -> String? {
         guard resume, let id = self.progress.lastEventID else { return nil }

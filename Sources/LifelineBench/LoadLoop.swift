@@ -185,14 +185,9 @@ final class LoadLoop: @unchecked Sendable {
             return
         }
         if byStorm {
-            // "Come back at once": no delay and no jitter. A zero-delay task rather than a call
-            // here, so that the storm's pass closes every connection before the first reconnect.
-            let task = self.eventLoop.scheduleTask(in: .zero) {
-                guard !self.isStopping else { return }
-                self.counters.reconnects += 1
-                self.open(connection)
-            }
-            connection.phase = .waiting(task)
+            // "Come back at once": no delay and no jitter, right after its own close.
+            self.counters.reconnects += 1
+            self.open(connection)
             return
         }
         // As EventSource: the server's retry: if it sent one, else the configured delay; jittered
@@ -209,25 +204,46 @@ final class LoadLoop: @unchecked Sendable {
 
     // MARK: Storm
 
-    /// The reconnect storm: closes every connection that carries a streaming subscription, in one
-    /// pass, noting for each subscription when its connection went; `ended` brings each back at once
-    /// with Last-Event-ID. Connections not streaming (still connecting, waiting for a reconnect) are
-    /// left alone and counted, since they have nothing to resume.
+    /// Connections the storm closes per pass before the loop reads its sockets again.
+    static let stormBatchSize = 64
+
+    /// The reconnect storm: every connection that carries a streaming subscription is closed and
+    /// reopened at once with Last-Event-ID (`ended` does the reopening), each subscription noting
+    /// when its connection went. Connections not streaming at the storm (still connecting, waiting
+    /// for a reconnect) are left alone and counted, since they have nothing to resume.
     ///
     /// A client-side close (FIN), as a browser closes when a page reloads or a network changes:
     /// the gateway sees the end of its client's connection and has to serve a new request.
+    ///
+    /// The closes go in batches, with the loop's reads in between: one core plays every client
+    /// here, and a single pass over thousands of closes and connects would leave the events that
+    /// arrive meanwhile unread, so the resume times would measure this loop's backlog rather than
+    /// the server's answer.
     func storm() {
+        guard !self.isStopping else { return }
+        var targets: [LoadConnection] = []
+        for connection in self.connections {
+            if case .open = connection.phase, connection.subscriptions.contains(where: \.isStreaming) {
+                targets.append(connection)
+            } else {
+                self.counters.stormNotStreaming += connection.subscriptions.count
+            }
+        }
+        self.storm(targets[...])
+    }
+
+    private func storm(_ targets: ArraySlice<LoadConnection>) {
         guard !self.isStopping else { return }
         var first: Int64 = 0
         var last: Int64 = 0
-        for connection in self.connections {
-            let streaming = connection.subscriptions.filter { if case .streaming = $0.phase { true } else { false } }
+        for connection in targets.prefix(Self.stormBatchSize) {
+            let streaming = connection.subscriptions.filter(\.isStreaming)
+            // It may have ended since the storm began (the server closed it while we read).
             guard case .open(let channel) = connection.phase, !streaming.isEmpty else {
                 self.counters.stormNotStreaming += connection.subscriptions.count
                 continue
             }
-            // Each connection's own moment: closing thousands takes a while, and that wait is not
-            // part of the resume.
+            // Each connection's own moment: the resume is timed from its drop, not from the storm's start.
             let now = BenchClock.wallNanoseconds()
             if first == 0 { first = now }
             last = now
@@ -240,6 +256,11 @@ final class LoadLoop: @unchecked Sendable {
             channel.close(promise: nil)
         }
         self.counters.noteStormDrops(first: first, last: last)
+        let rest = targets.dropFirst(Self.stormBatchSize)
+        if !rest.isEmpty {
+            // A new task runs after the loop has polled its sockets once more.
+            self.eventLoop.execute { self.storm(rest) }
+        }
     }
 
     // MARK: Runner
