@@ -322,6 +322,10 @@ def storm_figures(meta, load, fig):
     out["origin_replayed_events"] = origin_count(meta, "replayed_events", "storm_a", "end")
     out["gaps"] = load.get("gaps")
     out["dups"] = load.get("duplicates")
+    # A full accept queue drops the handshake's last ACK (the client then waits for the SYN-ACK to be
+    # sent again: 1 s, then 2 s more, ...); machine-wide, so the origin's listener counts too.
+    for k in ("tcp_listen_overflows", "tcp_syncookies_sent"):
+        out[k] = int(num(meta[k])) if meta.get(k) not in (None, "") else None
     for name in ("p50", "p99", "max"):
         v = load.get(f"resume_{name}_us")
         out[f"resume_{name}_ms"] = round(v / 1000, 2) if v is not None else None
@@ -514,7 +518,7 @@ def scale_out(runs):
 def storm_table(runs):
     """Scenario f: one row per gateway; results.json's "storm" block."""
     head = ["scenario", "gateway", "resumed / dropped", "origin requests (storm)", "gaps / dups", "resume p50 ms",
-            "resume p99 ms", "CPU µs/resume (× nginx)", "excess CPU µs/resume", "core % (storm window)",
+            "resume p99 ms", "+p99 ms vs direct", "CPU µs/resume (× nginx)", "excess CPU µs/resume", "core % (storm window)",
             "held / failed at end", "notes"]
     rows, summary = [], {}
     by_scn = {}
@@ -522,18 +526,24 @@ def storm_table(runs):
         by_scn.setdefault(r["meta"]["scenario"], []).append(r)
     for scn, rs in by_scn.items():
         nginx = next((r for r in rs if r["meta"]["gateway"] == "nginx"), None)
+        direct = next((r for r in rs if r["meta"]["gateway"] == "direct"), None)
         ref = nginx["figures"].get("cpu_us_per_resume") if nginx else None
+        # Direct is the clients' own floor: the same closes, connects and reads with no gateway.
+        floor_p99 = direct["figures"].get("resume_p99_ms") if direct else None
         summary[scn] = {}
         for r in rs:
             m, load, f = r["meta"], r["load"], r["figures"]
             gw = m["gateway"]
             mine = f.get("cpu_us_per_resume")
             f["cpu_us_per_resume_vs_nginx"] = round(mine / ref, 3) if mine and ref else None
+            p99 = f.get("resume_p99_ms")
+            f["resume_p99_added_ms"] = round(p99 - floor_p99, 2) if p99 is not None and floor_p99 is not None and r is not direct else None
             summary[scn][gw] = {k: f.get(k) for k in (
                 "resumed", "origin_requests", "gaps", "dups", "resume_p50_ms", "resume_p99_ms", "cpu_us_per_resume",
                 "storm_dropped", "storm_not_streaming", "not_resumed", "resume_max_ms", "origin_requests_whole_run",
                 "origin_resume_requests", "origin_replayed_events", "cpu_excess_us_per_resume",
-                "core_pct_in_storm_window", "drop_spread_ms", "first_drop_after_storm_ms", "cpu_us_per_resume_vs_nginx")}
+                "core_pct_in_storm_window", "drop_spread_ms", "first_drop_after_storm_ms", "cpu_us_per_resume_vs_nginx",
+                "tcp_listen_overflows", "tcp_syncookies_sent", "resume_p99_added_ms")}
             notes = []
             if gw == "direct":
                 notes.append("CPU is the origin's")
@@ -541,6 +551,8 @@ def storm_table(runs):
                 notes.append(m["note"])
             if f.get("drop_spread_ms") is not None:
                 notes.append(f"drops spread over {fmt(f['drop_spread_ms'], 1)} ms")
+            if f.get("tcp_listen_overflows"):
+                notes.append(f"{f['tcp_listen_overflows']:,} listen-queue overflows (machine-wide)")
             if f.get("storm_not_streaming"):
                 notes.append(f"{f['storm_not_streaming']:,} not streaming at the storm")
             if f.get("origin_requests_whole_run") is not None:
@@ -565,6 +577,7 @@ def storm_table(runs):
                 fmt_int(f.get("origin_requests")),
                 f"{fmt_int(f.get('gaps'))} / {fmt_int(f.get('dups'))}",
                 fmt(f.get("resume_p50_ms")), fmt(f.get("resume_p99_ms")),
+                fmt(f["resume_p99_added_ms"]) if f.get("resume_p99_added_ms") is not None else "",
                 with_ratio(mine, f["cpu_us_per_resume_vs_nginx"]) if gw != "direct" else fmt(mine) + " (origin)" if mine is not None else "—",
                 fmt(f.get("cpu_excess_us_per_resume")),
                 fmt(f.get("core_pct_in_storm_window"), 1),
