@@ -79,7 +79,7 @@ final class LoadLoop: @unchecked Sendable {
         let setup = self.setupPipeline
         var bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(.nanoseconds(self.plan.connectTimeoutNanoseconds))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try setup(channel, connection, self)

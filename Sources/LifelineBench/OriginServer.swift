@@ -30,7 +30,7 @@ enum OriginServer {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // A direct run connects thousands of clients within a second or two.
             .serverChannelOption(.backlog, value: 4096)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             // A reader more than this far behind is closed (see OriginStreamHandler.deliver).
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             .childChannelInitializer { channel in
