@@ -27,6 +27,14 @@ How each figure is made (docs/benchmarks.md says the same for readers):
   window (the history's `seq` at both ends of the window), and memory per stored event:
   (used_memory at the end of the window - before any client) / XLEN, and MEMORY USAGE of the events
   key / XLEN (the key alone, without client buffers and scripts).
+- Scenario f (reconnect storm, its own table): every load process drops all its streams at one
+  wall-clock moment and reconnects at once with Last-Event-ID. resumed: subscriptions that got an
+  event after their drop; resume p50/p99: drop -> first event on the new connection (the load tool's
+  histogram, merged over shards); origin_requests: stream requests the origin counted (GET /stats)
+  from 0.5 s before the storm until the clients were gone; gaps/dups over the whole run;
+  cpu_us_per_resume: the gateway's CPU over the storm window (0.5 s before the storm to 5.5 s after)
+  / resumed, and cpu_excess_us_per_resume the same less the CPU of as long a window just before it
+  (the steady fan-out that would have been spent anyway).
 """
 import json
 import os
@@ -111,7 +119,7 @@ def find(flat, name):
 
 
 COUNTS = ("held", "failed", "events", "gaps", "missing_events", "duplicates", "heartbeats", "comments", "dropped",
-          "reconnects", "attempts")
+          "reconnects", "attempts", "storm_dropped", "storm_not_streaming", "resumed")
 
 
 def bench_figures(doc):
@@ -129,6 +137,17 @@ def bench_figures(doc):
               - doc.get("closed_before_head", 0))
     if "comments" in got:
         got["heartbeats"] = max(0, got["comments"] - max(0, opened))
+    storm = doc.get("storm")
+    if isinstance(storm, dict):
+        got["storm_dropped"] = storm.get("dropped", 0)
+        got["storm_not_streaming"] = storm.get("not_streaming", 0)
+        got["resumed"] = storm.get("resumed", 0)
+        got["storm_first_drop_us"] = storm.get("first_drop_epoch_us", 0)
+        got["storm_last_drop_us"] = storm.get("last_drop_epoch_us", 0)
+        res = storm.get("resume_us") or {}
+        if res.get("count"):
+            for name in ("p50", "p99", "max"):
+                got[f"resume_{name}"] = res.get(name)
     return got
 
 
@@ -171,6 +190,16 @@ def load_summary(run_dir, meta):
     for name in COUNTS:
         vals = [g[name] for g in per if name in g]
         out[name] = int(sum(vals)) if vals else None
+    # The storm's span over every shard, and its resume percentiles (exact when merged; without a
+    # merge the shards' maximum, an upper bound).
+    firsts = [g["storm_first_drop_us"] for g in per if g.get("storm_first_drop_us")]
+    if firsts:
+        out["storm_first_drop_us"] = min(firsts)
+        out["storm_last_drop_us"] = max(g.get("storm_last_drop_us", 0) for g in per)
+    for name in ("p50", "p99", "max"):
+        vals = [g[f"resume_{name}"] for g in per if g.get(f"resume_{name}") is not None]
+        if vals:
+            out[f"resume_{name}_us"] = vals[0] if len(per) == 1 else max(vals)
     if len(per) == 1:
         for name in ("p50", "p99", "p999", "max"):
             out[f"{name}_us"] = per[0].get(name)
@@ -264,7 +293,63 @@ def run_figures(run_dir):
         fig["rss_hold_kib"] = rss_hold
         fig["rss_kib_per_client"] = round((rss_hold - rss_idle) / denom, 3) if denom else None
         fig["established_in_window"] = est
+    if meta.get("letter") == "f":
+        fig.update(storm_figures(meta, load, fig))
     return meta, load, fig
+
+
+def origin_count(meta, what, a, b):
+    """The origin's GET /stats count WHAT between samples A and B (None if either is missing)."""
+    x, y = meta.get(f"origin_{what}_{a}"), meta.get(f"origin_{what}_{b}")
+    if x in (None, "") or y in (None, ""):
+        return None
+    return int(num(y) - num(x))
+
+
+def storm_figures(meta, load, fig):
+    """Scenario f: the figures results.json records per run (see the module's docstring)."""
+    out = {}
+    resumed = load.get("resumed")
+    out["resumed"] = resumed
+    out["storm_dropped"] = load.get("storm_dropped")
+    out["storm_not_streaming"] = load.get("storm_not_streaming")
+    out["not_resumed"] = (load["storm_dropped"] - resumed) if load.get("storm_dropped") is not None and resumed is not None else None
+    # From 0.5 s before the storm until the clients had gone: every request the storm caused.
+    out["origin_requests"] = origin_count(meta, "stream_requests", "storm_a", "end")
+    out["origin_requests_in_storm_window"] = origin_count(meta, "stream_requests", "storm_a", "storm_b")
+    out["origin_requests_whole_run"] = origin_count(meta, "stream_requests", "before", "end")
+    out["origin_resume_requests"] = origin_count(meta, "resume_requests", "storm_a", "end")
+    out["origin_replayed_events"] = origin_count(meta, "replayed_events", "storm_a", "end")
+    out["gaps"] = load.get("gaps")
+    out["dups"] = load.get("duplicates")
+    # A full accept queue drops the handshake's last ACK (the client then waits for the SYN-ACK to be
+    # sent again: 1 s, then 2 s more, ...); machine-wide, so the origin's listener counts too.
+    for k in ("tcp_listen_overflows", "tcp_syncookies_sent"):
+        out[k] = int(num(meta[k])) if meta.get(k) not in (None, "") else None
+    for name in ("p50", "p99", "max"):
+        v = load.get(f"resume_{name}_us")
+        out[f"resume_{name}_ms"] = round(v / 1000, 2) if v is not None else None
+    first, last = load.get("storm_first_drop_us"), load.get("storm_last_drop_us")
+    out["drop_spread_ms"] = round((last - first) / 1000, 1) if first and last else None
+    at = num(meta.get("storm_at_us"))
+    out["first_drop_after_storm_ms"] = round((first - at) / 1000, 1) if first and at else None
+    # The gateway's CPU (direct: the origin's) over the storm window, per resumed subscription; and
+    # the same less the steady state: the window just before (as long) is the ordinary fan-out.
+    storm_s = cpu_between(meta, "storm_cpu")
+    storm_len = (num(meta.get("storm_window_b_us")) - num(meta.get("storm_window_a_us"))) / 1e6
+    base_s = fig.get("cpu_s")
+    base_len = fig.get("window_s") or 0
+    out["storm_window_s"] = round(storm_len, 3)
+    out["cpu_storm_s"] = round(storm_s, 6)
+    out["cpu_baseline_s"] = base_s
+    out["core_pct_in_storm_window"] = round(100 * storm_s / storm_len, 1) if storm_len > 0 else None
+    out["cpu_us_per_resume"] = round(storm_s * 1e6 / resumed, 2) if resumed else None
+    if resumed and base_s is not None and base_len > 0:
+        excess = storm_s - base_s * storm_len / base_len
+        out["cpu_excess_us_per_resume"] = round(excess * 1e6 / resumed, 2)
+    else:
+        out["cpu_excess_us_per_resume"] = None
+    return out
 
 
 def fmt_int(v):
@@ -291,6 +376,11 @@ def line(run_dir):
         parts.append(f"latency p50 {fmt(load['p50_us'] / 1000)} ms p99 {fmt((load.get('p99_us') or 0) / 1000)} ms")
     if meta.get("kills"):
         parts.append(f"kills {meta['kills']}")
+    if meta.get("letter") == "f":
+        parts.append(f"storm: resumed {fmt_int(fig.get('resumed'))}/{fmt_int(fig.get('storm_dropped'))} "
+                     f"resume p50 {fmt(fig.get('resume_p50_ms'))} ms p99 {fmt(fig.get('resume_p99_ms'))} ms, "
+                     f"origin requests {fmt_int(fig.get('origin_requests'))}, "
+                     f"CPU {fmt(fig.get('cpu_us_per_resume'))} µs/resume (excess {fmt(fig.get('cpu_excess_us_per_resume'))})")
     if load.get("problems"):
         parts.append("PROBLEMS: " + "; ".join(load["problems"]))
     if meta.get("gateway_alive") == "no":
@@ -425,15 +515,92 @@ def scale_out(runs):
     return "\n".join(md) + "\n", summary
 
 
+def storm_table(runs):
+    """Scenario f: one row per gateway; results.json's "storm" block."""
+    head = ["scenario", "gateway", "resumed / dropped", "origin requests (storm)", "gaps / dups", "resume p50 ms",
+            "resume p99 ms", "+p99 ms vs direct", "CPU µs/resume (× nginx)", "excess CPU µs/resume", "core % (storm window)",
+            "held / failed at end", "notes"]
+    rows, summary = [], {}
+    by_scn = {}
+    for r in runs:
+        by_scn.setdefault(r["meta"]["scenario"], []).append(r)
+    for scn, rs in by_scn.items():
+        nginx = next((r for r in rs if r["meta"]["gateway"] == "nginx"), None)
+        direct = next((r for r in rs if r["meta"]["gateway"] == "direct"), None)
+        ref = nginx["figures"].get("cpu_us_per_resume") if nginx else None
+        # Direct is the clients' own floor: the same closes, connects and reads with no gateway.
+        floor_p99 = direct["figures"].get("resume_p99_ms") if direct else None
+        summary[scn] = {}
+        for r in rs:
+            m, load, f = r["meta"], r["load"], r["figures"]
+            gw = m["gateway"]
+            mine = f.get("cpu_us_per_resume")
+            f["cpu_us_per_resume_vs_nginx"] = round(mine / ref, 3) if mine and ref else None
+            p99 = f.get("resume_p99_ms")
+            f["resume_p99_added_ms"] = round(p99 - floor_p99, 2) if p99 is not None and floor_p99 is not None and r is not direct else None
+            summary[scn][gw] = {k: f.get(k) for k in (
+                "resumed", "origin_requests", "gaps", "dups", "resume_p50_ms", "resume_p99_ms", "cpu_us_per_resume",
+                "storm_dropped", "storm_not_streaming", "not_resumed", "resume_max_ms", "origin_requests_whole_run",
+                "origin_resume_requests", "origin_replayed_events", "cpu_excess_us_per_resume",
+                "core_pct_in_storm_window", "drop_spread_ms", "first_drop_after_storm_ms", "cpu_us_per_resume_vs_nginx",
+                "tcp_listen_overflows", "tcp_syncookies_sent", "resume_p99_added_ms")}
+            notes = []
+            if gw == "direct":
+                notes.append("CPU is the origin's")
+            elif m.get("note"):
+                notes.append(m["note"])
+            if f.get("drop_spread_ms") is not None:
+                notes.append(f"drops spread over {fmt(f['drop_spread_ms'], 1)} ms")
+            if f.get("tcp_listen_overflows"):
+                notes.append(f"{f['tcp_listen_overflows']:,} listen-queue overflows (machine-wide)")
+            if f.get("storm_not_streaming"):
+                notes.append(f"{f['storm_not_streaming']:,} not streaming at the storm")
+            if f.get("origin_requests_whole_run") is not None:
+                notes.append(f"{f['origin_requests_whole_run']:,} origin requests in the whole run")
+            if f.get("origin_replayed_events"):
+                notes.append(f"origin replayed {f['origin_replayed_events']:,} events")
+            if load.get("missing_events"):
+                notes.append(f"{load['missing_events']:,} events missing in the gaps")
+            if load.get("dropped"):
+                notes.append(f"{load['dropped']:,} streams dropped by the server")
+            if load.get("errors"):
+                top = sorted(load["errors"].items(), key=lambda kv: -kv[1])[:2]
+                notes.append("errors: " + ", ".join(f"{k} ×{v}" for k, v in top))
+            if m.get("gateway_alive") == "no":
+                notes.append("**gateway exited**")
+            if m.get("load_exit") not in (None, "0"):
+                notes.append(f"load exit {m.get('load_exit')}")
+            notes += load.get("problems", [])
+            rows.append([
+                f"{scn}: {m.get('title', '')}", gw,
+                f"{fmt_int(f.get('resumed'))} / {fmt_int(f.get('storm_dropped'))}",
+                fmt_int(f.get("origin_requests")),
+                f"{fmt_int(f.get('gaps'))} / {fmt_int(f.get('dups'))}",
+                fmt(f.get("resume_p50_ms")), fmt(f.get("resume_p99_ms")),
+                fmt(f["resume_p99_added_ms"]) if f.get("resume_p99_added_ms") is not None else "",
+                with_ratio(mine, f["cpu_us_per_resume_vs_nginx"]) if gw != "direct" else fmt(mine) + " (origin)" if mine is not None else "—",
+                fmt(f.get("cpu_excess_us_per_resume")),
+                fmt(f.get("core_pct_in_storm_window"), 1),
+                f"{fmt_int(load.get('held'))} / {fmt_int(load.get('failed'))}",
+                "; ".join(notes)])
+    if not rows:
+        return "", summary
+    md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(md) + "\n", summary
+
+
 def final(work, out):
     machine = read_env(os.path.join(work, "machine.env"))
-    runs, so_runs = [], []
+    runs, so_runs, st_runs = [], [], []
     for run_dir in sorted(glob(os.path.join(work, "runs", "*"))):
         if not os.path.exists(os.path.join(run_dir, "meta.env")):
             continue
         meta, load, fig = run_figures(run_dir)
-        (so_runs if meta.get("letter") == "r" else runs).append({"meta": meta, "load": load, "figures": fig})
+        kind = {"r": so_runs, "f": st_runs}.get(meta.get("letter"), runs)
+        kind.append({"meta": meta, "load": load, "figures": fig})
     so_table, so_summary = scale_out(so_runs)
+    st_table, st_summary = storm_table(st_runs)
     floors = []
     for path in sorted(glob(os.path.join(work, "floor-*.json"))):
         try:
@@ -561,14 +728,21 @@ def final(work, out):
             md.append("")
         md += ["Scale-out (scenario r): every instance and redis-server on the gateway's core; "
                "× single and +p50/+p99 against the one-instance run of the same scenario.", "", so_table.rstrip("\n")]
+    if st_table:
+        if len(md) > 3:
+            md.append("")
+        md += ["Reconnect storm (scenario f): every client drops at one moment and reconnects at once with "
+               "Last-Event-ID; resume = drop -> first event on the new connection; origin requests from 0.5 s "
+               "before the storm until the clients had gone; CPU over the storm window (0.5 s before to "
+               "5.5 s after) ÷ resumed, excess = less the window just before it.", "", st_table.rstrip("\n")]
     table = "\n".join(md) + "\n"
 
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(table)
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"machine": machine, "runs": runs + so_runs, "floor": floors, "scale_out": so_summary,
-                   "table_markdown": table}, f, indent=1)
+        json.dump({"machine": machine, "runs": runs + so_runs + st_runs, "floor": floors, "scale_out": so_summary,
+                   "storm": st_summary, "table_markdown": table}, f, indent=1)
     print()
     print(table)
 

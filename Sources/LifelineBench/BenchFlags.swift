@@ -64,6 +64,16 @@ enum LoadFlags {
     static let reconnectDelay = Flag(
         "reconnect-delay", .duration, default: "1s", section: section,
         help: "With --last-event-id: wait about this long (±50%) before reconnecting, unless the server sent `retry:`.")
+    static let stormAt = OptionalFlag(
+        "storm-at", .duration, section: section,
+        help: "Reconnect storm this long after the start: every streaming subscription closes its connection (FIN) "
+            + "and reconnects at once, without delay or jitter, with Last-Event-ID; the time from each drop to the "
+            + "first event on the new connection goes into `storm.resume_us`.")
+    static let stormAtEpoch = OptionalFlag(
+        "storm-at-epoch", .integer(in: 1...),
+        valueName: "UNIX_MS", section: section,
+        help: "As --storm-at, at this wall-clock time (milliseconds since the Unix epoch), so that several "
+            + "load processes (shards) storm at the same moment.")
     static let proto = Flag(
         "protocol", .oneOf(["http1", "h2c", "h2"]), default: "http1", section: section,
         help: "http1: HTTP/1.1, one request per connection, over TLS when the URL is https:// (ALPN http/1.1); "
@@ -86,8 +96,8 @@ enum LoadFlags {
     static let help = Flag<Bool>(boolean: "help", section: section, help: "Show this help and exit.")
 
     static let set = FlagSet([
-        url, connections, streams, multiplex, duration, ramp, sourceAddresses, lastEventID, reconnectDelay, proto,
-        shard, threads, connectTimeout, json, quiet, help,
+        url, connections, streams, multiplex, duration, ramp, sourceAddresses, lastEventID, reconnectDelay,
+        stormAt, stormAtEpoch, proto, shard, threads, connectTimeout, json, quiet, help,
     ])
 }
 

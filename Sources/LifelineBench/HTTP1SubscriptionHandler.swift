@@ -40,7 +40,7 @@ final class HTTP1SubscriptionHandler: ChannelInboundHandler {
         self.loop.connected(self.connection, channel: context.channel)
         let request = Self.request(
             target: self.loop.plan.target, path: self.subscription.path,
-            lastEventID: self.subscription.lastEventIDHeader(resume: self.loop.plan.reconnect))
+            lastEventID: self.subscription.lastEventIDHeader(resume: self.loop.plan.sendsLastEventID))
         var buffer = context.channel.allocator.buffer(capacity: request.utf8.count)
         buffer.writeString(request)
         self.subscription.phase = .awaitingHead

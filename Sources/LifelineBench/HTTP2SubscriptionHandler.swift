@@ -163,7 +163,7 @@ final class HTTP2SubscriptionHandler: ChannelInboundHandler, HTTP2ClientSessionD
     private func submit(_ subscription: Subscription, startedAt: Int64) {
         guard let session = self.session else { return }
         var headers = [("accept", "text/event-stream"), ("cache-control", "no-cache"), ("user-agent", "lifeline-bench")]
-        if let lastEventID = subscription.lastEventIDHeader(resume: self.loop.plan.reconnect) {
+        if let lastEventID = subscription.lastEventIDHeader(resume: self.loop.plan.sendsLastEventID) {
             headers.append(("last-event-id", lastEventID))
         }
         do {

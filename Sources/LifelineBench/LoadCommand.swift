@@ -64,7 +64,10 @@ enum LoadCommand {
             printError(
                 "lifeline-bench load: \(plan.shardConnectionCount) connections (shard \(plan.shard)) × \(plan.multiplex) to \(url), "
                     + "\(plan.protocolDescription), \(threads) threads, ramp \(Double(plan.rampNanoseconds) / 1e9)s, "
-                    + "duration \(Double(plan.durationNanoseconds) / 1e9)s")
+                    + "duration \(Double(plan.durationNanoseconds) / 1e9)s"
+                    + (plan.stormAtWallNanoseconds.map {
+                        ", storm in \(Double(($0 - BenchClock.wallNanoseconds()) / 1_000_000) / 1000)s"
+                    } ?? ""))
         }
         let start = NIODeadline.now() + .milliseconds(10)
         let startMonotonic = BenchClock.monotonicNanoseconds() + 10_000_000
@@ -174,7 +177,34 @@ enum LoadCommand {
             shard: flags[LoadFlags.shard], durationNanoseconds: duration, rampNanoseconds: ramp,
             sourceAddresses: sources, reconnect: flags[LoadFlags.lastEventID],
             reconnectDelayNanoseconds: flags[LoadFlags.reconnectDelay].nanoseconds,
-            connectTimeoutNanoseconds: flags[LoadFlags.connectTimeout].nanoseconds)
+            connectTimeoutNanoseconds: flags[LoadFlags.connectTimeout].nanoseconds,
+            stormAtWallNanoseconds: try Self.stormMoment(flags: flags, duration: duration))
+    }
+
+    /// The storm's wall-clock moment from `--storm-at` (after the start, which is about now) or
+    /// `--storm-at-epoch`; it must fall inside the run.
+    static func stormMoment(flags: ParsedFlags, duration: Int64) throws -> Int64? {
+        let relative = flags[LoadFlags.stormAt]
+        let epochMilliseconds = flags[LoadFlags.stormAtEpoch]
+        let now = BenchClock.wallNanoseconds()
+        let moment: Int64
+        switch (relative, epochMilliseconds) {
+        case (nil, nil):
+            return nil
+        case (.some, .some):
+            throw UsageError("--storm-at and --storm-at-epoch: give one of them")
+        case (.some(let after), nil):
+            moment = now + after.nanoseconds
+        case (nil, .some(let milliseconds)):
+            moment = Int64(milliseconds) * 1_000_000
+        }
+        // A storm outside the run would silently measure nothing.
+        guard moment > now, moment < now + duration else {
+            throw UsageError(
+                "the storm (\(moment / 1_000_000) ms since the epoch) must fall within the run: "
+                    + "after now (\(now / 1_000_000)) and before the end (--duration)")
+        }
+        return moment
     }
 
     /// Every connection needs a file descriptor. Raise the soft limit to the hard one, and refuse
@@ -269,13 +299,25 @@ enum LoadCommand {
         }
         line += " | gaps \(counters.gaps) dups \(counters.duplicates)"
         if counters.comments > 0 { line += " | comments \(counters.comments)" }
+        if counters.stormDropped > 0 {
+            line += " | storm: resumed \(counters.resumed)/\(counters.stormDropped)"
+            if counters.resumeLatency.totalCount > 0 {
+                line += " p50 \(micros(counters.resumeLatency.valueAtPercentile(50)))"
+                line += " p99 \(micros(counters.resumeLatency.valueAtPercentile(99)))"
+            }
+        }
         return line
     }
 
     static func finalLine(_ summary: LoadSummary) -> String {
-        "done: held \(summary.held)/\(summary.subscriptions), failed \(summary.failed), dropped \(summary.dropped), "
+        var line = "done: held \(summary.held)/\(summary.subscriptions), failed \(summary.failed), dropped \(summary.dropped), "
             + "events \(summary.events) (\(summary.eventsPerS)/s), gaps \(summary.gaps), duplicates \(summary.duplicates), "
             + "latency p50/p99/p99.9/max \(summary.latencyUs.p50)/\(summary.latencyUs.p99)/\(summary.latencyUs.p999)/\(summary.latencyUs.max) µs"
+        if let storm = summary.storm {
+            line += "; storm: dropped \(storm.dropped) (spread \(storm.dropSpreadMs) ms), not streaming \(storm.notStreaming), "
+                + "resumed \(storm.resumed), resume p50/p99/max \(storm.resumeUs.p50)/\(storm.resumeUs.p99)/\(storm.resumeUs.max) µs"
+        }
+        return line
     }
 
     private static func micros(_ value: UInt64) -> String {

@@ -30,6 +30,11 @@ final class Subscription: @unchecked Sendable {
         self.path = path
     }
 
+    var isStreaming: Bool {
+        if case .streaming = self.phase { return true }
+        return false
+    }
+
     /// `Last-Event-ID` to send, if the run resumes streams and this one has seen an id.
     func lastEventIDHeader(resume: Bool) -> String? {
         guard resume, let id = self.progress.lastEventID else { return nil }
@@ -57,6 +62,9 @@ final class LoadConnection: @unchecked Sendable {
     /// Monotonic start of the current attempt, for connect time and time to first byte.
     var attemptStart: Int64 = 0
     var sawFirstByte = false
+    /// Set when the storm closes this connection: its close is ours, so it is not counted as a
+    /// dropped stream, and it reconnects at once rather than after the reconnect delay.
+    var closedByStorm = false
 
     init(index: Int, sourceAddress: SocketAddress?, openingOffset: Int64, subscriptions: [Subscription]) {
         self.index = index

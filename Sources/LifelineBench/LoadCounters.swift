@@ -35,6 +35,21 @@ struct LoadCounters: Sendable {
     var timeToFirstByte = LoadCounters.makeHistogram()
     var connectTime = LoadCounters.makeHistogram()
 
+    // The reconnect storm (`--storm-at`), per subscription.
+    /// Streaming subscriptions whose connection the storm closed.
+    var stormDropped = 0
+    /// Subscriptions the storm found not streaming (connecting, waiting to reconnect, failed): not
+    /// dropped, so not expected to resume.
+    var stormNotStreaming = 0
+    /// Dropped subscriptions that have received an event since (on a new connection).
+    var resumed = 0
+    /// Wall-clock moments (ns) of the storm's first and last close, over every loop and shard: how
+    /// close together the drops really were.
+    var stormFirstDropWall: Int64 = 0
+    var stormLastDropWall: Int64 = 0
+    /// Per resumed subscription: its drop to the first event after it, in microseconds.
+    var resumeLatency = LoadCounters.makeHistogram()
+
     static func makeHistogram() -> Histogram<UInt64> {
         Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: highestTrackable, numberOfSignificantValueDigits: .three)
     }
@@ -79,5 +94,17 @@ struct LoadCounters: Sendable {
         self.latency.add(other.latency)
         self.timeToFirstByte.add(other.timeToFirstByte)
         self.connectTime.add(other.connectTime)
+        self.stormDropped += other.stormDropped
+        self.stormNotStreaming += other.stormNotStreaming
+        self.resumed += other.resumed
+        self.noteStormDrops(first: other.stormFirstDropWall, last: other.stormLastDropWall)
+        self.resumeLatency.add(other.resumeLatency)
+    }
+
+    /// Widens the storm's span to include `first...last` (0: none yet).
+    mutating func noteStormDrops(first: Int64, last: Int64) {
+        guard first > 0 else { return }
+        self.stormFirstDropWall = self.stormFirstDropWall == 0 ? first : min(self.stormFirstDropWall, first)
+        self.stormLastDropWall = max(self.stormLastDropWall, last)
     }
 }

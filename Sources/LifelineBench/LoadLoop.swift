@@ -21,6 +21,7 @@ final class LoadLoop: @unchecked Sendable {
     private var nextToOpen = 0
     private var start = NIODeadline.now()
     private var opener: RepeatedTask?
+    private var stormTask: Scheduled<Void>?
     private(set) var isStopping = false
 
     init(eventLoop: EventLoop, plan: LoadPlan, setupPipeline: @escaping PipelineSetup) {
@@ -34,10 +35,16 @@ final class LoadLoop: @unchecked Sendable {
         self.connections.append(connection)
     }
 
-    /// Opens connections on schedule from `start` on.
+    /// Opens connections on schedule from `start` on, and arms the storm if there is one.
     func start(at start: NIODeadline) {
         self.eventLoop.execute {
             self.start = start
+            if let stormAt = self.plan.stormAtWallNanoseconds {
+                // The moment is wall-clock (shared by every shard); the timer runs on the monotonic
+                // clock, so convert once here. The two drift by far less than a run is long.
+                let delay = max(0, stormAt - BenchClock.wallNanoseconds())
+                self.stormTask = self.eventLoop.scheduleTask(in: .nanoseconds(delay)) { self.storm() }
+            }
             self.openDue()
             guard self.nextToOpen < self.connections.count else { return }
             // One timer per loop walks the ramp, rather than one scheduled task per connection.
@@ -72,7 +79,7 @@ final class LoadLoop: @unchecked Sendable {
         let setup = self.setupPipeline
         var bootstrap = ClientBootstrap(group: self.eventLoop)
             .connectTimeout(.nanoseconds(self.plan.connectTimeoutNanoseconds))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try setup(channel, connection, self)
@@ -141,11 +148,12 @@ final class LoadLoop: @unchecked Sendable {
     }
 
     /// `subscription`'s response ended or failed while its connection stays (HTTP/2 streams).
-    func subscriptionEnded(_ subscription: Subscription) {
+    /// `byStorm`: we closed it in the storm, which is not a dropped stream.
+    func subscriptionEnded(_ subscription: Subscription, byStorm: Bool = false) {
         switch subscription.phase {
         case .streaming:
             self.counters.held -= 1
-            if !self.isStopping { self.counters.dropped += 1 }
+            if !self.isStopping && !byStorm { self.counters.dropped += 1 }
         case .awaitingHead:
             if !self.isStopping { self.counters.closedBeforeHead += 1 }
         case .idle, .rejected:
@@ -167,11 +175,19 @@ final class LoadLoop: @unchecked Sendable {
     }
 
     private func ended(_ connection: LoadConnection) {
+        let byStorm = connection.closedByStorm
+        connection.closedByStorm = false
         for subscription in connection.subscriptions {
-            self.subscriptionEnded(subscription)
+            self.subscriptionEnded(subscription, byStorm: byStorm)
         }
-        guard !self.isStopping, self.plan.reconnect else {
+        guard !self.isStopping, self.plan.reconnect || byStorm else {
             connection.phase = .closed
+            return
+        }
+        if byStorm {
+            // "Come back at once": no delay and no jitter, right after its own close.
+            self.counters.reconnects += 1
+            self.open(connection)
             return
         }
         // As EventSource: the server's retry: if it sent one, else the configured delay; jittered
@@ -186,6 +202,67 @@ final class LoadLoop: @unchecked Sendable {
         connection.phase = .waiting(task)
     }
 
+    // MARK: Storm
+
+    /// Connections the storm closes per pass before the loop reads its sockets again.
+    static let stormBatchSize = 64
+
+    /// The reconnect storm: every connection that carries a streaming subscription is closed and
+    /// reopened at once with Last-Event-ID (`ended` does the reopening), each subscription noting
+    /// when its connection went. Connections not streaming at the storm (still connecting, waiting
+    /// for a reconnect) are left alone and counted, since they have nothing to resume.
+    ///
+    /// A client-side close (FIN), as a browser closes when a page reloads or a network changes:
+    /// the gateway sees the end of its client's connection and has to serve a new request.
+    ///
+    /// The closes go in batches, with the loop's reads in between: one core plays every client
+    /// here, and a single pass over thousands of closes and connects would leave the events that
+    /// arrive meanwhile unread, so the resume times would measure this loop's backlog rather than
+    /// the server's answer.
+    func storm() {
+        guard !self.isStopping else { return }
+        var targets: [LoadConnection] = []
+        for connection in self.connections {
+            if case .open = connection.phase, connection.subscriptions.contains(where: \.isStreaming) {
+                targets.append(connection)
+            } else {
+                self.counters.stormNotStreaming += connection.subscriptions.count
+            }
+        }
+        self.storm(targets[...])
+    }
+
+    private func storm(_ targets: ArraySlice<LoadConnection>) {
+        guard !self.isStopping else { return }
+        var first: Int64 = 0
+        var last: Int64 = 0
+        for connection in targets.prefix(Self.stormBatchSize) {
+            let streaming = connection.subscriptions.filter(\.isStreaming)
+            // It may have ended since the storm began (the server closed it while we read).
+            guard case .open(let channel) = connection.phase, !streaming.isEmpty else {
+                self.counters.stormNotStreaming += connection.subscriptions.count
+                continue
+            }
+            // Each connection's own moment: the resume is timed from its drop, not from the storm's start.
+            let now = BenchClock.wallNanoseconds()
+            if first == 0 { first = now }
+            last = now
+            for subscription in streaming {
+                subscription.progress.stormDropWallNanoseconds = now
+            }
+            self.counters.stormDropped += streaming.count
+            self.counters.stormNotStreaming += connection.subscriptions.count - streaming.count
+            connection.closedByStorm = true
+            channel.close(promise: nil)
+        }
+        self.counters.noteStormDrops(first: first, last: last)
+        let rest = targets.dropFirst(Self.stormBatchSize)
+        if !rest.isEmpty {
+            // A new task runs after the loop has polled its sockets once more.
+            self.eventLoop.execute { self.storm(rest) }
+        }
+    }
+
     // MARK: Runner
 
     /// Stops opening and reconnecting, takes the final counts (before anything is closed, so that
@@ -194,6 +271,7 @@ final class LoadLoop: @unchecked Sendable {
         self.eventLoop.flatSubmit {
             self.isStopping = true
             self.opener?.cancel()
+            self.stormTask?.cancel()
             let final = self.counters
             var closes: [EventLoopFuture<Void>] = []
             for connection in self.connections {

@@ -103,6 +103,15 @@ struct LoadPlan: Sendable {
     var reconnect: Bool
     var reconnectDelayNanoseconds: Int64
     var connectTimeoutNanoseconds: Int64
+    /// `--storm-at` / `--storm-at-epoch`: the wall-clock moment (ns since the epoch) every streaming
+    /// subscription drops its connection and comes back at once with Last-Event-ID; nil: no storm.
+    /// Wall clock, so that several load processes storm at the same moment.
+    var stormAtWallNanoseconds: Int64? = nil
+
+    /// Whether requests carry `Last-Event-ID`: a run that reconnects, and a storm's come-back.
+    var sendsLastEventID: Bool {
+        self.reconnect || self.stormAtWallNanoseconds != nil
+    }
 
     /// For progress lines: the protocol and whether it runs over TLS.
     var protocolDescription: String {

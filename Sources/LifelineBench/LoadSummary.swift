@@ -40,6 +40,28 @@ struct LoadSummary: Codable {
         var latencyUs: String
         var timeToFirstByteUs: String
         var connectUs: String
+        /// The storm's resume times; absent without a storm (and in summaries from before it).
+        var resumeUs: String?
+    }
+
+    /// The reconnect storm (`--storm-at`, `--storm-at-epoch`); present only for a run with one.
+    struct Storm: Codable {
+        /// The moment asked for, ms since the epoch (the first shard's, after a merge).
+        var atEpochMs: Int64?
+        /// The first and the last close the storm made, µs since the epoch (0: none), and the
+        /// spread between them in ms: how much "at the same moment" the drops really were.
+        var firstDropEpochUs: Int64
+        var lastDropEpochUs: Int64
+        var dropSpreadMs: Double
+        /// Streaming subscriptions whose connection the storm closed.
+        var dropped: Int
+        /// Subscriptions that were not streaming at the storm (so not dropped).
+        var notStreaming: Int
+        /// Dropped subscriptions that got an event after the drop; `notResumed` the others.
+        var resumed: Int
+        var notResumed: Int
+        /// Per resumed subscription: from its drop to the first event on its new connection.
+        var resumeUs: Percentiles
     }
 
     var tool = "lifeline-bench load"
@@ -90,6 +112,7 @@ struct LoadSummary: Codable {
     var timeToFirstByteUs: Percentiles
     var connectUs: Percentiles
     var errors: [String: Int]
+    var storm: Storm?
     var histograms: Histograms
 
     init(plan: LoadPlan, url: String, counters: LoadCounters, elapsedSeconds: Double) {
@@ -130,6 +153,9 @@ struct LoadSummary: Codable {
         self.connectUs = Percentiles(counters.connectTime)
         self.errors = [:]
         self.histograms = Histograms(latencyUs: "", timeToFirstByteUs: "", connectUs: "")
+        if let stormAt = plan.stormAtWallNanoseconds {
+            self.storm = Self.storm(counters, atEpochMs: stormAt / 1_000_000)
+        }
         self.apply(counters)
     }
 
@@ -159,10 +185,27 @@ struct LoadSummary: Codable {
         self.timeToFirstByteUs = Percentiles(counters.timeToFirstByte)
         self.connectUs = Percentiles(counters.connectTime)
         self.errors = counters.errors
+        // A storm block for a run that planned one, or whose counts show one (a merge).
+        let hasStorm = self.storm != nil || counters.stormDropped > 0 || counters.stormNotStreaming > 0
+        if hasStorm {
+            self.storm = Self.storm(counters, atEpochMs: self.storm?.atEpochMs)
+        }
         self.histograms = Histograms(
             latencyUs: Self.encode(counters.latency),
             timeToFirstByteUs: Self.encode(counters.timeToFirstByte),
-            connectUs: Self.encode(counters.connectTime))
+            connectUs: Self.encode(counters.connectTime),
+            resumeUs: hasStorm ? Self.encode(counters.resumeLatency) : nil)
+    }
+
+    private static func storm(_ counters: LoadCounters, atEpochMs: Int64?) -> Storm {
+        let spread = counters.stormFirstDropWall > 0 ? counters.stormLastDropWall - counters.stormFirstDropWall : 0
+        return Storm(
+            atEpochMs: atEpochMs,
+            firstDropEpochUs: counters.stormFirstDropWall / 1_000, lastDropEpochUs: counters.stormLastDropWall / 1_000,
+            dropSpreadMs: (Double(spread) / 1e5).rounded() / 10,
+            dropped: counters.stormDropped, notStreaming: counters.stormNotStreaming, resumed: counters.resumed,
+            notResumed: max(0, counters.stormDropped - counters.resumed),
+            resumeUs: Percentiles(counters.resumeLatency))
     }
 
     /// The counts and histograms back, for merging.
@@ -192,6 +235,14 @@ struct LoadSummary: Codable {
         try Self.decode(self.histograms.latencyUs, into: &counters.latency)
         try Self.decode(self.histograms.timeToFirstByteUs, into: &counters.timeToFirstByte)
         try Self.decode(self.histograms.connectUs, into: &counters.connectTime)
+        if let storm = self.storm {
+            counters.stormDropped = storm.dropped
+            counters.stormNotStreaming = storm.notStreaming
+            counters.resumed = storm.resumed
+            counters.stormFirstDropWall = storm.firstDropEpochUs * 1_000
+            counters.stormLastDropWall = storm.lastDropEpochUs * 1_000
+            try Self.decode(self.histograms.resumeUs ?? "", into: &counters.resumeLatency)
+        }
         return counters
     }
 

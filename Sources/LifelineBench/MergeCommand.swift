@@ -1,6 +1,7 @@
 /// `lifeline-bench merge A.json B.json ...`: one summary for a run split over processes with
-/// `--shard`. Counts add up; latency and the other distributions are merged from the histograms
-/// each summary carries, so the percentiles are those of the whole run.
+/// `--shard`. Counts add up; latency and the other distributions (the storm's resume times too) are
+/// merged from the histograms each summary carries, so the percentiles are those of the whole run;
+/// the storm's first and last drop are the earliest and the latest of any shard.
 enum MergeCommand {
     static func run(arguments: [String]) -> Int32 {
         if arguments.isEmpty || arguments.contains("--help") || arguments.contains("-h") {
@@ -17,6 +18,9 @@ enum MergeCommand {
                     total.connections += summary.connections
                     total.subscriptions += summary.subscriptions
                     total.elapsedS = max(total.elapsedS, summary.elapsedS)
+                    // Keep a storm's planned moment even if the first shard had none (its counts
+                    // are summed from every shard by `apply` below).
+                    if total.storm == nil { total.storm = summary.storm }
                     merged = total
                 } else {
                     merged = summary

@@ -32,7 +32,8 @@ enum OriginCommand {
             printFlushed("bench-origin listening on http://\(shown):\(port)")
             printError(
                 "bench-origin: \(schedule.streams) streams at /s/0../s/\(schedule.streams - 1), \(rate) events/s each, "
-                    + "payload \(schedule.payload) B, replay \(schedule.replay) events, \(threads) threads")
+                    + "payload \(schedule.payload) B, replay \(schedule.replay) events, \(threads) threads; "
+                    + "GET /stats counts the stream requests served")
             // Runs until the process is killed (the benchmarks kill and restart it on purpose).
             try await channel.closeFuture.get()
             return 0

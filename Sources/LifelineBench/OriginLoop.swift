@@ -19,6 +19,8 @@ final class OriginLoop: @unchecked Sendable {
 
     let eventLoop: EventLoop
     let schedule: OriginSchedule
+    /// Shared by every loop of the process; `GET /stats` reads it.
+    let stats: OriginStats
     private let encoder: OriginEventEncoder
     private let allocator = ByteBufferAllocator()
 
@@ -36,9 +38,10 @@ final class OriginLoop: @unchecked Sendable {
     /// Connections closed because they could not keep up (their socket buffer stayed full).
     private(set) var slowClosed = 0
 
-    init(eventLoop: EventLoop, schedule: OriginSchedule) {
+    init(eventLoop: EventLoop, schedule: OriginSchedule, stats: OriginStats) {
         self.eventLoop = eventLoop
         self.schedule = schedule
+        self.stats = stats
         self.encoder = OriginEventEncoder(payload: schedule.payload)
         self.lastTickID = schedule.eventID(atWallNanoseconds: BenchClock.wallNanoseconds())
         let ringSize = max(1, min(schedule.replay, 4096))
@@ -75,6 +78,10 @@ final class OriginLoop: @unchecked Sendable {
         }
         handler.subscriberIndex = subscribers.handlers.count
         subscribers.handlers.append(handler)
+        self.stats.streamRequests.add(1, ordering: .relaxed)
+        if lastEventID != nil {
+            self.stats.resumeRequests.add(1, ordering: .relaxed)
+        }
 
         var lastSent = self.lastTickID
         if let resume = lastEventID, self.schedule.periodNanoseconds > 0 {
@@ -84,6 +91,7 @@ final class OriginLoop: @unchecked Sendable {
             } else {
                 let first = max(resume &+ 1, self.lastTickID &- Int64(self.schedule.replay) &+ 1)
                 if first <= self.lastTickID {
+                    self.stats.replayedEvents.add(Int(self.lastTickID &- first &+ 1), ordering: .relaxed)
                     for id in first...self.lastTickID {
                         let buffer = self.encoder.encode(
                             id: id, stream: stream, stamp: self.stamp(of: id), allocator: self.allocator)
@@ -177,6 +185,7 @@ final class OriginLoop: @unchecked Sendable {
 
     func noteSlowClosed() {
         self.slowClosed += 1
+        self.stats.slowClosed.add(1, ordering: .relaxed)
         // Rare and worth knowing (a reader this far behind skews what is measured), but a herd of
         // them must not flood the log.
         if self.slowClosed == 1 || self.slowClosed % 1000 == 0 {

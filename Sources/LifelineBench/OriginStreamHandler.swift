@@ -2,7 +2,7 @@ import NIOCore
 import NIOHTTP1
 
 /// One connection to the benchmark origin: reads the request head, then either streams
-/// `GET /s/<k>` or answers 404/405 and closes.
+/// `GET /s/<k>`, answers `GET /stats` (the origin's counts as JSON), or answers 404/405, and closes.
 ///
 /// Responses are written as raw bytes (the pipeline has a request decoder but no response encoder):
 /// the head is one shared pre-encoded buffer and each event comes from `OriginLoop` already framed
@@ -44,6 +44,11 @@ final class OriginStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
         guard head.method == .GET else {
             self.respondAndClose(context: context, status: "405 Method Not Allowed", body: "method not allowed\n")
+            return
+        }
+        if head.uri == "/stats" {
+            self.respondAndClose(
+                context: context, status: "200 OK", body: self.loop.stats.json(), contentType: "application/json")
             return
         }
         guard let stream = Self.streamNumber(in: head.uri), stream < self.loop.schedule.streams else {
@@ -116,10 +121,12 @@ final class OriginStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
         self.state = .closed
     }
 
-    private func respondAndClose(context: ChannelHandlerContext, status: String, body: String) {
+    private func respondAndClose(
+        context: ChannelHandlerContext, status: String, body: String, contentType: String = "text/plain"
+    ) {
         self.state = .closed
         var buffer = context.channel.allocator.buffer(capacity: 128 + body.utf8.count)
-        buffer.writeString("HTTP/1.1 \(status)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        buffer.writeString("HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
         let channel = context.channel
         context.writeAndFlush(self.wrapOutboundOut(buffer)).whenComplete { _ in
             channel.close(promise: nil)

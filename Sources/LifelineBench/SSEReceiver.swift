@@ -6,6 +6,9 @@ struct SubscriptionProgress {
     /// The last (highest) numeric event id received; nil before the first one.
     var lastEventID: UInt64?
     var retryNanoseconds: Int64?
+    /// When the storm closed this subscription's connection (wall clock, ns), until the first event
+    /// after it arrives: that event ends the resume it measures.
+    var stormDropWallNanoseconds: Int64?
 }
 
 /// Turns the body bytes of one SSE response into counts: events, ids checked for gaps and
@@ -50,6 +53,13 @@ struct SSEReceiver {
             return
         }
         counters.events &+= 1
+        if let dropped = progress.stormDropWallNanoseconds {
+            // The first event since the storm's drop: it can only have come on the new connection
+            // (the old one was closed by us, and nothing is read from it after that).
+            progress.stormDropWallNanoseconds = nil
+            counters.resumed &+= 1
+            LoadCounters.record((wallNanoseconds &- dropped) / 1_000, in: &counters.resumeLatency)
+        }
         if let idText = event.id, let id = parseLeadingDecimal(idText, wholeString: true) {
             if let last = progress.lastEventID {
                 if id <= last {
