@@ -186,6 +186,7 @@ public final class GatewayServer: Sendable {
                     .withBoundSocket(fd)
                     .get()
                 listeners.append(channel)
+                try ListeningSocket.restoreBacklog(fd)
                 descriptors.append((role, fd))
             }
         } catch {

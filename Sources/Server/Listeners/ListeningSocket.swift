@@ -11,6 +11,18 @@ import Darwin
 /// with `ServerBootstrap.withBoundSocket` instead of binding (binding again would fail or, with
 /// SO_REUSEPORT, refuse connections in between).
 public enum ListeningSocket {
+    /// The accept queue's length asked for (see `bind`).
+    public static let backlog: Int32 = 65535
+
+    /// Sets the accept queue of a socket NIO has taken (`ServerBootstrap.withBoundSocket`) back to
+    /// `backlog`: NIO calls `listen` again with its own default (128), which a reconnect storm
+    /// overflows. `listen` on a listening socket only changes its backlog.
+    public static func restoreBacklog(_ fd: CInt, backlog: Int32 = Self.backlog) throws {
+        guard listen(fd, backlog) == 0 else {
+            throw Failure(description: "listen again: \(Self.errorText())")
+        }
+    }
+
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
     }
@@ -21,7 +33,7 @@ public enum ListeningSocket {
     /// back at once, and a full accept queue drops the handshake's last ACK, so the client's
     /// connect waits a SYN-ACK retransmission (1 s, then 2 s more). The kernel caps it at
     /// `net.core.somaxconn` (4096 by default), as it does nginx's and HAProxy's.
-    public static func bind(host: String, port: Int, backlog: Int32 = 65535) throws -> CInt {
+    public static func bind(host: String, port: Int, backlog: Int32 = Self.backlog) throws -> CInt {
         let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
         let family = address.protocol.rawValue
         #if canImport(Glibc)
