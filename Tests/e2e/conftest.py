@@ -114,6 +114,16 @@ class Proc:
         text = data[-limit:].decode("utf-8", "replace")
         return ("...\n" if len(data) > limit else "") + text
 
+    def admin_url(self, timeout: float = 10) -> str:
+        """The URL of the `admin listening on URL` line (printed after the gateway's own)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.stdout_lines):
+                if m := re.search(r"admin listening on (http://\S+)", line):
+                    return m.group(1)
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} printed no 'admin listening on' line: {self.stdout_lines}")
+
     def describe(self) -> str:
         rc = self.popen.poll()
         state = "running" if rc is None else f"exited with {rc}"
@@ -216,6 +226,17 @@ class Processes:
 
 _PROCS_KEY = pytest.StashKey[Processes]()
 _CONSOLE_KEY = pytest.StashKey[list]()
+
+
+def read_event_ids(response, count: int) -> list[int]:
+    """The numeric ids of the first `count` events of an open event-stream response."""
+    ids = []
+    while len(ids) < count:
+        line = response.readline().decode()
+        assert line, "the stream ended"
+        if line.startswith("id:"):
+            ids.append(int(line[3:].strip()))
+    return ids
 
 
 @pytest.fixture

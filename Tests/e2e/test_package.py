@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import read_event_ids
+
 REPO = Path(__file__).resolve().parents[2]
 # What the binary may link (docs/packaging.md, "Runtime dependencies"): glibc, the C++ runtime
 # the static Swift stdlib needs, OpenSSL 3 and nghttp2. Never a libswift*.so.
@@ -135,23 +137,12 @@ def test_tarball_binary_checks_the_shipped_flag_file_and_serves_with_it(unpacked
     assert _run([binary, "--check", f"--flagfile={flags}"]).returncode == 0
 
     gateway = processes.start("lifeline", [binary, f"--flagfile={flags}"])
-    admin_url = ""
-    deadline = time.monotonic() + 10
-    while not admin_url and time.monotonic() < deadline:
-        admin_url = next((m.group(1) for line in gateway.stdout_lines
-                          if (m := re.search(r"admin listening on (http://\S+)", line))), "")
-        time.sleep(0.05)
-    assert admin_url, gateway.stdout_lines
+    admin_url = gateway.admin_url()
 
     # Two events of the demo origin's stream through the gateway.
     with urllib.request.urlopen(f"{gateway.url}/events", timeout=10) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
-        ids = []
-        while len(ids) < 2:
-            line = response.readline().decode()
-            assert line, "the stream ended"
-            if line.startswith("id:"):
-                ids.append(int(line[3:].strip()))
+        ids = read_event_ids(response, 2)
         assert ids[1] == ids[0] + 1
     with urllib.request.urlopen(f"{admin_url}/healthz", timeout=5) as response:
         assert response.status == 200
@@ -313,25 +304,14 @@ def test_image_checks_its_flag_file_and_serves_as_its_user(image_container, proc
     origin = processes.start("demo-origin", [lifeline_bin, "demo-origin", "--listen=127.0.0.1:0", "--drop-every=0"])
     proc = processes.start("image", [*run, "/usr/bin/lifeline", "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0",
                                      f"--route=/={origin.url}"], env=env, ready_timeout=60)
-    admin_url = ""
-    deadline = time.monotonic() + 10
-    while not admin_url and time.monotonic() < deadline:
-        admin_url = next((m.group(1) for line in proc.stdout_lines
-                          if (m := re.search(r"admin listening on (http://\S+)", line))), "")
-        time.sleep(0.05)
-    assert admin_url, proc.stdout_lines
+    admin_url = proc.admin_url()
     with urllib.request.urlopen(f"{admin_url}/healthz", timeout=5) as response:
         assert response.status == 200
     with urllib.request.urlopen(f"{admin_url}/metrics", timeout=5) as response:
         assert f'lifeline_build_info{{version="{version}"}} 1' in response.read().decode()
     # And it serves: two events of the origin's stream through the gateway in the image.
     with urllib.request.urlopen(f"{proc.url}/events", timeout=10) as response:
-        ids = []
-        while len(ids) < 2:
-            line = response.readline().decode()
-            assert line, "the stream ended"
-            if line.startswith("id:"):
-                ids.append(int(line[3:].strip()))
+        ids = read_event_ids(response, 2)
     # The process runs as the image's user, not as root.
     pids = _run(["pgrep", "-f", f"^/usr/bin/lifeline --listen=127.0.0.1:0 .*{re.escape(origin.url)}"]).stdout.split()
     assert pids, "the container's lifeline process"

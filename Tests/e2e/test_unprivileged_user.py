@@ -18,6 +18,8 @@ import urllib.request
 
 import pytest
 
+from conftest import read_event_ids
+
 
 def _unprivileged(argv: list[str]) -> list[str]:
     if os.geteuid() != 0:
@@ -28,15 +30,6 @@ def _unprivileged(argv: list[str]) -> list[str]:
     return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
 
 
-def _admin_url(proc, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in proc.stdout_lines:
-            if m := re.search(r"admin listening on (http://\S+)", line):
-                return m.group(1)
-        time.sleep(0.05)
-    raise AssertionError(f"no admin listening line: {proc.stdout_lines}")
-
 
 @pytest.fixture
 def unprivileged_gateway(processes, lifeline_bin):
@@ -44,7 +37,7 @@ def unprivileged_gateway(processes, lifeline_bin):
         [lifeline_bin, "demo-origin", "--listen=127.0.0.1:0", "--tick=100ms", "--drop-every=0"]))
     gateway = processes.start("lifeline", _unprivileged(
         [lifeline_bin, "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", f"--route=/={origin.url}"]))
-    return origin, gateway, _admin_url(gateway)
+    return origin, gateway, gateway.admin_url()
 
 
 def test_admin_listener_and_demo_origin_answer_as_an_ordinary_user(unprivileged_gateway):
@@ -58,11 +51,6 @@ def test_admin_listener_and_demo_origin_answer_as_an_ordinary_user(unprivileged_
 def test_gateway_serves_a_stream_as_an_ordinary_user(unprivileged_gateway):
     _, gateway, admin = unprivileged_gateway
     with urllib.request.urlopen(f"{gateway.url}/events", timeout=5) as response:
-        ids = []
-        while len(ids) < 2:
-            line = response.readline().decode()
-            assert line, "the stream ended"
-            if line.startswith("id:"):
-                ids.append(int(line[3:].strip()))
+        ids = read_event_ids(response, 2)
         with urllib.request.urlopen(f"{admin}/metrics", timeout=5) as metrics:
             assert re.search(r"^lifeline_upstream_connected 1(\.0)?$", metrics.read().decode(), re.M)
