@@ -608,7 +608,15 @@ def final(work, out):
                 floors.append(json.load(f))
         except (OSError, ValueError):
             pass
-    floor_by_n = {int(f["sockets"]): f for f in floors if "sockets" in f}
+    # floor.c's variants: its C reader or the benchmark's clients, write() or io_uring batches.
+    # Older results have neither field: write() with the C reader.
+    def floor_kind(f):
+        return (f.get("mode", "write"), f.get("clients", "fork"))
+    floor_by_n = {int(f["sockets"]): f for f in floors if "sockets" in f and floor_kind(f) == ("write", "fork")}
+    other_floors = {}
+    for f in floors:
+        if "sockets" in f and floor_kind(f) != ("write", "fork"):
+            other_floors.setdefault(int(f["sockets"]), {})[floor_kind(f)] = f
 
     # Per scenario: the direct run's latency and nginx's figures, for differences and ratios.
     by_scn = {}
@@ -645,6 +653,12 @@ def final(work, out):
             fl = floor_by_n.get(int(num(r["meta"].get("clients"))))
             if fl and f.get("cpu_us_per_event") is not None and r["meta"].get("letter") == "b":
                 f["cpu_vs_floor"] = round(f["cpu_us_per_event"] / fl["cpu_us_per_write"], 3)
+            others = other_floors.get(int(num(r["meta"].get("clients"))), {})
+            if f.get("cpu_us_per_event") is not None and r["meta"].get("letter") == "b":
+                for kind, key in ((("write", "http"), "cpu_vs_client_floor"), (("uring", "http"), "cpu_vs_client_uring_floor"),
+                                  (("uring", "fork"), "cpu_vs_uring_floor")):
+                    if kind in others and others[kind].get("cpu_us_per_write"):
+                        f[key] = round(f["cpu_us_per_event"] / others[kind]["cpu_us_per_write"], 3)
 
     head = ["scenario", "gateway", "held / failed", "events", "gaps / dups", "CPU µs/event (× nginx)", "× floor",
             "core %", "RSS KiB/client (× nginx)", "+p50 ms", "+p99 ms (× nginx)", "p99 ms", "notes"]
@@ -686,6 +700,10 @@ def final(work, out):
             if m.get("load_exit") not in (None, "0"):
                 notes.append(f"load exit {m.get('load_exit')}")
             notes += load.get("problems", [])
+            if f.get("cpu_vs_client_floor") is not None:
+                notes.append(f"× floor with the same clients {fmt(f['cpu_vs_client_floor'])}")
+            if f.get("cpu_vs_client_uring_floor") is not None:
+                notes.append(f"× their io_uring floor {fmt(f['cpu_vs_client_uring_floor'])}")
             ap50, ap99 = f.get("added_p50_us"), f.get("added_p99_us")
             if not load.get("events"):
                 ap50 = ap99 = None
@@ -710,6 +728,12 @@ def final(work, out):
                 rows.append([f"{scn}: floor", f"write() × {fl['sockets']:,} sockets", "", f"{int(fl['writes']):,} writes",
                              "", fmt(fl["cpu_us_per_write"]), "1.00", "", "", "", "", "",
                              f"{fl['bytes']} bytes per event; floor.c on the gateway's core"])
+                for (mode, clients), of in sorted(other_floors.get(fl["sockets"], {}).items(), key=lambda kv: (kv[0][1] == "fork", kv[0][0])):
+                    what = ("io_uring sends" if mode == "uring" else "write()") + f" × {of['sockets']:,} sockets"
+                    who = "the benchmark's clients (lifeline-bench load)" if clients == "http" else "floor.c's C reader"
+                    rows.append([f"{scn}: floor", what, "", f"{int(of['writes']):,} writes", "", fmt(of["cpu_us_per_write"]),
+                                 fmt(of["cpu_us_per_write"] / fl["cpu_us_per_write"]), "", "", "", "", "",
+                                 f"read by {who}"])
     for n, fl in sorted(floor_by_n.items()):
         if not any(r[0].endswith(": floor") and f"{n:,} sockets" in r[1] for r in rows):
             rows.append(["floor", f"write() × {n:,} sockets", "", f"{int(fl['writes']):,} writes", "",
