@@ -20,11 +20,12 @@ final class FrontEnds: Sendable {
         return limits
     }
 
-    /// Plaintext: HTTP/2 with prior knowledge is told from HTTP/1.1 by its preface.
-    func installPlaintext(on channel: Channel, loop: LoopContext) throws {
+    /// Plaintext: HTTP/2 with prior knowledge is told from HTTP/1.1 by its preface. `descriptor`:
+    /// the connection's socket, when the gateway accepted it itself (`--io-uring`).
+    func installPlaintext(on channel: Channel, loop: LoopContext, descriptor: CInt? = nil) throws {
         let sniffer = PrefaceSniffer(timeout: loop.shared.configuration.requestHeadTimeout) { channel, detected in
             switch detected {
-            case .http1: try self.installHTTP1(on: channel, loop: loop, scheme: "http")
+            case .http1: try self.installHTTP1(on: channel, loop: loop, scheme: "http", descriptor: descriptor)
             case .http2: try HTTP2FrontEnd.install(on: channel, shared: loop.shared, loop: loop, scheme: "http")
             }
         }
@@ -47,7 +48,7 @@ final class FrontEnds: Sendable {
         try channel.pipeline.syncOperations.addHandler(negotiation)
     }
 
-    func installHTTP1(on channel: Channel, loop: LoopContext, scheme: String) throws {
+    func installHTTP1(on channel: Channel, loop: LoopContext, scheme: String, descriptor: CInt? = nil) throws {
         let decoder = ByteToMessageHandler(HTTPRequestDecoder(
             leftOverBytesStrategy: .dropBytes,
             informationalResponseStrategy: .drop,
@@ -55,7 +56,7 @@ final class FrontEnds: Sendable {
         ))
         try channel.pipeline.syncOperations.addHandler(decoder)
         try channel.pipeline.syncOperations.addHandler(
-            HTTP1ServerHandler(loop: loop, scheme: scheme, decoder: decoder)
+            HTTP1ServerHandler(loop: loop, scheme: scheme, decoder: decoder, descriptor: descriptor)
         )
     }
 }

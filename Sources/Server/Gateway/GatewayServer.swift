@@ -13,7 +13,7 @@ public final class GatewayServer: Sendable {
     public let metrics: GatewayMetrics
     /// The configuration in force: the one at start, or the last one reloaded.
     private let current: NIOLockedValueBox<GatewayShared>
-    private let listeners: [Channel]
+    private let listeners: [GatewayListener]
     /// The listening sockets' descriptors by role, in order (`listen`, then `tls-listen`), for
     /// handing them to a new process on upgrade.
     public let listenerDescriptors: [(role: String, fd: CInt)]
@@ -26,7 +26,7 @@ public final class GatewayServer: Sendable {
         configuration: GatewayConfiguration,
         hub: StreamHub,
         shared: GatewayShared,
-        listeners: [Channel],
+        listeners: [GatewayListener],
         listenerDescriptors: [(role: String, fd: CInt)],
         loops: [LoopContext],
         tls: TLSServerContext?
@@ -157,7 +157,7 @@ public final class GatewayServer: Sendable {
         let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 32 << 10, high: 64 << 10)
 
         let frontEnds = FrontEnds()
-        var listeners: [Channel] = []
+        var listeners: [GatewayListener] = []
         var descriptors: [(role: String, fd: CInt)] = []
         do {
             let plain = configuration.listen.enumerated().map { ($0.element, false, $0.offset) }
@@ -166,6 +166,25 @@ public final class GatewayServer: Sendable {
                 let role = isTLS ? "tls-listen" : "listen"
                 let fd = try inherited.take(role: role, index: index, host: address.host, port: address.port)
                     ?? ListeningSocket.bind(host: address.host, port: address.port)
+                if !isTLS, configuration.ioUring {
+                    // Accepted here, so that each connection's descriptor is known to its loop's
+                    // batched sends.
+                    let acceptor = try PlainAcceptor(descriptor: fd, group: group, logger: logger) { bootstrap in
+                        bootstrap
+                            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                            .channelOption(.writeBufferWaterMark, value: waterMark)
+                            .channelOption(.maxMessagesPerRead, value: 4)
+                            .channelOption(.recvAllocator, value: ClientReadSizing())
+                    } install: { channel, descriptor in
+                        guard let loop = loopContexts[ObjectIdentifier(channel.eventLoop)] else {
+                            throw ChannelError.ioOnClosedChannel
+                        }
+                        try frontEnds.installPlaintext(on: channel, loop: loop, descriptor: descriptor)
+                    }
+                    listeners.append(.acceptor(acceptor))
+                    descriptors.append((role, fd))
+                    continue
+                }
                 let channel = try await ServerBootstrap(group: group)
                     .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .childChannelOption(.writeBufferWaterMark, value: waterMark)
@@ -185,13 +204,13 @@ public final class GatewayServer: Sendable {
                     }
                     .withBoundSocket(fd)
                     .get()
-                listeners.append(channel)
+                listeners.append(.channel(channel))
                 try ListeningSocket.restoreBacklog(fd)
                 descriptors.append((role, fd))
             }
         } catch {
             for listener in listeners {
-                try? await listener.close()
+                await listener.close()
             }
             throw error
         }
@@ -210,7 +229,7 @@ public final class GatewayServer: Sendable {
     /// new process still accepts on the same sockets). Idempotent.
     public func stopAccepting() async {
         for listener in self.listeners {
-            try? await listener.close()
+            await listener.close()
         }
     }
 
@@ -236,7 +255,7 @@ public final class GatewayServer: Sendable {
         let trimmer = self.heapTrimmer
         try? await trimmer.eventLoop.submit { trimmer.stop() }.get()
         for listener in self.listeners {
-            try? await listener.close()
+            await listener.close()
         }
         for stream in self.hub.streams {
             stream.shutdown()

@@ -1,5 +1,9 @@
 import LifelineCore
 import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import SSE
 
 /// What the front end keeps once per event loop rather than once per connection: the heartbeat
@@ -31,6 +35,9 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     private(set) var opening: ByteBuffer
     /// Frames the bytes this loop's HTTP/1.1 subscribers are sent alike, once for all of them.
     let chunkFramer = HTTP1ChunkFramer()
+    /// `--io-uring`: this loop's batch of plaintext clients' event writes (nil without the flag,
+    /// or where the kernel refuses io_uring; set at start, a reload does not change it).
+    let sendBatch: SendBatch?
 
     init(eventLoop: EventLoop, shared: GatewayShared) {
         self.eventLoop = eventLoop
@@ -41,6 +48,16 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
         (self.heartbeat, self.opening) = Self.fixedBytes(configuration)
         self.privateHeartbeat = Self.privateHeartbeatBytes(configuration)
+        if configuration.ioUring {
+            self.sendBatch = SendBatch(eventLoop: eventLoop)
+            if self.sendBatch == nil {
+                shared.logger.warning(
+                    "--io-uring: no io_uring for this process; clients are written one write() each",
+                    metadata: ["error": "\(String(cString: strerror(errno)))"])
+            }
+        } else {
+            self.sendBatch = nil
+        }
     }
 
     private static func privateHeartbeatBytes(_ configuration: GatewayConfiguration) -> StreamChunk {

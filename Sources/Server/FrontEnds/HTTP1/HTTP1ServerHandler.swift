@@ -40,12 +40,20 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The channel's writability, kept from `channelWritabilityChanged`: asked per event and
     /// client, and cheaper than a trip to the channel.
     private var channelWritable = true
+    /// `--io-uring`: the socket, while the connection is open (-1: not known, or closed), and
+    /// where this connection's bytes wait in the loop's `SendBatch` (-1: nowhere).
+    private var socketDescriptor: CInt
+    var batchSlot = -1
+    /// Something was written through the channel since the batch was last used: SwiftNIO may
+    /// still hold bytes, which a batched send must not overtake.
+    private var channelMayHoldBytes = false
 
-    init(loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
+    init(loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil, descriptor: CInt? = nil) {
         self.loop = loop
         self.isTLS = scheme == "https"
         self.decoder = decoder
         self.connection = ClientConnection(protocol: .http1, loop: loop)
+        self.socketDescriptor = loop.sendBatch == nil ? -1 : descriptor ?? -1
     }
 
     /// The decoder is gone: no further request can be read on this connection.
@@ -81,12 +89,15 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // First: the descriptor is closed, and its number may already be another connection's.
+        self.socketDescriptor = -1
         self.tearDown()
         self.connection.close()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.socketDescriptor = -1
         self.connection.unregister(context)
         self.tearDown()
         self.context = nil
@@ -211,7 +222,32 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         self.connection.countSent(buffer.readableBytes)
+        self.beforeChannelWrite()
         context.write(self.wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// Before anything goes through the channel: bytes of this connection still in the loop's
+    /// batch go first.
+    private func beforeChannelWrite() {
+        guard self.socketDescriptor >= 0 else { return }
+        if self.batchSlot >= 0 {
+            self.loop.sendBatch?.submit()
+        }
+        self.channelMayHoldBytes = true
+    }
+
+    /// Whether the next event may go out in the loop's batch: a known, open socket, a writable
+    /// channel, and nothing of this connection's waiting in SwiftNIO's queue.
+    private func mayBatch(_ context: ChannelHandlerContext) -> Bool {
+        guard self.socketDescriptor >= 0, self.channelWritable, let batch = self.loop.sendBatch, batch.isUsable else {
+            return false
+        }
+        if self.batchSlot >= 0 { return true }
+        if self.channelMayHoldBytes {
+            guard (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0 else { return false }
+            self.channelMayHoldBytes = false
+        }
+        return true
     }
 
     private func respondAndClose(
@@ -297,6 +333,11 @@ extension HTTP1ServerHandler: ClientResponder {
         guard let context = self.context, self.exchange != nil, let framing = self.machine.framing else { return }
         let framed = framing.chunked ? self.loop.chunkFramer.framed(bytes, allocator: context.channel.allocator) : bytes
         self.connection.countSent(framed.readableBytes)
+        if self.mayBatch(context), let batch = self.loop.sendBatch {
+            batch.add(framed, for: self)
+            return
+        }
+        self.beforeChannelWrite()
         context.writeAndFlush(self.wrapOutboundOut(framed), promise: nil)
     }
 
@@ -311,7 +352,9 @@ extension HTTP1ServerHandler: ClientResponder {
     }
 
     func flush() {
-        self.context?.flush()
+        guard let context = self.context else { return }
+        if self.batchSlot >= 0 { self.loop.sendBatch?.submit() }
+        context.flush()
     }
 
     func endResponse(closeConnection: Bool) {
@@ -325,6 +368,7 @@ extension HTTP1ServerHandler: ClientResponder {
 
     func abortResponse() {
         guard let context = self.context, let exchange = self.exchange else { return }
+        self.beforeChannelWrite()
         self.exchange = nil
         self.connection.account(exchange)
         self.machine.responseAborted()
@@ -355,5 +399,21 @@ extension HTTP1ServerHandler: ClientResponder {
         guard let context = self.context, self.machine.mayContinue else { return }
         self.write(HTTP1ResponseHead.continue, context: context)
         context.flush()
+    }
+}
+
+// MARK: - Batched sends (`--io-uring`)
+
+extension HTTP1ServerHandler: BatchedSendTarget {
+    var batchDescriptor: CInt? {
+        // The channel's own state too: it turns inactive in the same step that closes the socket.
+        guard self.socketDescriptor >= 0, let context = self.context, context.channel.isActive else { return nil }
+        return self.socketDescriptor
+    }
+
+    func batchFellShort(_ remainder: ByteBuffer) {
+        guard let context = self.context else { return }
+        self.channelMayHoldBytes = true
+        context.writeAndFlush(self.wrapOutboundOut(remainder), promise: nil)
     }
 }
