@@ -180,10 +180,10 @@ enum LifelineFlags {
         "threads", .integer(in: 0...1024), default: "0", section: "Operations",
         help: "Event loop threads (0: one per CPU the process may run on, as `taskset`, cpusets and CPU quotas allow).")
     static let ioUring = Flag<Bool>(
-        boolean: "io-uring", section: "Operations",
+        boolean: "io-uring", default: true, section: "Operations",
         help: "Write each event to the plaintext HTTP/1.1 clients of a thread with one io_uring submission instead of "
-            + "one write() per client (experimental; Linux 5.6 or later, where seccomp allows io_uring; otherwise "
-            + "the gateway writes as without it). TLS and HTTP/2 clients are written as usual.")
+            + "one write() per client (Linux 5.6 or later, where seccomp allows io_uring; elsewhere the gateway says so "
+            + "and writes one write() each). TLS and HTTP/2 clients are written as usual. --io-uring=false: never.")
     static let check = Flag<Bool>(
         boolean: "check", section: "Operations",
         help: "Validate the flags and flag files, print the effective configuration and exit (0 valid, 1 not).")

@@ -37,6 +37,24 @@ public final class SendRing {
         lifeline_uring_free(self.ring)
     }
 
+    /// Whether this process can use rings for sends: one is made and sends a byte over a socket
+    /// pair (a kernel without `IORING_OP_SEND`, before 5.6, or a seccomp profile that forbids
+    /// io_uring, as container runtimes' defaults do, fails here). Probed once.
+    public static let isAvailable: Bool = {
+        guard let ring = SendRing(capacity: 2) else { return false }
+        var fds: [CInt] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else { return false }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        var result: Int32 = 0
+        let byte: [UInt8] = [0x2A]
+        let queued = byte.withUnsafeBytes { ring.queueSend(descriptor: fds[0], bytes: $0, tag: 1) }
+        guard queued, ring.submitAndWait({ result = $0.result }) else { return false }
+        return result == 1
+    }()
+
     /// Sends queued and not yet submitted.
     public var pending: Int { self.queued }
 

@@ -1,3 +1,4 @@
+import Foundation
 import LifelineCore
 import LifelineTestSupport
 import Logging
@@ -34,6 +35,9 @@ final class GatewayHarness: @unchecked Sendable {
         configuration.upstream.reconnectMin = .milliseconds(10)
         configuration.upstream.reconnectMax = .milliseconds(100)
         configuration.heartbeat = nil
+        // Batched sends (--io-uring) are on by default; scripts/test runs the suite once more
+        // without them, as where the kernel has no io_uring.
+        configuration.ioUring = ProcessInfo.processInfo.environment["LIFELINE_TEST_IO_URING"] != "0"
         configure(&configuration)
         var logger = Logger(label: "lifeline.test")
         logger.logLevel = .critical

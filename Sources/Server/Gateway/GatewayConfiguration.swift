@@ -55,11 +55,11 @@ public struct GatewayConfiguration: Sendable {
     public var sharedGateway: SharedGateway?
     /// Most bytes the ended private generations kept for resumes may hold together.
     public var privateStreamsMemory: Int = 256 << 20
-    /// `--io-uring`: plaintext HTTP/1.1 clients' event writes go out in one io_uring submission
-    /// per loop and fan-out instead of one `write()` each (`SendBatch`); the plaintext listeners
-    /// are then accepted by the gateway itself (`PlainAcceptor`). Where the kernel refuses
-    /// io_uring, the loops write as without it.
-    public var ioUring = false
+    /// `--io-uring` (on by default): plaintext HTTP/1.1 clients' event writes go out in one
+    /// io_uring submission per loop and fan-out instead of one `write()` each (`SendBatch`); the
+    /// plaintext listeners are then accepted by the gateway itself (`PlainAcceptor`). Where the
+    /// kernel refuses io_uring, `GatewayServer.start` turns it off and says so.
+    public var ioUring = true
 
     public init(
         listen: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 8080)],

@@ -6,6 +6,7 @@ import NIOTLS
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SendRing
 
 /// The gateway's listeners and what they share. One per process.
 public final class GatewayServer: Sendable {
@@ -134,6 +135,10 @@ public final class GatewayServer: Sendable {
                 additionalCAPath: configuration.upstreamCA,
                 verify: !configuration.upstreamInsecure
             )
+        }
+        if configuration.ioUring, !SendRing.isAvailable {
+            configuration.ioUring = false
+            logger.warning("no io_uring for this process (kernel before 5.6, or seccomp); each client is written with its own write()")
         }
         let hub = StreamHub()
         let shared = GatewayShared(
@@ -270,6 +275,23 @@ public final class GatewayServer: Sendable {
         for loop in self.loops {
             try? await loop.eventLoop.submit { loop.closeAllConnections() }.get()
         }
+    }
+
+    /// `--io-uring`: client writes that went out whole in the loops' batches, and those the
+    /// sockets did not take at once (the rest went through the channel); nil when no loop has
+    /// a batch (flag off, or no io_uring here).
+    public func batchedSends() async -> (sent: Int, fellShort: Int)? {
+        var total: (sent: Int, fellShort: Int)?
+        for loop in self.loops {
+            let counts = try? await loop.eventLoop.submit { () -> (Int, Int)? in
+                guard let batch = loop.sendBatch else { return nil }
+                return (batch.sent, batch.fellShort)
+            }.get()
+            if let (sent, fellShort) = counts ?? nil {
+                total = ((total?.sent ?? 0) + sent, (total?.fellShort ?? 0) + fellShort)
+            }
+        }
+        return total
     }
 
     private func openConnections() async -> Int {

@@ -1,9 +1,6 @@
 import LifelineCore
 import NIOCore
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import SSE
 
 /// What the front end keeps once per event loop rather than once per connection: the heartbeat
@@ -48,16 +45,8 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
         (self.heartbeat, self.opening) = Self.fixedBytes(configuration)
         self.privateHeartbeat = Self.privateHeartbeatBytes(configuration)
-        if configuration.ioUring {
-            self.sendBatch = SendBatch(eventLoop: eventLoop)
-            if self.sendBatch == nil {
-                shared.logger.warning(
-                    "--io-uring: no io_uring for this process; clients are written one write() each",
-                    metadata: ["error": "\(String(cString: strerror(errno)))"])
-            }
-        } else {
-            self.sendBatch = nil
-        }
+        // GatewayServer.start turned the flag off where the kernel has no io_uring for us.
+        self.sendBatch = configuration.ioUring ? SendBatch(eventLoop: eventLoop) : nil
     }
 
     private static func privateHeartbeatBytes(_ configuration: GatewayConfiguration) -> StreamChunk {
