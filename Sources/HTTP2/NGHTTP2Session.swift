@@ -10,7 +10,7 @@ import NIOHTTP1
 package enum NGHTTP2Session {
     /// A server session for `configuration`, with the server's SETTINGS (and the connection
     /// window) already submitted. Nil when nghttp2 cannot create it.
-    static func makeServerSession(configuration: HTTP2ServerConfiguration, userData: UnsafeMutableRawPointer) -> OpaquePointer? {
+    static func makeServerSession(configuration: HTTP2ServerConfiguration, userData: UnsafeMutableRawPointer) -> NGHTTP2SessionSetup.Session? {
         let settings: [(nghttp2_settings_id, Int)] = [
             (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
             (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, configuration.initialWindowSize),
