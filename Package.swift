@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         // The request path and the connection layer without sockets: pure state machines and
         // every order of events on an EmbeddedEventLoop with in-memory origins.
-        .testTarget(name: "ServerTests", dependencies: ["Server", "LifelineCore", "Upstream", "CMalloc", nioCore, nioHTTP1, nioEmbedded, logging, nioConcurrency]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "LifelineCore", "Upstream", "CMalloc", "HTTP2", "HTTP2TestSupport", nioCore, nioHTTP1, nioEmbedded, logging, nioConcurrency]),
         .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "Admin", "CMalloc", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded,
                                                        .product(name: "Atomics", package: "swift-atomics")]),
 

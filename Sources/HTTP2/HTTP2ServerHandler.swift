@@ -100,11 +100,14 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
 
     /// Open streams the application has been (or is about to be) given, by id.
     var streams: [Int32: HTTP2ServerStream] = [:]
-    /// Requests whose header block is still being decoded, by id.
-    var requestHeads: [Int32: RequestHeadBuilder] = [:]
+    /// The request whose header block is being decoded. One at most: a header block is never
+    /// interleaved with another frame (RFC 9113 §4.3), so no table is kept per connection.
+    var requestHead: (streamID: Int32, builder: RequestHeadBuilder)?
     /// Streams whose request went over `maxHeaderListSize`: answered 431.
     var pendingRejections: [Int32] = []
-    var events = CircularBuffer<Event>(initialCapacity: 16)
+    /// Small at first (it grows as needed): a connection holds it for its whole life, and an
+    /// event stream's connection rarely has more than a few events at once.
+    var events = CircularBuffer<Event>(initialCapacity: 4)
     private var dirtyStreams: [HTTP2ServerStream] = []
 
     private var activity: Activity = .idle
@@ -293,7 +296,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         self.closeTimer = nil
         let open = self.streams.values.sorted { $0.streamID < $1.streamID }
         self.streams.removeAll()
-        self.requestHeads.removeAll()
+        self.requestHead = nil
         self.pendingRejections.removeAll()
         for stream in open {
             if let reason = stream.close(.connectionClosed) {

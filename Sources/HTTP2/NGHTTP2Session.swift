@@ -145,7 +145,7 @@ private func onBeginHeaders(
         return 0
     }
     let streamID = cnghttp2_frame_stream_id(frame)
-    handler.requestHeads[streamID] = RequestHeadBuilder(limit: handler.configuration.maxHeaderListSize)
+    handler.requestHead = (streamID, RequestHeadBuilder(limit: handler.configuration.maxHeaderListSize))
     return 0
 }
 
@@ -162,11 +162,11 @@ private func onHeader(
 ) -> Int32 {
     guard let handler = handler(userData), let frame else { return callbackFailure }
     guard cnghttp2_frame_type(frame) == frameHeaders,
-        let builder = handler.requestHeads[cnghttp2_frame_stream_id(frame)]
+        let pending = handler.requestHead, pending.streamID == cnghttp2_frame_stream_id(frame)
     else {
         return 0  // trailers: not passed on
     }
-    builder.add(
+    pending.builder.add(
         name: UnsafeBufferPointer(start: name, count: name == nil ? 0 : nameLength),
         value: UnsafeBufferPointer(start: value, count: value == nil ? 0 : valueLength)
     )
@@ -185,7 +185,8 @@ private func onFrameRecv(
     let streamID = cnghttp2_frame_stream_id(frame)
     switch type {
     case frameHeaders:
-        if let builder = handler.requestHeads.removeValue(forKey: streamID) {
+        if let (pendingID, builder) = handler.requestHead, pendingID == streamID {
+            handler.requestHead = nil
             if builder.oversized {
                 handler.pendingRejections.append(streamID)
                 return 0
@@ -265,7 +266,9 @@ private func onStreamClose(
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
     guard let handler = handler(userData) else { return callbackFailure }
-    handler.requestHeads[streamID] = nil
+    if handler.requestHead?.streamID == streamID {
+        handler.requestHead = nil
+    }
     guard let stream = handler.streams.removeValue(forKey: streamID),
         let reason = stream.close(.nghttp2(errorCode: errorCode))
     else { return 0 }
