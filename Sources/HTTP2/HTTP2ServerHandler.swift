@@ -94,7 +94,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     private(set) var state: State = .idle
     private var context: ChannelHandlerContext?
     var allocator = ByteBufferAllocator()
-    private var session: OpaquePointer?
+    private(set) var session: OpaquePointer?
     /// Where the session's memory comes from; deleted with it.
     private(set) var arena: UnsafeMutablePointer<cnghttp2_arena>?
 

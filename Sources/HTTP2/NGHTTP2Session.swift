@@ -16,6 +16,13 @@ package enum NGHTTP2Session {
             (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, configuration.initialWindowSize),
             (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, configuration.maxHeaderListSize),
             (NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1),
+            // No HPACK dynamic table for requests either: a client sends one request per event
+            // stream, and the table kept the first request's headers for the connection's life
+            // (a browser's: user-agent, sec-ch-ua, cookies, ... up to 4 KiB). Until our SETTINGS
+            // are acknowledged the client may still use 4,096 (nghttp2 decodes with that); on the
+            // ACK nghttp2 empties the table, and the client's next header block must start with
+            // a table size update (RFC 7541 §4.2), as conforming clients send.
+            (NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 0),
         ]
         return try? NGHTTP2SessionSetup.makeSession(
             .server,
