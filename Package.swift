@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "DemoOriginTests", dependencies: ["DemoOrigin", "LifelineTestSupport", nioCore, nioPosix, nioHTTP1, nioEmbedded]),
         // The request path and the connection layer without sockets: pure state machines and
         // every order of events on an EmbeddedEventLoop with in-memory origins.
-        .testTarget(name: "ServerTests", dependencies: ["Server", "LifelineCore", "Upstream", "CMalloc", "SendRing", nioCore, nioHTTP1, nioEmbedded, logging, nioConcurrency]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "LifelineCore", "Upstream", "CMalloc", "SendRing", "HTTP2", "HTTP2TestSupport", nioCore, nioHTTP1, nioEmbedded, logging, nioConcurrency]),
         .testTarget(name: "IntegrationTests", dependencies: ["LifelineMain", "Server", "Admin", "CMalloc", "LifelineCore", "DemoOrigin", "LifelineTestSupport", "SSE", nioCore, nioPosix, nioHTTP1, nioEmbedded,
                                                        .product(name: "Atomics", package: "swift-atomics")]),
 

@@ -84,89 +84,176 @@ static inline int cnghttp2_submit_ping_u64(nghttp2_session *session, uint64_t op
     return nghttp2_submit_ping(session, NGHTTP2_FLAG_NONE, data);
 }
 
-// ---- Memory: the session's output buffer on pages of its own ---------------------------------
+// ---- Memory: each session's own allocator (an arena) ------------------------------------------
 //
 // Each nghttp2 session allocates a 16 KiB output frame buffer up front (about 16 of its 25 KiB),
 // but an idle event stream's frames are small: only the buffer's first page is ever written. From
 // the heap, the whole block is resident (reused heap memory was touched before); from an
-// anonymous mapping of its own, only the pages written are. Blocks of at least
-// CNGHTTP2_PAGED_MIN bytes are therefore mapped; smaller ones come from malloc. A header before
-// each block says which (16 bytes, so the block keeps malloc's alignment).
+// anonymous mapping of its own, only the pages written are. So every session is made with the
+// nghttp2_mem of an arena of its own (nghttp2 copies the struct; its user_data is the arena):
+// blocks of at least CNGHTTP2_PAGED_MIN bytes are mappings the arena lists; smaller ones come
+// from malloc as they are. A pointer the arena does not list is malloc's: no header per block.
+//
+// The output buffer is the one block mapped while the session is being created (nothing else
+// that big exists before any input). `cnghttp2_arena_release_output` gives its pages back
+// (MADV_DONTNEED: they read as zeroes and become resident again when written), for an idle
+// session whose frames have all been taken (nghttp2_session_want_write 0, no nghttp2 call
+// running): the buffer then holds only bytes already sent. Blocks mapped later (a big inbound
+// frame or header value, more output chunks) are never released: they can hold live data.
+//
+// When a mapping cannot be made (no free slot, or mmap fails, e.g. at vm.max_map_count) the block
+// comes from malloc: it costs memory, never a failed allocation.
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <malloc.h>
+#endif
 
 static const size_t CNGHTTP2_PAGED_MIN = 16384;
+#define CNGHTTP2_ARENA_SLOTS 8
 
 typedef struct {
-    size_t size;    // the caller's size
-    size_t mapped;  // the mapping's length; 0 for a malloc'd block
-} cnghttp2_block;
+    void *pointer;
+    size_t size;      // the caller's size
+    size_t length;    // the mapping's
+    int releasable;   // mapped while the session was being created: its output buffer
+} cnghttp2_mapped_block;
 
-static inline void *cnghttp2_block_new(size_t size, int zeroed) {
-    if (size > SIZE_MAX - sizeof(cnghttp2_block) - 65536) return NULL;
-    size_t total = size + sizeof(cnghttp2_block);
-    cnghttp2_block *block;
+typedef struct {
+    /// Set while the session is created (see `cnghttp2_arena_creating`).
+    int creating;
+    int count;
+    cnghttp2_mapped_block blocks[CNGHTTP2_ARENA_SLOTS];
+} cnghttp2_arena;
+
+static inline cnghttp2_arena *cnghttp2_arena_new(void) {
+    return (cnghttp2_arena *)calloc(1, sizeof(cnghttp2_arena));
+}
+
+/// Frees the arena (after nghttp2_session_del: it frees every block first; anything left over
+/// is unmapped here all the same).
+static inline void cnghttp2_arena_del(cnghttp2_arena *arena) {
+    if (arena == NULL) return;
+    for (int i = 0; i < arena->count; i++) munmap(arena->blocks[i].pointer, arena->blocks[i].length);
+    free(arena);
+}
+
+/// Brackets the session's creation: blocks mapped meanwhile are the output buffer.
+static inline void cnghttp2_arena_creating(cnghttp2_arena *arena, int creating) {
+    arena->creating = creating;
+}
+
+static inline void *cnghttp2_arena_map(cnghttp2_arena *arena, size_t size) {
+#if defined(__linux__)
+    if (arena == NULL || arena->count == CNGHTTP2_ARENA_SLOTS) return NULL;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (size > SIZE_MAX - page) return NULL;
+    size_t length = (size + page - 1) / page * page;
+    void *mapping = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapping == MAP_FAILED) return NULL;
+    cnghttp2_mapped_block block = {mapping, size, length, arena->creating};
+    arena->blocks[arena->count++] = block;
+    return mapping;  // zeroed by the kernel
+#else
+    (void)arena;
+    (void)size;
+    return NULL;
+#endif
+}
+
+static inline int cnghttp2_arena_find(const cnghttp2_arena *arena, const void *pointer) {
+    if (arena == NULL) return -1;
+    for (int i = 0; i < arena->count; i++) {
+        if (arena->blocks[i].pointer == pointer) return i;
+    }
+    return -1;
+}
+
+static inline void *cnghttp2_arena_malloc(size_t size, void *user_data) {
     if (size >= CNGHTTP2_PAGED_MIN) {
-        size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        total = (total + page - 1) / page * page;
-        void *mapping = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (mapping == MAP_FAILED) return NULL;
-        block = (cnghttp2_block *)mapping;  // zeroed by the kernel
-        block->mapped = total;
-    } else {
-        block = (cnghttp2_block *)(zeroed ? calloc(1, total) : malloc(total));
-        if (block == NULL) return NULL;
-        block->mapped = 0;
+        void *mapped = cnghttp2_arena_map((cnghttp2_arena *)user_data, size);
+        if (mapped != NULL) return mapped;
     }
-    block->size = size;
-    return block + 1;
+    return malloc(size);
 }
 
-static inline void cnghttp2_block_free(void *pointer, void *user_data) {
-    (void)user_data;
-    if (pointer == NULL) return;
-    cnghttp2_block *block = (cnghttp2_block *)pointer - 1;
-    if (block->mapped) {
-        munmap(block, block->mapped);
-    } else {
-        free(block);
-    }
-}
-
-static inline void *cnghttp2_block_malloc(size_t size, void *user_data) {
-    (void)user_data;
-    return cnghttp2_block_new(size, 0);
-}
-
-static inline void *cnghttp2_block_calloc(size_t count, size_t size, void *user_data) {
-    (void)user_data;
+static inline void *cnghttp2_arena_calloc(size_t count, size_t size, void *user_data) {
     if (size != 0 && count > SIZE_MAX / size) return NULL;
-    return cnghttp2_block_new(count * size, 1);
+    if (count * size >= CNGHTTP2_PAGED_MIN) {
+        void *mapped = cnghttp2_arena_map((cnghttp2_arena *)user_data, count * size);
+        if (mapped != NULL) return mapped;
+    }
+    return calloc(count, size);
 }
 
-static inline void *cnghttp2_block_realloc(void *pointer, size_t size, void *user_data) {
-    if (pointer == NULL) return cnghttp2_block_new(size, 0);
+static inline void cnghttp2_arena_free(void *pointer, void *user_data) {
+    if (pointer == NULL) return;
+    cnghttp2_arena *arena = (cnghttp2_arena *)user_data;
+    int i = cnghttp2_arena_find(arena, pointer);
+    if (i < 0) {
+        free(pointer);
+        return;
+    }
+    munmap(arena->blocks[i].pointer, arena->blocks[i].length);
+    arena->blocks[i] = arena->blocks[--arena->count];
+}
+
+static inline void *cnghttp2_arena_realloc(void *pointer, size_t size, void *user_data) {
+    if (pointer == NULL) return cnghttp2_arena_malloc(size, user_data);
     if (size == 0) {
-        cnghttp2_block_free(pointer, user_data);
+        cnghttp2_arena_free(pointer, user_data);
         return NULL;
     }
-    cnghttp2_block *old = (cnghttp2_block *)pointer - 1;
-    void *moved = cnghttp2_block_new(size, 0);
+    int i = cnghttp2_arena_find((cnghttp2_arena *)user_data, pointer);
+    if (i < 0 && size < CNGHTTP2_PAGED_MIN) return realloc(pointer, size);
+#if defined(__linux__)
+    size_t old = i >= 0 ? ((cnghttp2_arena *)user_data)->blocks[i].size : malloc_usable_size(pointer);
+#else
+    size_t old = size;  // never reached with a malloc'd block: nothing is mapped here
+    if (i < 0) return realloc(pointer, size);
+#endif
+    void *moved = cnghttp2_arena_malloc(size, user_data);
     if (moved == NULL) return NULL;  // the old block stays valid, as realloc's does
-    memcpy(moved, pointer, old->size < size ? old->size : size);
-    cnghttp2_block_free(pointer, user_data);
+    memcpy(moved, pointer, old < size ? old : size);
+    cnghttp2_arena_free(pointer, user_data);
     return moved;
 }
 
-/// The allocator every session is made with (static: a session keeps the pointer for its life).
-static inline nghttp2_mem *cnghttp2_paged_mem(void) {
-    static nghttp2_mem mem = {
-        NULL, cnghttp2_block_malloc, cnghttp2_block_free, cnghttp2_block_calloc, cnghttp2_block_realloc,
-    };
-    return &mem;
+/// The allocator a session is made with: nghttp2 copies the struct (its user_data is the arena).
+static inline nghttp2_mem cnghttp2_arena_mem(cnghttp2_arena *arena) {
+    nghttp2_mem mem = {arena, cnghttp2_arena_malloc, cnghttp2_arena_free, cnghttp2_arena_calloc, cnghttp2_arena_realloc};
+    return mem;
 }
+
+/// Gives back the pages of the session's output buffer. Only for a session with nothing left to
+/// send (nghttp2_session_want_write 0) and no nghttp2 call running. Returns the bytes advised.
+static inline size_t cnghttp2_arena_release_output(cnghttp2_arena *arena) {
+    size_t released = 0;
+    for (int i = 0; i < arena->count; i++) {
+        if (!arena->blocks[i].releasable) continue;
+        if (madvise(arena->blocks[i].pointer, arena->blocks[i].length, MADV_DONTNEED) == 0) {
+            released += arena->blocks[i].length;
+        }
+    }
+    return released;
+}
+
+/// The session's output buffer (the block mapped while it was created), or NULL (tests).
+static inline void *cnghttp2_arena_output(const cnghttp2_arena *arena, size_t *length) {
+    for (int i = 0; i < arena->count; i++) {
+        if (arena->blocks[i].releasable) {
+            *length = arena->blocks[i].length;
+            return arena->blocks[i].pointer;
+        }
+    }
+    *length = 0;
+    return NULL;
+}
+
+/// Blocks the arena has mapped now (tests).
+static inline int cnghttp2_arena_mapped_count(const cnghttp2_arena *arena) { return arena->count; }
 
 #endif

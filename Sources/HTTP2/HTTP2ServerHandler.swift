@@ -94,21 +94,31 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     private(set) var state: State = .idle
     private var context: ChannelHandlerContext?
     var allocator = ByteBufferAllocator()
-    private var session: OpaquePointer?
+    private(set) var session: OpaquePointer?
+    /// Where the session's memory comes from; deleted with it.
+    private(set) var arena: UnsafeMutablePointer<cnghttp2_arena>?
 
     /// Open streams the application has been (or is about to be) given, by id.
     var streams: [Int32: HTTP2ServerStream] = [:]
-    /// Requests whose header block is still being decoded, by id.
-    var requestHeads: [Int32: RequestHeadBuilder] = [:]
+    /// The request whose header block is being decoded. One at most: a header block is never
+    /// interleaved with another frame (RFC 9113 §4.3), so no table is kept per connection.
+    var requestHead: (streamID: Int32, builder: RequestHeadBuilder)?
     /// Streams whose request went over `maxHeaderListSize`: answered 431.
     var pendingRejections: [Int32] = []
-    var events = CircularBuffer<Event>(initialCapacity: 16)
+    /// Small at first (it grows as needed): a connection holds it for its whole life, and an
+    /// event stream's connection rarely has more than a few events at once.
+    var events = CircularBuffer<Event>(initialCapacity: 4)
     private var dirtyStreams: [HTTP2ServerStream] = []
 
     private var activity: Activity = .idle
     /// nghttp2 may have output: the work loop runs a pump. Pending work, like `dirtyStreams`,
     /// in any state, not a state of its own.
     private var pumpNeeded = false
+    /// A stream flushed a heartbeat (`HTTP2ServerStream.flushIdle()`): once the pump has sent
+    /// everything, the session's output buffer pages go back (`releaseOutputIfIdle`).
+    private var releaseOutputWhenSent = false
+    /// Times the output buffer's pages were given back (tests).
+    private(set) var outputReleases = 0
 
     /// The pump's output while nghttp2 runs `mem_send` (the NO_COPY DATA callback appends to it,
     /// and pauses nghttp2 once it holds `outputChunkSize` bytes).
@@ -147,8 +157,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
     }
 
     deinit {
-        if let session = self.session {
-            nghttp2_session_del(session)
+        if let session = self.session, let arena = self.arena {
+            NGHTTP2SessionSetup.Session(session: session, arena: arena).delete()
         }
     }
 
@@ -254,7 +264,7 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         case .active, .draining, .closing, .closed: return
         }
         guard let context = self.context else { return }
-        guard let session = NGHTTP2Session.makeServerSession(
+        guard let created = NGHTTP2Session.makeServerSession(
             configuration: self.configuration,
             userData: Unmanaged.passUnretained(self).toOpaque()
         ) else {
@@ -263,7 +273,8 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
             context.close(promise: nil)
             return
         }
-        self.session = session
+        self.session = created.session
+        self.arena = created.arena
         if shutdownRequested {
             self.state = .draining(.noticePending)
             self.connectionEnd = .gracefulShutdown
@@ -285,16 +296,17 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         self.closeTimer = nil
         let open = self.streams.values.sorted { $0.streamID < $1.streamID }
         self.streams.removeAll()
-        self.requestHeads.removeAll()
+        self.requestHead = nil
         self.pendingRejections.removeAll()
         for stream in open {
             if let reason = stream.close(.connectionClosed) {
                 self.events.append(.closed(stream, reason))
             }
         }
-        if let session = self.session, self.activity != .inNghttp2 {
+        if let session = self.session, let arena = self.arena, self.activity != .inNghttp2 {
             self.session = nil
-            nghttp2_session_del(session)
+            self.arena = nil
+            NGHTTP2SessionSetup.Session(session: session, arena: arena).delete()
         }
         self.process()
     }
@@ -399,6 +411,24 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
                 self.pumpNeeded = false
             }
         } while (!self.events.isEmpty || self.hasPendingWork) && rounds < 10_000
+        self.releaseOutputIfIdle()
+    }
+
+    /// After a heartbeat went out, the session's output buffer (16 KiB on pages of its own, of
+    /// which an event stream's frames touch the first) gives its pages back until the next frame
+    /// is written to it: an idle connection then holds none, at the cost of one page fault per
+    /// heartbeat (never per event: heartbeats go only to streams idle for a whole interval, and
+    /// the heartbeat clock is one timer per event loop). Only once nghttp2 has nothing left to
+    /// send, so the buffer holds no byte still to go out.
+    private func releaseOutputIfIdle() {
+        guard self.releaseOutputWhenSent else { return }
+        self.releaseOutputWhenSent = false
+        guard let session = self.session, let arena = self.arena, !self.isClosing,
+            nghttp2_session_want_write(session) == 0
+        else { return }
+        if cnghttp2_arena_release_output(arena) > 0 {
+            self.outputReleases += 1
+        }
     }
 
     private var hasPendingWork: Bool {
@@ -604,6 +634,13 @@ public final class HTTP2ServerHandler: ChannelDuplexHandler, RemovableChannelHan
         if pump {
             self.pumpNeeded = true
         }
+        self.scheduleProcess()
+    }
+
+    /// A stream flushed while idle (a heartbeat): see `releaseOutputIfIdle`.
+    func streamFlushedIdle() {
+        self.context?.eventLoop.assertInEventLoop()
+        self.releaseOutputWhenSent = true
         self.scheduleProcess()
     }
 

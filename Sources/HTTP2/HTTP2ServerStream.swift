@@ -138,6 +138,15 @@ public final class HTTP2ServerStream {
         self.perform(self.state.flush(), handler)
     }
 
+    /// `flush()` for a write to an idle stream (a heartbeat): once the connection has sent
+    /// everything, it gives back the pages of the session's output buffer (about 4 KiB), which
+    /// its next frame takes again. Not for ordinary writes: that would cost a page fault per event.
+    public func flushIdle() {
+        guard let handler = self.handler else { return }
+        self.perform(self.state.flush(), handler)
+        handler.streamFlushedIdle()
+    }
+
     /// Ends the response (END_STREAM) after the queued bytes; implies `flush()`.
     public func end() {
         guard let handler = self.handler else { return }

@@ -10,12 +10,19 @@ import NIOHTTP1
 package enum NGHTTP2Session {
     /// A server session for `configuration`, with the server's SETTINGS (and the connection
     /// window) already submitted. Nil when nghttp2 cannot create it.
-    static func makeServerSession(configuration: HTTP2ServerConfiguration, userData: UnsafeMutableRawPointer) -> OpaquePointer? {
+    static func makeServerSession(configuration: HTTP2ServerConfiguration, userData: UnsafeMutableRawPointer) -> NGHTTP2SessionSetup.Session? {
         let settings: [(nghttp2_settings_id, Int)] = [
             (NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, configuration.maxConcurrentStreams),
             (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, configuration.initialWindowSize),
             (NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, configuration.maxHeaderListSize),
             (NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1),
+            // No HPACK dynamic table for requests either: a client sends one request per event
+            // stream, and the table kept the first request's headers for the connection's life
+            // (a browser's: user-agent, sec-ch-ua, cookies, ... up to 4 KiB). Until our SETTINGS
+            // are acknowledged the client may still use 4,096 (nghttp2 decodes with that); on the
+            // ACK nghttp2 empties the table, and the client's next header block must start with
+            // a table size update (RFC 7541 §4.2), as conforming clients send.
+            (NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, 0),
         ]
         return try? NGHTTP2SessionSetup.makeSession(
             .server,
@@ -145,7 +152,7 @@ private func onBeginHeaders(
         return 0
     }
     let streamID = cnghttp2_frame_stream_id(frame)
-    handler.requestHeads[streamID] = RequestHeadBuilder(limit: handler.configuration.maxHeaderListSize)
+    handler.requestHead = (streamID, RequestHeadBuilder(limit: handler.configuration.maxHeaderListSize))
     return 0
 }
 
@@ -162,11 +169,11 @@ private func onHeader(
 ) -> Int32 {
     guard let handler = handler(userData), let frame else { return callbackFailure }
     guard cnghttp2_frame_type(frame) == frameHeaders,
-        let builder = handler.requestHeads[cnghttp2_frame_stream_id(frame)]
+        let pending = handler.requestHead, pending.streamID == cnghttp2_frame_stream_id(frame)
     else {
         return 0  // trailers: not passed on
     }
-    builder.add(
+    pending.builder.add(
         name: UnsafeBufferPointer(start: name, count: name == nil ? 0 : nameLength),
         value: UnsafeBufferPointer(start: value, count: value == nil ? 0 : valueLength)
     )
@@ -185,7 +192,8 @@ private func onFrameRecv(
     let streamID = cnghttp2_frame_stream_id(frame)
     switch type {
     case frameHeaders:
-        if let builder = handler.requestHeads.removeValue(forKey: streamID) {
+        if let (pendingID, builder) = handler.requestHead, pendingID == streamID {
+            handler.requestHead = nil
             if builder.oversized {
                 handler.pendingRejections.append(streamID)
                 return 0
@@ -265,7 +273,9 @@ private func onStreamClose(
     _ userData: UnsafeMutableRawPointer?
 ) -> Int32 {
     guard let handler = handler(userData) else { return callbackFailure }
-    handler.requestHeads[streamID] = nil
+    if handler.requestHead?.streamID == streamID {
+        handler.requestHead = nil
+    }
     guard let stream = handler.streams.removeValue(forKey: streamID),
         let reason = stream.close(.nghttp2(errorCode: errorCode))
     else { return 0 }

@@ -48,6 +48,7 @@ public final class HTTP2ClientSession {
 
     public weak var delegate: HTTP2ClientSessionDelegate?
     private var session: OpaquePointer?
+    private var arena: UnsafeMutablePointer<cnghttp2_arena>?
     /// `:status` and `content-type` of response heads still being decoded, by stream.
     fileprivate var pendingHeads: [Int32: (status: Int, contentType: String?)] = [:]
     /// Streams that got a 1xx head and wait for their final one, which nghttp2 files as
@@ -59,7 +60,7 @@ public final class HTTP2ClientSession {
     public init(delegate: HTTP2ClientSessionDelegate, settings: Settings = Settings()) throws(Failure) {
         self.delegate = delegate
         do {
-            self.session = try NGHTTP2SessionSetup.makeSession(
+            let created = try NGHTTP2SessionSetup.makeSession(
                 .client,
                 userData: Unmanaged.passUnretained(self).toOpaque(),
                 settings: [(NGHTTP2_SETTINGS_ENABLE_PUSH, 0), (NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, Int(settings.streamWindow))],
@@ -70,13 +71,15 @@ public final class HTTP2ClientSession {
                 nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunkRecv)
                 nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
             }
+            self.session = created.session
+            self.arena = created.arena
         } catch {
             throw Failure(code: error.code, operation: error.operation)
         }
     }
 
     deinit {
-        if let session { nghttp2_session_del(session) }
+        if let session, let arena { NGHTTP2SessionSetup.Session(session: session, arena: arena).delete() }
     }
 
     /// Queues a request without a body and returns its stream id. `headers` are sent as given

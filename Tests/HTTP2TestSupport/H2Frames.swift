@@ -142,7 +142,10 @@ package enum H2 {
         frame(.goAway, payload: be32(lastStreamID) + be32(errorCode))
     }
 
-    /// A request HEADERS frame (END_HEADERS), header block as literals without indexing.
+    /// A request HEADERS frame (END_HEADERS), header block as literals without indexing, after a
+    /// dynamic table size update to 0: the server advertises SETTINGS_HEADER_TABLE_SIZE 0, and a
+    /// client that acknowledged it says so at the start of its next block (RFC 7541 §4.2); at the
+    /// start of any block it is allowed.
     package static func request(
         _ stream: UInt32,
         method: String = "GET",
@@ -153,7 +156,7 @@ package enum H2 {
     ) -> [UInt8] {
         let fields = [(":method", method), (":scheme", "http"), (":path", path), (":authority", authority)] + headers
         let flags = Flag.endHeaders | (endStream ? Flag.endStream : 0)
-        return frame(.headers, flags: flags, stream: stream, payload: hpackLiterals(fields))
+        return frame(.headers, flags: flags, stream: stream, payload: [0x20] + hpackLiterals(fields))
     }
 
     /// HPACK: every field as "literal header field without indexing — new name", no Huffman.

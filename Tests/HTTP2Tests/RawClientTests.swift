@@ -291,7 +291,7 @@ final class RawClientTests: XCTestCase {
         try client.send(H2.request(1, path: "/sse?count=0&interval=30"))
         client.wait("events") { frames, _ in Self.dataFrames(frames, stream: 1) >= 1 }
         // A HEADERS frame that never ends: CONTINUATION after CONTINUATION (CVE-2024-27316 style).
-        var flood = H2.frame(.headers, flags: H2.Flag.endStream, stream: 3, payload: H2.hpackLiterals([(":method", "GET")]))
+        var flood = H2.frame(.headers, flags: H2.Flag.endStream, stream: 3, payload: [0x20] + H2.hpackLiterals([(":method", "GET")]))
         for i in 0..<50 {
             flood += H2.frame(.continuation, stream: 3, payload: H2.hpackLiterals([("x-filler-\(i)", "y")]))
         }

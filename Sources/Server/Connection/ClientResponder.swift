@@ -30,6 +30,10 @@ protocol ClientResponder: AnyObject {
     /// Plain body bytes.
     func writeBody(_ bytes: ByteBuffer)
     func flush()
+    /// `flush` after a heartbeat, to a client idle for a whole interval: a front end may give
+    /// back memory it keeps for sending until the next write (HTTP/2: the session's output
+    /// buffer pages).
+    func flushIdle()
     /// The response is complete.
     func endResponse(closeConnection: Bool)
     /// The response cannot be completed: the client must see it fail (close, or RST_STREAM).
@@ -44,4 +48,10 @@ protocol ClientResponder: AnyObject {
     func resumeRequestBody()
     /// The client asked `Expect: 100-continue` and its body is wanted: tell it to send.
     func continueRequestBody()
+}
+
+extension ClientResponder {
+    func flushIdle() {
+        self.flush()
+    }
 }

@@ -264,7 +264,7 @@ extension StreamWriter {
         let heartbeat = membership.stream.sharing == .privateGeneration ? self.loop.privateHeartbeat : self.loop.heartbeat
         guard self.send(heartbeat.bytes, counted: true, shared: true) else { return }
         self.loop.counters.values.heartbeatsSent += 1
-        self.responder?.flush()
+        self.responder?.flushIdle()
     }
 
     func streamEnded(_ reason: StreamEndReason) {

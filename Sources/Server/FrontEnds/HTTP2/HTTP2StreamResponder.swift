@@ -62,6 +62,10 @@ final class HTTP2StreamResponder: ClientResponder, HTTP2ServerStreamDelegate {
         self.stream.flush()
     }
 
+    func flushIdle() {
+        self.stream.flushIdle()
+    }
+
     func endResponse(closeConnection: Bool) {
         self.stream.end()
         self.stream.flush()
