@@ -31,7 +31,8 @@ struct ClientConnection {
     private var lastExchange: LastExchange?
     /// How the connection ended; a failed exchange's outcome wins over a later complete one.
     private(set) var outcome = ExchangeOutcome.clientClosed
-    private var idleTimer: Scheduled<Void>?
+    /// Armed while the connection waits for a request: its entry in the loop's `idleTimers`.
+    private var idleTimer: DeadlineList.Entry?
 
     init(protocol clientProtocol: ClientProtocol, loop: LoopContext) {
         self.clientProtocol = clientProtocol
@@ -86,22 +87,23 @@ struct ClientConnection {
     // MARK: The idle timer
 
     /// Arms the one timer for a connection without a request in flight: `onExpiry` runs after
-    /// `--request-head-timeout` unless a request comes first (`requestStarted`).
+    /// `--request-head-timeout` unless a request comes first (`requestStarted`). The timer is an
+    /// entry in the loop's `idleTimers` (one scheduled task per loop, not per connection), which
+    /// lets go of `onExpiry` when it fires or is cancelled: it may hold the front end strongly.
     mutating func armIdleTimer(_ onExpiry: @escaping () -> Void) {
-        self.idleTimer?.cancel()
+        self.cancelIdleTimer()
         let timeout = self.shared.configuration.requestHeadTimeout
         guard timeout > .zero else { return }
-        // The front end's callback (it holds the front end weakly); a fired task needs no
-        // clearing: cancelling it later does nothing.
-        let bound = NIOLoopBound(onExpiry, eventLoop: self.loop.eventLoop)
-        self.idleTimer = self.loop.eventLoop.scheduleTask(in: timeout) {
-            bound.value()
-        }
+        let timers = self.loop.idleTimers
+        self.idleTimer = timers.add(deadline: timers.eventLoop.now + timeout, onExpiry)
     }
 
+    /// A fired entry needs no clearing: removing it does nothing.
     mutating func cancelIdleTimer() {
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
+        if let timer = self.idleTimer {
+            self.loop.idleTimers.remove(timer)
+            self.idleTimer = nil
+        }
     }
 
     /// The connection's outcome when its idle timer fires: before any request, the client did

@@ -3,11 +3,14 @@ import NIOCore
 import SSE
 
 /// What the front end keeps once per event loop rather than once per connection: the heartbeat
-/// clock (one timer per loop), the bytes every client on the loop is sent alike, and the loop's
-/// connections, for shutdown.
+/// clock and the connections' idle timers (one timer per loop each), the bytes every client on
+/// the loop is sent alike, and the loop's connections, for shutdown.
 final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     let eventLoop: EventLoop
     let heartbeatClock: HeartbeatClock
+    /// The idle timers of this loop's connections that wait for a request head
+    /// (`--request-head-timeout`, `ClientConnection.armIdleTimer`): one scheduled task for all.
+    let idleTimers: DeadlineList
     /// This loop's counters (`GatewayMetrics`): changed here without a lock.
     let counters: LoopCounters
     /// The configuration new connections and requests on this loop take (swapped by a reload).
@@ -37,6 +40,7 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         self.shared = shared
         self.counters = shared.metrics.counters(for: eventLoop)
         self.drainClock = DrainClock(eventLoop: eventLoop)
+        self.idleTimers = DeadlineList(eventLoop: eventLoop)
         let configuration = shared.configuration
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
         (self.heartbeat, self.opening) = Self.fixedBytes(configuration)

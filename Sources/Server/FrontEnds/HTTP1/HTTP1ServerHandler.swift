@@ -146,9 +146,13 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Waiting for a request head: the connection core's one timer (slowloris, idle keep-alive).
+    /// The timer holds the handler until it fires or is cancelled (at the request, or at
+    /// `tearDown` when the channel closes or the handler is removed), and no longer: a strong
+    /// reference, so that no weak reference (and its side table, for the connection's life)
+    /// is made for it.
     private func armHeadTimer() {
-        self.connection.armIdleTimer { [weak self] in
-            self?.headTimedOut()
+        self.connection.armIdleTimer {
+            self.headTimedOut()
         }
     }
 
