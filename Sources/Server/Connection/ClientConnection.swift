@@ -19,6 +19,8 @@ struct ClientConnection {
     }
 
     let clientProtocol: ClientProtocol
+    /// Over TLS; told at `register`, for the open-connection counts.
+    private(set) var isTLS = false
     let connectedAt: NIODeadline
     let loop: LoopContext
     private(set) var clientAddress: String?
@@ -76,12 +78,15 @@ struct ClientConnection {
 
     // MARK: Registration with the loop
 
-    func register(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
+    /// Tracks the front end's `context` in the loop (drain, shutdown, the open-connection counts).
+    mutating func register(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
+        precondition(clientProtocol == self.clientProtocol, "a connection registers with its own protocol")
+        self.isTLS = tls
         self.loop.addConnection(context, protocol: clientProtocol, tls: tls)
     }
 
     func unregister(_ context: ChannelHandlerContext) {
-        self.loop.removeConnection(context)
+        self.loop.removeConnection(context, protocol: self.clientProtocol, tls: self.isTLS)
     }
 
     // MARK: The idle timer
