@@ -13,31 +13,37 @@ struct ClientConnection {
     enum Admission {
         case pending
         case admitted(ConnectionLimiter.Admission)
-        case refused(RequestRefusal)
+        /// Indirect: a refusal is rare, and its payload would widen every connection's record.
+        indirect case refused(RequestRefusal)
         /// Released at close.
         case closed
     }
 
-    let clientProtocol: ClientProtocol
-    /// Over TLS; told at `register`, for the open-connection counts.
-    private(set) var isTLS = false
+    // Kept in every connection's front end for its whole life: the fields are ordered so that
+    // the record packs without padding (the 8-byte ones first, then the enums, then the small
+    // ones), and the request count is 32 bits. `StreamingClientMemoryTests` notices growth.
     let connectedAt: NIODeadline
     let loop: LoopContext
     private(set) var clientAddress: String?
-    private(set) var admission = Admission.pending
-    private(set) var requests = 0
     private(set) var eventsSent = 0
     private(set) var bytesSent = 0
     /// The last exchange's target and path (its query values masked), for the access log; made
     /// when an exchange ends, so a connection that streams from its first request holds none.
     private var lastExchange: LastExchange?
-    /// How the connection ended; a failed exchange's outcome wins over a later complete one.
-    private(set) var outcome = ExchangeOutcome.clientClosed
     /// Armed while the connection waits for a request: its entry in the loop's `idleTimers`.
     private var idleTimer: DeadlineList.Entry?
+    /// How the connection ended; a failed exchange's outcome wins over a later complete one.
+    private(set) var outcome = ExchangeOutcome.clientClosed
+    private(set) var admission = Admission.pending
+    let clientProtocol: ClientProtocol
+    /// Over TLS; told at `register`, for the open-connection counts.
+    private(set) var isTLS = false
+    /// Requests on this connection (saturates at `UInt32.max`).
+    private(set) var requests: UInt32 = 0
 
-    init(protocol clientProtocol: ClientProtocol, loop: LoopContext) {
+    init(protocol clientProtocol: ClientProtocol, loop: LoopContext, tls: Bool = false) {
         self.clientProtocol = clientProtocol
+        self.isTLS = tls
         self.loop = loop
         self.connectedAt = loop.eventLoop.now
     }
@@ -121,7 +127,9 @@ struct ClientConnection {
 
     /// A request arrived: the idle timer stops.
     mutating func requestStarted() {
-        self.requests += 1
+        if self.requests < .max {
+            self.requests += 1
+        }
         self.cancelIdleTimer()
     }
 
@@ -172,7 +180,7 @@ struct ClientConnection {
             "protocol": "\(self.clientProtocol == .h2 ? "h2" : "http/1.1")",
             "path": "\(self.lastExchange?.path ?? "-")",
             "target": "\(self.lastExchange?.target ?? "-")",
-            "requests": .stringConvertible(self.requests),
+            "requests": .stringConvertible(Int(self.requests)),
             "duration_ms": .stringConvertible(Int((self.loop.eventLoop.now - self.connectedAt).nanoseconds / 1_000_000)),
             "events": .stringConvertible(self.eventsSent),
             "bytes": .stringConvertible(self.bytesSent),

@@ -28,25 +28,27 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let loop: LoopContext
+    // One per connection for its whole life: `StreamingClientMemoryTests` notices growth (the
+    // object is just under an allocator size class: the flag after `machine` takes that
+    // struct's tail padding; the loop and TLS flag are the connection core's).
     /// The request decoder in front of this handler, until the connection is streaming only.
     private var decoder: RemovableChannelHandler?
     private var context: ChannelHandlerContext?
     private var machine = HTTP1ConnectionStateMachine()
-    /// The exchange answering the current request, while the machine is exchanging.
-    private var exchange: ClientExchange?
-    private var connection: ClientConnection
-    private let isTLS: Bool
     /// The channel's writability, kept from `channelWritabilityChanged`: asked per event and
     /// client, and cheaper than a trip to the channel.
     private var channelWritable = true
+    /// The exchange answering the current request, while the machine is exchanging.
+    private var exchange: ClientExchange?
+    private var connection: ClientConnection
 
     init(loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil) {
-        self.loop = loop
-        self.isTLS = scheme == "https"
         self.decoder = decoder
-        self.connection = ClientConnection(protocol: .http1, loop: loop)
+        self.connection = ClientConnection(protocol: .http1, loop: loop, tls: scheme == "https")
     }
+
+    /// The loop's context (the connection core keeps it).
+    private var loop: LoopContext { self.connection.loop }
 
     /// The decoder is gone: no further request can be read on this connection.
     private var decoderReleased: Bool { self.decoder == nil }
@@ -58,7 +60,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.connection.register(context, protocol: .http1, tls: self.isTLS)
+        self.connection.register(context, protocol: .http1, tls: self.connection.isTLS)
         if context.channel.isActive {
             self.start(context: context)
         }
@@ -267,7 +269,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 extension HTTP1ServerHandler: ClientResponder {
     var eventLoop: EventLoop { self.loop.eventLoop }
     var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
-    var clientScheme: String { self.isTLS ? "https" : "http" }
+    var clientScheme: String { self.connection.isTLS ? "https" : "http" }
     var isWritable: Bool { self.context != nil && self.channelWritable }
 
     func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders, isEventStream: Bool) {
