@@ -13,15 +13,17 @@ struct ClientConnection {
     enum Admission {
         case pending
         case admitted(ConnectionLimiter.Admission)
-        /// Indirect: a refusal is rare, and its payload would widen every connection's record.
-        indirect case refused(RequestRefusal)
+        /// Over a limit (the limiter's one-byte refusal: a `RequestRefusal` would widen every
+        /// connection's record).
+        case refused(ConnectionLimiter.Refusal)
         /// Released at close.
         case closed
     }
 
     // Kept in every connection's front end for its whole life: the fields are ordered so that
     // the record packs without padding (the 8-byte ones first, then the enums, then the small
-    // ones), and the request count is 32 bits. `StreamingClientMemoryTests` notices growth.
+    // ones), the admission is one byte and the request count 32 bits.
+    // `StreamingClientMemoryTests` notices growth.
     let connectedAt: NIODeadline
     let loop: LoopContext
     private(set) var clientAddress: String?
@@ -63,10 +65,11 @@ struct ClientConnection {
             self.admission = .admitted(admission)
             self.loop.counters.values.connectionsAccepted += 1
             return nil
-        case .failure(let refusal):
+        case .failure(let limit):
+            let refusal = limit.requestRefusal
             self.loop.counters.values.refused[refusal.reason] += 1
             self.loop.counters.note(.refused, "\(refusal.status.code) \(refusal.reason.rawValue) from \(address ?? "unknown")")
-            self.admission = .refused(refusal)
+            self.admission = .refused(limit)
             self.outcome = .refused(refusal)
             return refusal
         }
@@ -78,7 +81,7 @@ struct ClientConnection {
     }
 
     var refusal: RequestRefusal? {
-        if case .refused(let refusal) = self.admission { return refusal }
+        if case .refused(let limit) = self.admission { return limit.requestRefusal }
         return nil
     }
 
