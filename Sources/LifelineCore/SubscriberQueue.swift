@@ -6,17 +6,20 @@ import NIOCore
 /// live: a reconnecting client may owe more history than the bound, and that history is held by
 /// the replay buffer anyway.
 ///
-/// Non-copyable: its entries live in a box made on the first enqueue (most subscribers keep up
-/// and never need one), which a copy would share.
+/// Non-copyable: its entries and their count live in a box made on the first enqueue (most
+/// subscribers keep up and never need one), which a copy would share. Without the box it is two
+/// words, in every streaming client's writer.
 public struct SubscriberQueue: ~Copyable {
     private final class Entries {
         var buffers = CircularBuffer<(bytes: ByteBuffer, counted: Bool)>(initialCapacity: 4)
+        var countedBytes = 0
     }
 
     private var entries: Entries?
-    /// Bytes of live data waiting here.
-    public private(set) var countedBytes = 0
     public let limit: Int
+
+    /// Bytes of live data waiting here.
+    public var countedBytes: Int { self.entries?.countedBytes ?? 0 }
 
     public init(limit: Int) {
         self.limit = limit
@@ -35,8 +38,8 @@ public struct SubscriberQueue: ~Copyable {
         self.entries = entries
         entries.buffers.append((bytes, counted))
         if counted {
-            self.countedBytes += bytes.readableBytes
-            if self.countedBytes > self.limit {
+            entries.countedBytes += bytes.readableBytes
+            if entries.countedBytes > self.limit {
                 return .overflow
             }
         }
@@ -44,15 +47,14 @@ public struct SubscriberQueue: ~Copyable {
     }
 
     public mutating func dequeue() -> ByteBuffer? {
-        guard let entry = self.entries?.buffers.popFirst() else { return nil }
+        guard let entries = self.entries, let entry = entries.buffers.popFirst() else { return nil }
         if entry.counted {
-            self.countedBytes -= entry.bytes.readableBytes
+            entries.countedBytes -= entry.bytes.readableBytes
         }
         return entry.bytes
     }
 
     public mutating func removeAll() {
         self.entries = nil
-        self.countedBytes = 0
     }
 }

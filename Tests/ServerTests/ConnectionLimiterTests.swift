@@ -4,7 +4,7 @@ import XCTest
 @testable import Server
 
 final class ConnectionLimiterTests: XCTestCase {
-    private func admitted(_ result: Result<ConnectionLimiter.Admission, RequestRefusal>) -> ConnectionLimiter.Admission? {
+    private func admitted(_ result: Result<ConnectionLimiter.Admission, ConnectionLimiter.Refusal>) -> ConnectionLimiter.Admission? {
         if case .success(let admission) = result { return admission }
         return nil
     }

@@ -13,28 +13,39 @@ struct ClientConnection {
     enum Admission {
         case pending
         case admitted(ConnectionLimiter.Admission)
-        case refused(RequestRefusal)
+        /// Over a limit (the limiter's one-byte refusal: a `RequestRefusal` would widen every
+        /// connection's record).
+        case refused(ConnectionLimiter.Refusal)
         /// Released at close.
         case closed
     }
 
-    let clientProtocol: ClientProtocol
+    // Kept in every connection's front end for its whole life: the fields are ordered so that
+    // the record packs without padding (the 8-byte ones first, then the enums, then the small
+    // ones), the admission is one byte and the request count 32 bits.
+    // `StreamingClientMemoryTests` notices growth.
     let connectedAt: NIODeadline
     let loop: LoopContext
     private(set) var clientAddress: String?
-    private(set) var admission = Admission.pending
-    private(set) var requests = 0
     private(set) var eventsSent = 0
     private(set) var bytesSent = 0
     /// The last exchange's target and path (its query values masked), for the access log; made
     /// when an exchange ends, so a connection that streams from its first request holds none.
     private var lastExchange: LastExchange?
+    /// Armed while the connection waits for a request: its entry in the loop's `idleTimers`.
+    private var idleTimer: DeadlineList.Entry?
     /// How the connection ended; a failed exchange's outcome wins over a later complete one.
     private(set) var outcome = ExchangeOutcome.clientClosed
-    private var idleTimer: Scheduled<Void>?
+    private(set) var admission = Admission.pending
+    let clientProtocol: ClientProtocol
+    /// Over TLS; told at `register`, for the open-connection counts.
+    private(set) var isTLS = false
+    /// Requests on this connection (saturates at `UInt32.max`).
+    private(set) var requests: UInt32 = 0
 
-    init(protocol clientProtocol: ClientProtocol, loop: LoopContext) {
+    init(protocol clientProtocol: ClientProtocol, loop: LoopContext, tls: Bool = false) {
         self.clientProtocol = clientProtocol
+        self.isTLS = tls
         self.loop = loop
         self.connectedAt = loop.eventLoop.now
     }
@@ -54,10 +65,11 @@ struct ClientConnection {
             self.admission = .admitted(admission)
             self.loop.counters.values.connectionsAccepted += 1
             return nil
-        case .failure(let refusal):
+        case .failure(let limit):
+            let refusal = limit.requestRefusal
             self.loop.counters.values.refused[refusal.reason] += 1
             self.loop.counters.note(.refused, "\(refusal.status.code) \(refusal.reason.rawValue) from \(address ?? "unknown")")
-            self.admission = .refused(refusal)
+            self.admission = .refused(limit)
             self.outcome = .refused(refusal)
             return refusal
         }
@@ -69,39 +81,43 @@ struct ClientConnection {
     }
 
     var refusal: RequestRefusal? {
-        if case .refused(let refusal) = self.admission { return refusal }
+        if case .refused(let limit) = self.admission { return limit.requestRefusal }
         return nil
     }
 
     // MARK: Registration with the loop
 
-    func register(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
+    /// Tracks the front end's `context` in the loop (drain, shutdown, the open-connection counts).
+    mutating func register(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
+        precondition(clientProtocol == self.clientProtocol, "a connection registers with its own protocol")
+        self.isTLS = tls
         self.loop.addConnection(context, protocol: clientProtocol, tls: tls)
     }
 
     func unregister(_ context: ChannelHandlerContext) {
-        self.loop.removeConnection(context)
+        self.loop.removeConnection(context, protocol: self.clientProtocol, tls: self.isTLS)
     }
 
     // MARK: The idle timer
 
     /// Arms the one timer for a connection without a request in flight: `onExpiry` runs after
-    /// `--request-head-timeout` unless a request comes first (`requestStarted`).
+    /// `--request-head-timeout` unless a request comes first (`requestStarted`). The timer is an
+    /// entry in the loop's `idleTimers` (one scheduled task per loop, not per connection), which
+    /// lets go of `onExpiry` when it fires or is cancelled: it may hold the front end strongly.
     mutating func armIdleTimer(_ onExpiry: @escaping () -> Void) {
-        self.idleTimer?.cancel()
+        self.cancelIdleTimer()
         let timeout = self.shared.configuration.requestHeadTimeout
         guard timeout > .zero else { return }
-        // The front end's callback (it holds the front end weakly); a fired task needs no
-        // clearing: cancelling it later does nothing.
-        let bound = NIOLoopBound(onExpiry, eventLoop: self.loop.eventLoop)
-        self.idleTimer = self.loop.eventLoop.scheduleTask(in: timeout) {
-            bound.value()
-        }
+        let timers = self.loop.idleTimers
+        self.idleTimer = timers.add(deadline: timers.eventLoop.now + timeout, onExpiry)
     }
 
+    /// A fired entry needs no clearing: removing it does nothing.
     mutating func cancelIdleTimer() {
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
+        if let timer = self.idleTimer {
+            self.loop.idleTimers.remove(timer)
+            self.idleTimer = nil
+        }
     }
 
     /// The connection's outcome when its idle timer fires: before any request, the client did
@@ -114,7 +130,9 @@ struct ClientConnection {
 
     /// A request arrived: the idle timer stops.
     mutating func requestStarted() {
-        self.requests += 1
+        if self.requests < .max {
+            self.requests += 1
+        }
         self.cancelIdleTimer()
     }
 
@@ -165,7 +183,7 @@ struct ClientConnection {
             "protocol": "\(self.clientProtocol == .h2 ? "h2" : "http/1.1")",
             "path": "\(self.lastExchange?.path ?? "-")",
             "target": "\(self.lastExchange?.target ?? "-")",
-            "requests": .stringConvertible(self.requests),
+            "requests": .stringConvertible(Int(self.requests)),
             "duration_ms": .stringConvertible(Int((self.loop.eventLoop.now - self.connectedAt).nanoseconds / 1_000_000)),
             "events": .stringConvertible(self.eventsSent),
             "bytes": .stringConvertible(self.bytesSent),

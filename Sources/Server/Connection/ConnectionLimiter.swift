@@ -15,6 +15,20 @@ final class ConnectionLimiter: Sendable {
         let countedByAddress: Bool
     }
 
+    /// Why ``admit(address:)`` refuses: one of the two limits. A type of its own (one byte) rather
+    /// than a `RequestRefusal`, because it sits in every connection's record.
+    enum Refusal: Error, Sendable {
+        case tooManyClients
+        case tooManyFromAddress
+
+        var requestRefusal: RequestRefusal {
+            switch self {
+            case .tooManyClients: return .tooManyClients
+            case .tooManyFromAddress: return .tooManyFromAddress
+            }
+        }
+    }
+
     private static let unlimited = Int.max
     private static let shardCount = 16
 
@@ -39,7 +53,7 @@ final class ConnectionLimiter: Sendable {
     var total: Int { self.admitted.load(ordering: .relaxed) }
 
     /// Admits a connection; it must later be released with what this returns.
-    func admit(address: String) -> Result<Admission, RequestRefusal> {
+    func admit(address: String) -> Result<Admission, Refusal> {
         let maxClients = self.maxClients.load(ordering: .relaxed)
         var current = self.admitted.load(ordering: .relaxed)
         while true {

@@ -10,8 +10,9 @@ protocol BatchedSendTarget: AnyObject {
     /// The connection's socket while the connection is open (nil once it closed: a descriptor
     /// number is reused by the next accepted connection at once).
     var batchDescriptor: CInt? { get }
-    /// Where this target's bytes wait in the batch (-1: none). Kept by the batch.
-    var batchSlot: Int { get set }
+    /// Where this target's bytes wait in the batch (an index; negative: not in it). The batch sets
+    /// it when it takes the target's first bytes and sets -1 when it has sent them.
+    var batchSlot: Int32 { get set }
     /// What the socket did not take (a full buffer, an error): written through the channel, which
     /// then owns the connection's ordering until it has drained.
     func batchFellShort(_ remainder: ByteBuffer)
@@ -53,12 +54,12 @@ final class SendBatch {
 
     /// Bytes for `target`, to go out with the batch (after whatever the batch already holds for it).
     func add(_ bytes: ByteBuffer, for target: BatchedSendTarget) {
-        let slot = target.batchSlot
+        let slot = Int(target.batchSlot)
         if slot >= 0, slot < self.entries.count, self.entries[slot].target === target {
             self.entries[slot].bytes.writeImmutableBuffer(bytes)
             return
         }
-        target.batchSlot = self.entries.count
+        target.batchSlot = Int32(truncatingIfNeeded: self.entries.count)
         self.entries.append(Entry(target: target, bytes: bytes))
         if !self.submitScheduled {
             self.submitScheduled = true

@@ -4,11 +4,14 @@ import NIOCore
 import SSE
 
 /// What the front end keeps once per event loop rather than once per connection: the heartbeat
-/// clock (one timer per loop), the bytes every client on the loop is sent alike, and the loop's
-/// connections, for shutdown.
+/// clock and the connections' idle timers (one timer per loop each), the bytes every client on
+/// the loop is sent alike, and the loop's connections, for shutdown.
 final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     let eventLoop: EventLoop
     let heartbeatClock: HeartbeatClock
+    /// The idle timers of this loop's connections that wait for a request head
+    /// (`--request-head-timeout`, `ClientConnection.armIdleTimer`): one scheduled task for all.
+    let idleTimers: DeadlineList
     /// This loop's counters (`GatewayMetrics`): changed here without a lock.
     let counters: LoopCounters
     /// The configuration new connections and requests on this loop take (swapped by a reload).
@@ -16,9 +19,10 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     /// Lets this loop's streaming clients go, each at its moment, once a drain begins.
     let drainClock: DrainClock
     /// The connection handlers of this loop's clients (HTTP/1.1 and HTTP/2), by their context.
-    /// Confined to the loop, so tracking a connection costs one table entry: no lock, no
-    /// close-future callback.
-    private var connections: [ObjectIdentifier: (context: ChannelHandlerContext, protocol: ClientProtocol, tls: Bool)] = [:]
+    /// Confined to the loop, so tracking a connection costs one set entry of one pointer: no
+    /// lock, no close-future callback (the protocol and TLS, for the open-connection counts,
+    /// are the connection's own to say when it leaves).
+    private var connections: Set<TrackedConnection> = []
     /// Shutdown has begun: a connection that gets its front end from now on winds down at once.
     private(set) var isShuttingDown = false
     /// The heartbeat as a chunk: written as is to every idle client on this loop.
@@ -41,6 +45,7 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         self.shared = shared
         self.counters = shared.metrics.counters(for: eventLoop)
         self.drainClock = DrainClock(eventLoop: eventLoop)
+        self.idleTimers = DeadlineList(eventLoop: eventLoop)
         let configuration = shared.configuration
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
         (self.heartbeat, self.opening) = Self.fixedBytes(configuration)
@@ -83,7 +88,7 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     /// Tracks a connection's front-end handler until `removeConnection`. If shutdown has begun,
     /// the connection is told at once.
     func addConnection(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
-        guard self.connections.updateValue((context, clientProtocol, tls), forKey: ObjectIdentifier(context)) == nil else { return }
+        guard self.connections.insert(TrackedConnection(context: context)).inserted else { return }
         self.counters.values.connectionsOpen[clientProtocol, tls: tls] += 1
         if self.isShuttingDown || self.drainClock.isDraining {
             // Through the loop: the handler is still being added.
@@ -95,9 +100,10 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         }
     }
 
-    func removeConnection(_ context: ChannelHandlerContext) {
-        guard let entry = self.connections.removeValue(forKey: ObjectIdentifier(context)) else { return }
-        self.counters.values.connectionsOpen[entry.protocol, tls: entry.tls] -= 1
+    /// Stops tracking a connection; `clientProtocol` and `tls` are what it was added with.
+    func removeConnection(_ context: ChannelHandlerContext, protocol clientProtocol: ClientProtocol, tls: Bool) {
+        guard self.connections.remove(TrackedConnection(context: context)) != nil else { return }
+        self.counters.values.connectionsOpen[clientProtocol, tls: tls] -= 1
     }
 
     var connectionCount: Int { self.connections.count }
@@ -106,7 +112,7 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     /// close, busy ones after their response.
     func beginShutdown() {
         self.isShuttingDown = true
-        for entry in self.connections.values {
+        for entry in self.connections {
             entry.context.pipeline.fireUserInboundEventTriggered(GatewayShutdown())
         }
     }
@@ -116,15 +122,26 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     func beginDrain(_ schedule: DrainSchedule) {
         guard !self.drainClock.isDraining, !self.isShuttingDown else { return }
         self.drainClock.begin(schedule)
-        for entry in self.connections.values {
+        for entry in self.connections {
             entry.context.pipeline.fireUserInboundEventTriggered(GatewayDrain())
         }
     }
 
     /// Closes every connection still open.
     func closeAllConnections() {
-        for entry in Array(self.connections.values) {
+        for entry in Array(self.connections) {
             entry.context.close(promise: nil)
         }
+    }
+}
+
+/// A connection's front-end context in its loop's set, identified by the context object.
+struct TrackedConnection: Hashable {
+    let context: ChannelHandlerContext
+
+    static func == (lhs: Self, rhs: Self) -> Bool { lhs.context === rhs.context }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(ObjectIdentifier(self.context))
     }
 }

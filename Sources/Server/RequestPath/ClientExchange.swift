@@ -12,9 +12,9 @@ import Upstream
 /// writes the response in its protocol's framing.
 ///
 /// Owned by its client's connection (or HTTP/2 stream). Whatever may outlive the client (an
-/// opener, the hub's callbacks, a stream's attach) holds the exchange or its writer weakly, and
-/// both hold the responder weakly: a client may leave at any moment. Confined to the client's
-/// loop. It ends with one `ExchangeOutcome`.
+/// opener, the hub's callbacks, a stream's attach) holds the exchange or its writer weakly: a
+/// client may leave at any moment. The exchange holds its responder until it finishes (see
+/// `responder`). Confined to the client's loop. It ends with one `ExchangeOutcome`.
 final class ClientExchange {
     /// The cases that carry the request are indirect: an exchange lives as long as its client,
     /// most of that time streaming, and a streaming exchange should not hold the request (and
@@ -52,7 +52,13 @@ final class ClientExchange {
 
     private let shared: GatewayShared
     let loop: LoopContext
-    private(set) weak var responder: ClientResponder?
+    /// The client side, until the exchange finishes. Strong, and let go of in `finish`, which
+    /// every exchange reaches (its response ends, fails or is refused, or its front end reports
+    /// the client gone with `clientGone`): the responder owns the exchange, so the cycle lasts as
+    /// long as the exchange runs, and the front-end object gets no weak reference (a weak
+    /// reference gives its target a side table for the rest of its life: one per connection).
+    /// Nil once finished, as it was when the client had gone.
+    private(set) var responder: ClientResponder?
     private(set) var state = State.idle
 
     /// The request's end has been read (set before `start` for requests without a body).
@@ -130,6 +136,8 @@ final class ClientExchange {
         }
         self.state = .finished(Ended(outcome: outcome, target: target ?? self.target, path: self.streamPath, eventsSent: self.eventsSent))
         self.loop.counters.values.exchangesEnded[outcome.party] += 1
+        // What still answers the client took the responder before finishing.
+        self.responder = nil
     }
 
     // MARK: From the client side

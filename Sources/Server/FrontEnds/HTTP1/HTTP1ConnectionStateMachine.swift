@@ -65,7 +65,6 @@ struct HTTP1ConnectionStateMachine {
     private(set) var state = State.awaitingHead(droppingRequestEnd: false)
     /// Parts of requests pipelined behind the current one, in order.
     private(set) var parked: [HTTPServerRequestPart] = []
-    private(set) var requests = 0
     /// A `read()` was held back.
     private var readPending = false
     /// The gateway is shutting down: no request after the current one.
@@ -91,7 +90,6 @@ struct HTTP1ConnectionStateMachine {
             self.parked.append(part)
             return .park
         case (.awaitingHead, .head(let head)):
-            self.requests += 1
             self.state = .exchanging(
                 Exchange(
                     version: head.version,

@@ -28,33 +28,42 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let loop: LoopContext
+    // One per connection for its whole life: `StreamingClientMemoryTests` notices growth (the
+    // object is just under an allocator size class: the flag after `machine` takes that
+    // struct's tail padding; the loop and TLS flag are the connection core's).
     /// The request decoder in front of this handler, until the connection is streaming only.
-    private var decoder: RemovableChannelHandler?
+    /// (Its own type, not an existential: a word less in an object sized to an allocator step.)
+    private var decoder: ByteToMessageHandler<HTTPRequestDecoder>?
     private var context: ChannelHandlerContext?
     private var machine = HTTP1ConnectionStateMachine()
-    /// The exchange answering the current request, while the machine is exchanging.
-    private var exchange: ClientExchange?
-    private var connection: ClientConnection
-    private let isTLS: Bool
     /// The channel's writability, kept from `channelWritabilityChanged`: asked per event and
     /// client, and cheaper than a trip to the channel.
     private var channelWritable = true
     /// `--io-uring`: the socket, while the connection is open (-1: not known, or closed), and
-    /// where this connection's bytes wait in the loop's `SendBatch` (-1: nowhere).
+    /// where this connection's bytes wait in the loop's `SendBatch`: an index, or
+    /// `Self.channelIsClear` / `Self.channelMayHoldBytes` (something went through the channel
+    /// since: SwiftNIO may still hold bytes, which a batched send must not overtake).
     private var socketDescriptor: CInt
-    var batchSlot = -1
-    /// Something was written through the channel since the batch was last used: SwiftNIO may
-    /// still hold bytes, which a batched send must not overtake.
-    private var channelMayHoldBytes = false
+    var batchSlot: Int32 = HTTP1ServerHandler.channelIsClear
+    static let channelIsClear: Int32 = -1
+    static let channelMayHoldBytes: Int32 = -2
+    /// The exchange answering the current request, while the machine is exchanging.
+    private var exchange: ClientExchange?
+    private var connection: ClientConnection
 
-    init(loop: LoopContext, scheme: String = "http", decoder: RemovableChannelHandler? = nil, descriptor: CInt? = nil) {
-        self.loop = loop
-        self.isTLS = scheme == "https"
+    init(
+        loop: LoopContext,
+        scheme: String = "http",
+        decoder: ByteToMessageHandler<HTTPRequestDecoder>? = nil,
+        descriptor: CInt? = nil
+    ) {
         self.decoder = decoder
-        self.connection = ClientConnection(protocol: .http1, loop: loop)
+        self.connection = ClientConnection(protocol: .http1, loop: loop, tls: scheme == "https")
         self.socketDescriptor = loop.sendBatch == nil ? -1 : descriptor ?? -1
     }
+
+    /// The loop's context (the connection core keeps it).
+    private var loop: LoopContext { self.connection.loop }
 
     /// The decoder is gone: no further request can be read on this connection.
     private var decoderReleased: Bool { self.decoder == nil }
@@ -66,7 +75,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.connection.register(context, protocol: .http1, tls: self.isTLS)
+        self.connection.register(context, protocol: .http1, tls: self.connection.isTLS)
         if context.channel.isActive {
             self.start(context: context)
         }
@@ -157,9 +166,13 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Waiting for a request head: the connection core's one timer (slowloris, idle keep-alive).
+    /// The timer holds the handler until it fires or is cancelled (at the request, or at
+    /// `tearDown` when the channel closes or the handler is removed), and no longer: a strong
+    /// reference, so that no weak reference (and its side table, for the connection's life)
+    /// is made for it.
     private func armHeadTimer() {
-        self.connection.armIdleTimer { [weak self] in
-            self?.headTimedOut()
+        self.connection.armIdleTimer {
+            self.headTimedOut()
         }
     }
 
@@ -233,7 +246,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if self.batchSlot >= 0 {
             self.loop.sendBatch?.submit()
         }
-        self.channelMayHoldBytes = true
+        self.batchSlot = Self.channelMayHoldBytes
     }
 
     /// Whether the next event may go out in the loop's batch: a known, open socket, a writable
@@ -242,10 +255,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard self.socketDescriptor >= 0, self.channelWritable, let batch = self.loop.sendBatch, batch.isUsable else {
             return false
         }
-        if self.batchSlot >= 0 { return true }
-        if self.channelMayHoldBytes {
+        if self.batchSlot == Self.channelMayHoldBytes {
             guard (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0 else { return false }
-            self.channelMayHoldBytes = false
+            self.batchSlot = Self.channelIsClear
         }
         return true
     }
@@ -299,7 +311,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 extension HTTP1ServerHandler: ClientResponder {
     var eventLoop: EventLoop { self.loop.eventLoop }
     var allocator: ByteBufferAllocator { self.context?.channel.allocator ?? ByteBufferAllocator() }
-    var clientScheme: String { self.isTLS ? "https" : "http" }
+    var clientScheme: String { self.connection.isTLS ? "https" : "http" }
     var isWritable: Bool { self.context != nil && self.channelWritable }
 
     func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders, isEventStream: Bool) {
@@ -413,7 +425,7 @@ extension HTTP1ServerHandler: BatchedSendTarget {
 
     func batchFellShort(_ remainder: ByteBuffer) {
         guard let context = self.context else { return }
-        self.channelMayHoldBytes = true
+        self.batchSlot = Self.channelMayHoldBytes
         context.writeAndFlush(self.wrapOutboundOut(remainder), promise: nil)
     }
 }
