@@ -41,8 +41,8 @@ let package = Package(
         .systemLibrary(name: "CSpawn"),
         // liburing (Debian liburing-dev), linked statically, and a ring of socket sends over it:
         // one event's writes to many clients in one system call (`--io-uring`).
-        .systemLibrary(name: "CLiburing", providers: [.apt(["liburing-dev"])]),
-        .target(name: "SendRing", dependencies: ["CLiburing"], linkerSettings: [.linkedLibrary(":liburing.a")]),
+        .target(name: "CLiburing", linkerSettings: [.linkedLibrary(":liburing.a")]),
+        .target(name: "SendRing", dependencies: ["CLiburing"]),
         // OpenSSL as a SwiftNIO handler (server and client), with ALPN and SNI.
         .target(name: "TLS", dependencies: ["COpenSSL", nioCore, nioTLS, nioConcurrency, .product(name: "Atomics", package: "swift-atomics")]),
         // An nghttp2 server session as a SwiftNIO handler.

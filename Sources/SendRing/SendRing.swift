@@ -20,7 +20,7 @@ public final class SendRing {
         public var result: Int32
     }
 
-    private let ring: UnsafeMutablePointer<io_uring>
+    private let ring: OpaquePointer
     /// Submission slots: at most this many sends per `submitAndWait`.
     public let capacity: Int
     private var queued = 0

@@ -63,7 +63,8 @@ final class SendBatch {
         self.entries.append(Entry(target: target, bytes: bytes))
         if !self.submitScheduled {
             self.submitScheduled = true
-            self.eventLoop.execute { self.submit() }
+            let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
+            self.eventLoop.execute { bound.value.submit() }
         }
     }
 
