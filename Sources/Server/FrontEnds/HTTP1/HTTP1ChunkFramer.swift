@@ -7,13 +7,15 @@ import NIOCore
 final class HTTP1ChunkFramer {
     private var lastSource: ByteBuffer?
     private var lastFramed = ByteBuffer()
+    /// Its own: asking each subscriber's channel for one cost a pipeline lookup per delivery.
+    private let allocator = ByteBufferAllocator()
 
     /// `bytes` framed as one chunk; the same buffer for the same bytes (same storage) as last time.
-    func framed(_ bytes: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+    func framed(_ bytes: ByteBuffer) -> ByteBuffer {
         if let source = self.lastSource, Self.sameStorage(source, bytes) {
             return self.lastFramed
         }
-        let framed = Self.frame(bytes, allocator: allocator)
+        let framed = Self.frame(bytes, allocator: self.allocator)
         // Keeping the source keeps its storage alive, so no other buffer can take its address.
         self.lastSource = bytes
         self.lastFramed = framed

@@ -337,13 +337,12 @@ extension HTTP1ServerHandler: ClientResponder {
 
     func writeShared(_ bytes: ByteBuffer) {
         guard let context = self.context, self.exchange != nil, let framing = self.machine.framing else { return }
-        let allocator = context.channel.allocator
-        self.write(framing.chunked ? self.loop.chunkFramer.framed(bytes, allocator: allocator) : bytes, context: context)
+        self.write(framing.chunked ? self.loop.chunkFramer.framed(bytes) : bytes, context: context)
     }
 
     func writeSharedAndFlush(_ bytes: ByteBuffer) {
         guard let context = self.context, self.exchange != nil, let framing = self.machine.framing else { return }
-        let framed = framing.chunked ? self.loop.chunkFramer.framed(bytes, allocator: context.channel.allocator) : bytes
+        let framed = framing.chunked ? self.loop.chunkFramer.framed(bytes) : bytes
         self.connection.countSent(framed.readableBytes)
         if self.mayBatch(context), let batch = self.loop.sendBatch {
             batch.add(framed, for: self)
