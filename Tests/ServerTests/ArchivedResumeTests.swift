@@ -11,39 +11,29 @@ import XCTest
 /// (`--redis`); every order of "store answers" and "client leaves" on one `EmbeddedEventLoop`,
 /// with an archive whose answers the test gives by hand.
 final class ArchivedResumeTests: XCTestCase {
-    private var loop: EmbeddedEventLoop!
+    private var gateway: EmbeddedGateway!
+    private var loop: EmbeddedEventLoop { self.gateway.loop }
     private var archive: ScriptedArchive!
-    private var shared: GatewayShared!
-    private var loopContext: LoopContext!
+    private var shared: GatewayShared { self.gateway.shared }
+    private var loopContext: LoopContext { self.gateway.loopContext }
     private let token = ResumeToken.random()
 
     override func setUp() {
-        self.loop = EmbeddedEventLoop()
-        self.archive = ScriptedArchive()
-        var configuration = GatewayConfiguration()
-        configuration.routes = [try! Route.parse("/=http://origin.test:3000/").get()]
-        configuration.heartbeat = nil
-        configuration.sharedGateway = SharedGateway(
-            store: ScriptedStore(), namer: SharedStreamNamer { Array($0.suffix(16)) }, lease: .seconds(5),
-            archive: self.archive)
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
-        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+        let archive = ScriptedArchive()
+        self.archive = archive
+        self.gateway = EmbeddedGateway { configuration in
+            configuration.sharedGateway = SharedGateway(
+                store: ScriptedStore(), namer: SharedStreamNamer { Array($0.suffix(16)) }, lease: .seconds(5),
+                archive: archive)
+        }
     }
 
     override func tearDown() {
-        for stream in self.shared.hub.streams { stream.shutdown() }
-        self.loop.run()
-        try? self.loop.syncShutdownGracefully()
+        self.gateway.shutdown()
     }
 
     private func resume(from count: Int) throws -> EmbeddedChannel {
-        let channel = EmbeddedChannel(loop: self.loop)
-        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
-        try channel.pipeline.syncOperations.addHandler(decoder)
-        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(loop: self.loopContext, decoder: decoder))
-        try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
+        let channel = try self.gateway.connectHTTP1()
         try channel.writeInbound(ByteBuffer(string: "GET /_lifeline/resume/\(self.token.value) HTTP/1.1\r\nHost: gw\r\n"
             + "Authorization: Bearer k\r\nLifeline-Resume-From: \(count)\r\n\r\n"))
         self.loop.run()

@@ -12,43 +12,27 @@ import XCTest
 /// when the response is over or the connection goes), and the head timer holds the handler while
 /// armed: whichever way a connection ends, its handler is freed with it.
 final class ClientLifetimeTests: XCTestCase {
-    private var loop: EmbeddedEventLoop!
-    private var origins: OriginChannels!
-    private var shared: GatewayShared!
-    private var loopContext: LoopContext!
+    private var gateway: EmbeddedGateway!
+    private var loop: EmbeddedEventLoop { self.gateway.loop }
+    private var origins: OriginChannels { self.gateway.origins }
+    private var shared: GatewayShared { self.gateway.shared }
+    private var loopContext: LoopContext { self.gateway.loopContext }
 
     override func setUp() {
-        self.loop = EmbeddedEventLoop()
-        self.origins = OriginChannels(loop: self.loop)
-        var configuration = GatewayConfiguration()
-        configuration.routes = [try! Route.parse("/=http://origin.test:3000/").get()]
-        configuration.heartbeat = .seconds(15)
-        configuration.upstream.connector = self.origins.connector
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
-        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+        self.gateway = EmbeddedGateway { configuration in
+            configuration.heartbeat = .seconds(15)
+        }
     }
 
     override func tearDown() {
-        for stream in self.shared.hub.streams {
-            stream.shutdown()
-        }
-        self.loop.run()
-        try? self.loop.syncShutdownGracefully()
+        self.gateway.shutdown()
     }
 
     /// Plays `script` on a new client connection and returns its handler, weakly.
     private func handlerAfter(_ script: (EmbeddedChannel) throws -> Void) throws -> HTTP1ServerHandler? {
         weak var weakHandler: HTTP1ServerHandler?
         try {
-            let channel = EmbeddedChannel(loop: self.loop)
-            let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
-            try channel.pipeline.syncOperations.addHandler(decoder)
-            let handler = HTTP1ServerHandler(loop: self.loopContext, decoder: decoder)
-            weakHandler = handler
-            try channel.pipeline.syncOperations.addHandler(handler)
-            try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
+            let channel = try self.gateway.connectHTTP1 { weakHandler = $0 }
             try script(channel)
             self.loop.run()
             while try channel.readOutbound(as: ByteBuffer.self) != nil {}

@@ -11,40 +11,24 @@ import XCTest
 /// task per loop) refuse a client that does not finish its head in time (408, slowloris), close
 /// an idle keep-alive connection, and leave alone a client that sends its request in time.
 final class HeadTimerTests: XCTestCase {
-    private var loop: EmbeddedEventLoop!
-    private var origins: OriginChannels!
-    private var shared: GatewayShared!
-    private var loopContext: LoopContext!
+    private var gateway: EmbeddedGateway!
+    private var loop: EmbeddedEventLoop { self.gateway.loop }
+    private var origins: OriginChannels { self.gateway.origins }
+    private var shared: GatewayShared { self.gateway.shared }
+    private var loopContext: LoopContext { self.gateway.loopContext }
 
     override func setUp() {
-        self.loop = EmbeddedEventLoop()
-        self.origins = OriginChannels(loop: self.loop)
-        var configuration = GatewayConfiguration()
-        configuration.routes = [try! Route.parse("/events=http://origin.test:3000/").get()]
-        configuration.heartbeat = nil
-        configuration.requestHeadTimeout = .seconds(10)
-        configuration.upstream.connector = self.origins.connector
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
-        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+        self.gateway = EmbeddedGateway(route: "/events=http://origin.test:3000/") { configuration in
+            configuration.requestHeadTimeout = .seconds(10)
+        }
     }
 
     override func tearDown() {
-        for stream in self.shared.hub.streams {
-            stream.shutdown()
-        }
-        self.loop.run()
-        try? self.loop.syncShutdownGracefully()
+        self.gateway.shutdown()
     }
 
     private func connect() throws -> EmbeddedChannel {
-        let channel = EmbeddedChannel(loop: self.loop)
-        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
-        try channel.pipeline.syncOperations.addHandler(decoder)
-        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(loop: self.loopContext, decoder: decoder))
-        try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
-        return channel
+        try self.gateway.connectHTTP1()
     }
 
     private func send(_ channel: EmbeddedChannel, _ text: String) throws {

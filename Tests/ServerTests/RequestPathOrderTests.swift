@@ -15,45 +15,34 @@ import XCTest
 /// that every order of "client leaves", "origin head", "origin failure", "stream ends" and
 /// "shutdown" can be played deterministically.
 final class RequestPathOrderTests: XCTestCase {
-    private var loop: EmbeddedEventLoop!
-    private var origins: OriginChannels!
+    private var gateway: EmbeddedGateway!
+    private var loop: EmbeddedEventLoop { self.gateway.loop }
+    private var origins: OriginChannels { self.gateway.origins }
+    /// The gateway's, until a test reloads or replaces them.
     private var shared: GatewayShared!
     private var loopContext: LoopContext!
 
     override func setUp() {
-        self.loop = EmbeddedEventLoop()
-        self.origins = OriginChannels(loop: self.loop)
-        var configuration = GatewayConfiguration()
-        configuration.routes = [try! Route.parse("/=http://origin.test:3000/").get()]
-        configuration.heartbeat = nil
-        configuration.upstream.connector = self.origins.connector
-        configuration.upstream.reconnectMin = .milliseconds(10)
-        configuration.upstream.reconnectMax = .milliseconds(20)
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
-        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+        self.gateway = EmbeddedGateway { configuration in
+            configuration.upstream.reconnectMin = .milliseconds(10)
+            configuration.upstream.reconnectMax = .milliseconds(20)
+        }
+        self.shared = self.gateway.shared
+        self.loopContext = self.gateway.loopContext
     }
 
     override func tearDown() {
         for stream in self.shared.hub.streams {
             stream.shutdown()
         }
-        self.loop.run()
-        try? self.loop.syncShutdownGracefully()
+        self.gateway.shutdown()
     }
 
     // MARK: Helpers
 
     /// A client connection with `request` sent.
     private func client(_ request: String) throws -> EmbeddedChannel {
-        let channel = EmbeddedChannel(loop: self.loop)
-        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
-        try channel.pipeline.syncOperations.addHandler(decoder)
-        try channel.pipeline.syncOperations.addHandler(
-            HTTP1ServerHandler(loop: self.loopContext, decoder: decoder)
-        )
-        try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
+        let channel = try self.gateway.connectHTTP1(loopContext: self.loopContext)
         try channel.writeInbound(ByteBuffer(string: request))
         self.loop.run()
         return channel

@@ -12,42 +12,28 @@ import XCTest
 /// every order of "claim answered", "client leaves", "origin answers" is played on one
 /// `EmbeddedEventLoop` with a store whose answers the test gives by hand.
 final class SharedOpeningTests: XCTestCase {
-    private var loop: EmbeddedEventLoop!
-    private var origins: OriginChannels!
+    private var gateway: EmbeddedGateway!
+    private var loop: EmbeddedEventLoop { self.gateway.loop }
+    private var origins: OriginChannels { self.gateway.origins }
+    private var shared: GatewayShared { self.gateway.shared }
+    private var loopContext: LoopContext { self.gateway.loopContext }
     private var store: ScriptedStore!
-    private var shared: GatewayShared!
-    private var loopContext: LoopContext!
 
     override func setUp() {
-        self.loop = EmbeddedEventLoop()
-        self.origins = OriginChannels(loop: self.loop)
-        self.store = ScriptedStore()
-        var configuration = GatewayConfiguration()
-        configuration.routes = [try! Route.parse("/=http://origin.test:3000/").get()]
-        configuration.heartbeat = nil
-        configuration.upstream.connector = self.origins.connector
-        configuration.sharedGateway = SharedGateway(
-            store: self.store, namer: SharedStreamNamer { Array($0.suffix(16)) }, lease: .seconds(5))
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        self.shared = GatewayShared(configuration: configuration, hub: StreamHub(), eventLoops: [self.loop], logger: logger)
-        self.loopContext = LoopContext(eventLoop: self.loop, shared: self.shared)
+        let store = ScriptedStore()
+        self.store = store
+        self.gateway = EmbeddedGateway { configuration in
+            configuration.sharedGateway = SharedGateway(
+                store: store, namer: SharedStreamNamer { Array($0.suffix(16)) }, lease: .seconds(5))
+        }
     }
 
     override func tearDown() {
-        for stream in self.shared.hub.streams {
-            stream.shutdown()
-        }
-        self.loop.run()
-        try? self.loop.syncShutdownGracefully()
+        self.gateway.shutdown()
     }
 
     private func client(lastEventID: String? = nil) throws -> EmbeddedChannel {
-        let channel = EmbeddedChannel(loop: self.loop)
-        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes))
-        try channel.pipeline.syncOperations.addHandler(decoder)
-        try channel.pipeline.syncOperations.addHandler(HTTP1ServerHandler(loop: self.loopContext, decoder: decoder))
-        try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
+        let channel = try self.gateway.connectHTTP1()
         let resume = lastEventID.map { "Last-Event-ID: \($0)\r\n" } ?? ""
         try channel.writeInbound(ByteBuffer(string: "GET /events HTTP/1.1\r\nHost: gw\r\nAccept: text/event-stream\r\n\(resume)\r\n"))
         self.loop.run()
