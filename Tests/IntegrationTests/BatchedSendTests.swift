@@ -53,12 +53,7 @@ final class BatchedSendTests: XCTestCase {
 
     func testWhatASocketDoesNotTakeGoesThroughTheChannelInOrder() async throws {
         let harness = try await self.harness(clientBuffer: 16 << 20)
-        let slow = try await harness.client(receiveBufferSize: 4096)
-        try await slow.waitForHead()
-        slow.pauseReading()
-        let fast = try await harness.client()
-        try await fast.waitForHead()
-        try await harness.origin.waitForStreams(count: 1)
+        let (slow, fast) = try await harness.slowAndFastClients()
         // 4 MiB in 16 KiB events: more than the paused client's socket buffers hold.
         let payload = String(repeating: "y", count: 16 << 10)
         for id in 1...256 {

@@ -66,6 +66,18 @@ final class GatewayHarness: @unchecked Sendable {
         )
     }
 
+    /// A client that has stopped reading (`slow`, a small socket buffer) and one that reads
+    /// (`fast`), both on the origin's one stream.
+    func slowAndFastClients() async throws -> (slow: SSETestClient, fast: SSETestClient) {
+        let slow = try await self.client(receiveBufferSize: 4096)
+        try await slow.waitForHead()
+        slow.pauseReading()
+        let fast = try await self.client()
+        try await fast.waitForHead()
+        try await self.origin.waitForStreams(count: 1)
+        return (slow, fast)
+    }
+
     func shutdown() async {
         await self.gateway.shutdown()
         try? await self.origin.stop()

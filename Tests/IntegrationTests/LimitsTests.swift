@@ -9,12 +9,7 @@ final class LimitsTests: XCTestCase {
         let harness = try await GatewayHarness.start(configure: { configuration in
             configuration.clientBuffer = clientBuffer
         })
-        let slow = try await harness.client(receiveBufferSize: 4096)
-        try await slow.waitForHead()
-        slow.pauseReading()
-        let fast = try await harness.client()
-        try await fast.waitForHead()
-        try await harness.origin.waitForStreams(count: 1)
+        let (slow, fast) = try await harness.slowAndFastClients()
         return (harness, slow, fast)
     }
 
