@@ -145,6 +145,9 @@ public final class RedisClusterProcess: @unchecked Sendable {
             guard fields.count >= 8 else { return nil }
             let flags = fields[2].split(separator: ",")
             guard flags.contains("master"), !flags.contains("fail"), !flags.contains("fail?") else { return nil }
+            // A master serves slots (fields from the 9th on). Right after the cluster is made, a
+            // node that is becoming a replica can still be listed as a master with none.
+            guard fields.count > 8 else { return nil }
             // `127.0.0.1:30001@40001`
             let address = fields[1].split(separator: "@")[0]
             return address.split(separator: ":").last.flatMap { Int($0) }
