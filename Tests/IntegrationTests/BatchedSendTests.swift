@@ -2,6 +2,7 @@ import Foundation
 import LifelineTestSupport
 import NIOCore
 import NIOPosix
+import Server
 import XCTest
 
 #if canImport(Glibc)
@@ -75,6 +76,60 @@ final class BatchedSendTests: XCTestCase {
         await harness.shutdown()
     }
 
+    func testTheEndOfAResponseFollowsItsBatchedEvents() async throws {
+        // A chat-style POST stream whose origin sends its last events and the end of its response
+        // in one write: the events are in the loop's batch when the end of the client's response
+        // (the last chunk) is written through the channel, so the batch hands them back to go
+        // first.
+        func chunk(_ ids: ClosedRange<Int>) -> String {
+            let events = ids.map { "id: \($0)\ndata: token \($0)\n\n" }.joined()
+            return String(events.utf8.count, radix: 16) + "\r\n" + events + "\r\n"
+        }
+        // The head and the first event open the client's response; the rest comes in one write
+        // once that has gone out, so the events go into the batch.
+        let opening = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(1...1)
+        let rest = chunk(2...30) + "0\r\n\r\n"
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let origin = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TwoWriteOrigin(opening: opening, rest: rest))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try XCTUnwrap(origin.localAddress?.port)
+        let harness = try await GatewayHarness.start(routes: [], configure: { configuration in
+            configuration.routes = [try! Route.parse("/=http://127.0.0.1:\(port)/").get()]
+            configuration.ioUring = true
+        })
+        if await harness.gateway.batchedSends() == nil {
+            await harness.shutdown()
+            throw XCTSkip("no io_uring for this process (kernel or seccomp)")
+        }
+        for round in 1...5 {
+            let raw = try await RawSocket.connect(port: harness.port, group: harness.group)
+            try await raw.send(
+                "POST /chat HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+                    + "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            try await raw.waitForText("\r\n0\r\n\r\n", timeout: .seconds(10))
+            let body = raw.text
+            var position = body.startIndex
+            for id in 1...30 {
+                let range = try XCTUnwrap(body.range(of: "data: token \(id)\n", range: position..<body.endIndex),
+                    "round \(round): event \(id) missing or out of order in \(body.debugDescription)")
+                position = range.upperBound
+            }
+            XCTAssertTrue(body.hasSuffix("\r\n0\r\n\r\n"), "round \(round): the last chunk comes last")
+            await raw.close(reset: false)
+        }
+        let batched = await harness.gateway.batchedSends()
+        let counts = try XCTUnwrap(batched)
+        XCTAssertGreaterThan(counts.withdrawn, 0, "the end of a response took its events back from the batch")
+        await harness.shutdown()
+        try await origin.close()
+        try await group.shutdownGracefully()
+    }
+
     func testAClientThatResetsLeavesTheOthersStreaming() async throws {
         let harness = try await self.harness()
         let leaving = try await harness.client()
@@ -130,5 +185,27 @@ final class BatchedSendTests: XCTestCase {
         XCTAssertFalse(client.isClosed, "connections already accepted go on")
         await client.close()
         await harness.shutdown()
+    }
+}
+
+/// An origin that answers a connection's first request with two prepared writes, 100 ms apart,
+/// and reads nothing after it.
+private final class TwoWriteOrigin: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let opening: String
+    private let rest: String
+
+    init(opening: String, rest: String) {
+        self.opening = opening
+        self.rest = rest
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let channel = context.channel
+        let rest = ByteBuffer(string: self.rest)
+        context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: self.opening)), promise: nil)
+        context.eventLoop.scheduleTask(in: .milliseconds(100)) { channel.writeAndFlush(rest, promise: nil) }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

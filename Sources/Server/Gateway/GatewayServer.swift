@@ -280,15 +280,15 @@ public final class GatewayServer: Sendable {
     /// `--io-uring`: client writes that went out whole in the loops' batches, and those the
     /// sockets did not take at once (the rest went through the channel); nil when no loop has
     /// a batch (flag off, or no io_uring here).
-    public func batchedSends() async -> (sent: Int, fellShort: Int)? {
-        var total: (sent: Int, fellShort: Int)?
+    public func batchedSends() async -> (sent: Int, fellShort: Int, withdrawn: Int)? {
+        var total: (sent: Int, fellShort: Int, withdrawn: Int)?
         for loop in self.loops {
-            let counts = try? await loop.eventLoop.submit { () -> (Int, Int)? in
+            let counts = try? await loop.eventLoop.submit { () -> (Int, Int, Int)? in
                 guard let batch = loop.sendBatch else { return nil }
-                return (batch.sent, batch.fellShort)
+                return (batch.sent, batch.fellShort, batch.withdrawn)
             }.get()
-            if let (sent, fellShort) = counts ?? nil {
-                total = ((total?.sent ?? 0) + sent, (total?.fellShort ?? 0) + fellShort)
+            if let (sent, fellShort, withdrawn) = counts ?? nil {
+                total = ((total?.sent ?? 0) + sent, (total?.fellShort ?? 0) + fellShort, (total?.withdrawn ?? 0) + withdrawn)
             }
         }
         return total

@@ -235,16 +235,18 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         self.connection.countSent(buffer.readableBytes)
-        self.beforeChannelWrite()
+        self.beforeChannelWrite(context)
         context.write(self.wrapOutboundOut(buffer), promise: nil)
     }
 
     /// Before anything goes through the channel: bytes of this connection still in the loop's
-    /// batch go first.
-    private func beforeChannelWrite() {
+    /// batch are taken back and go first, through the channel too. (Not by submitting the batch
+    /// here: the batch is only ever submitted as a task of its own, which is what lets it trust
+    /// `socketDescriptor`; see `batchDescriptor`.)
+    private func beforeChannelWrite(_ context: ChannelHandlerContext) {
         guard self.socketDescriptor >= 0 else { return }
-        if self.batchSlot >= 0 {
-            self.loop.sendBatch?.submit()
+        if self.batchSlot >= 0, let waiting = self.loop.sendBatch?.withdraw(self) {
+            context.write(self.wrapOutboundOut(waiting), promise: nil)
         }
         self.batchSlot = Self.channelMayHoldBytes
     }
@@ -348,7 +350,7 @@ extension HTTP1ServerHandler: ClientResponder {
             batch.add(framed, for: self)
             return
         }
-        self.beforeChannelWrite()
+        self.beforeChannelWrite(context)
         context.writeAndFlush(self.wrapOutboundOut(framed), promise: nil)
     }
 
@@ -363,9 +365,8 @@ extension HTTP1ServerHandler: ClientResponder {
     }
 
     func flush() {
-        guard let context = self.context else { return }
-        if self.batchSlot >= 0 { self.loop.sendBatch?.submit() }
-        context.flush()
+        // Bytes in the loop's batch go out at the end of this task, by themselves.
+        self.context?.flush()
     }
 
     func endResponse(closeConnection: Bool) {
@@ -379,7 +380,7 @@ extension HTTP1ServerHandler: ClientResponder {
 
     func abortResponse() {
         guard let context = self.context, let exchange = self.exchange else { return }
-        self.beforeChannelWrite()
+        self.beforeChannelWrite(context)
         self.exchange = nil
         self.connection.account(exchange)
         self.machine.responseAborted()
@@ -417,9 +418,11 @@ extension HTTP1ServerHandler: ClientResponder {
 
 extension HTTP1ServerHandler: BatchedSendTarget {
     var batchDescriptor: CInt? {
-        // The channel's own state too: it turns inactive in the same step that closes the socket.
-        guard self.socketDescriptor >= 0, let context = self.context, context.channel.isActive else { return nil }
-        return self.socketDescriptor
+        // Trusted without asking the channel (whose object a fan-out would otherwise touch once
+        // more per client): SwiftNIO closes a socket and fires channelInactive, which clears
+        // `socketDescriptor`, within one call, and the batch is submitted only as a task of its
+        // own, so never inside that call.
+        self.socketDescriptor >= 0 ? self.socketDescriptor : nil
     }
 
     func batchFellShort(_ remainder: ByteBuffer) {
