@@ -62,9 +62,10 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
     private let onEnd: (@Sendable () -> Void)?
     private let onComplete: (@Sendable (Int) -> Void)?
 
-    /// A subscriber that has asked to attach, held without keeping it alive.
+    /// A subscriber that has asked to attach. Held strongly (see `StreamMembership.subscriber`):
+    /// one that has gone meanwhile is told of its attach or refusal all the same, and leaves.
     struct Joiner {
-        let subscriber: NIOLoopBound<WeakSubscriber>
+        let subscriber: NIOLoopBound<StreamSubscriber>
         let loop: EventLoop
         let lastEventID: String?
     }
@@ -332,9 +333,8 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         isCreator: Bool = false,
         waitedForOpening: Bool = false
     ) {
-        // Weak: a client may leave before its attach runs, and nothing here may keep it.
         let joiner = Joiner(
-            subscriber: NIOLoopBound(WeakSubscriber(subscriber), eventLoop: subscriber.eventLoop),
+            subscriber: NIOLoopBound(subscriber, eventLoop: subscriber.eventLoop),
             loop: subscriber.eventLoop,
             lastEventID: lastEventID
         )
@@ -348,7 +348,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         // handler, and the subscriber's callbacks must not re-enter it.
         self.eventLoop.execute {
             if self.sharing == .privateGeneration, self.lifecycle.subscribers >= self.configuration.privateStreamReaders {
-                return joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(.busy) }
+                return joiner.loop.execute { joiner.subscriber.value.streamRefused(.busy) }
             }
             if let history = self.history, let lastEventID, !lastEventID.isEmpty, !isCreator, !self.lifecycle.isEnded,
                 case .miss = self.replay.events(after: lastEventID, now: self.eventLoop.now)
@@ -434,7 +434,7 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         case .wait:
             self.armResumeTimer()
         case .refuse(let refusal):
-            joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(refusal) }
+            joiner.loop.execute { joiner.subscriber.value.streamRefused(refusal) }
         case .attach(let status, let events):
             self.add(joiner, status: status, events: events, kind: kind)
         }
@@ -462,12 +462,8 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         let completion = self.completion
         let retry = self.originRetry
         let headers = self.originHeaders
-        let attach = { (subscriber: StreamSubscriber?) in
-            guard let subscriber else {
-                // Gone before it got in: leave again, so that the stream counts right.
-                self.subscriberGoneBeforeAttach(loop: loop)
-                return
-            }
+        let attach = { (subscriber: StreamSubscriber) in
+            // One that has gone meanwhile leaves at once, so that the stream counts right.
             let membership = StreamMembership(stream: self, loopSet: loopSet, subscriber: subscriber)
             loopSet.add(membership)
             subscriber.streamAttached(
@@ -489,12 +485,12 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         if loop === self.eventLoop {
             // Same loop: add now, so that no batch can slip between the replay snapshot and the
             // subscriber's first live chunk.
-            attach(joiner.subscriber.value.subscriber)
+            attach(joiner.subscriber.value)
         } else {
             // Another loop: tasks run in the order they were submitted, so this add runs before
             // any batch this stream hands that loop later.
             let sendableAttach = UncheckedSendableBox(attach)
-            loop.execute { sendableAttach.value(joiner.subscriber.value.subscriber) }
+            loop.execute { sendableAttach.value(joiner.subscriber.value) }
         }
         // A catching-up client may already have what the shared stream holds.
         if self.sharing == .catchUp, let last = events.last {
@@ -533,15 +529,6 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
             self.carryOut(decision, for: joiner, kind: .first)
         }
         self.armResumeTimer()
-    }
-
-    private func subscriberGoneBeforeAttach(loop: EventLoop) {
-        let id = ObjectIdentifier(loop)
-        if self.eventLoop.inEventLoop {
-            self.subscriberLeft(loop: id)
-        } else {
-            self.eventLoop.execute { self.subscriberLeft(loop: id) }
-        }
     }
 
     func subscriberLeft(loop: ObjectIdentifier) {
@@ -1054,19 +1041,13 @@ public final class EventStream: UpstreamFeedDelegate, HistoryFollowerDelegate, @
         let splices = self.pendingSplices
         self.pendingSplices = []
         for joiner in self.admission.streamEnded() + splices.map(\.joiner) {
-            joiner.loop.execute { joiner.subscriber.value.subscriber?.streamRefused(.ended) }
+            joiner.loop.execute { joiner.subscriber.value.streamRefused(.ended) }
         }
         self.catchUpSubscriber = nil
         self.hub?.streamEnded(self)
         self.onEnd?()
         self.logger.debug("stream ended", metadata: ["reason": "\(reason.map { "\($0)" } ?? "linger expired")"])
     }
-}
-
-/// A subscriber held without keeping it alive.
-struct WeakSubscriber {
-    weak var subscriber: StreamSubscriber?
-    init(_ subscriber: StreamSubscriber) { self.subscriber = subscriber }
 }
 
 /// Moves a value that is only used on one event loop across a loop hop.

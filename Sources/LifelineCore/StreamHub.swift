@@ -32,6 +32,13 @@ public final class StreamHub: Sendable {
     fileprivate final class Opening: @unchecked Sendable {
         // Guarded by the hub's lock.
         var waiters: [(EventLoop, @Sendable (OpeningOutcome) -> Void)] = []
+
+        /// The waiters, once: the ticket outlives the opening (the stream keeps it), and a
+        /// callback holds its client until it has run.
+        func takeWaiters() -> [(EventLoop, @Sendable (OpeningOutcome) -> Void)] {
+            defer { self.waiters = [] }
+            return self.waiters
+        }
     }
 
     private enum Entry {
@@ -86,7 +93,7 @@ public final class StreamHub: Sendable {
     public func promote(_ ticket: OpeningTicket, to stream: EventStream) -> Int {
         let waiters = self.entries(ticket.key).withLockedValue { entries in
             entries[ticket.key] = .live(stream)
-            return ticket.opening.waiters
+            return ticket.opening.takeWaiters()
         }
         for (loop, callback) in waiters {
             loop.execute { callback(.stream(stream)) }
@@ -100,7 +107,7 @@ public final class StreamHub: Sendable {
             if case .opening(let opening) = entries[ticket.key], opening === ticket.opening {
                 entries[ticket.key] = nil
             }
-            return ticket.opening.waiters
+            return ticket.opening.takeWaiters()
         }
         for (loop, callback) in waiters {
             loop.execute { callback(.notAStream) }

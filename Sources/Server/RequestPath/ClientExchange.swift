@@ -11,9 +11,12 @@ import Upstream
 /// one with a `StreamOpener`), a `PlainProxy` proxies a plain request. The `ClientResponder`
 /// writes the response in its protocol's framing.
 ///
-/// Owned by its client's connection (or HTTP/2 stream). Whatever may outlive the client (an
-/// opener, the hub's callbacks, a stream's attach) holds the exchange or its writer weakly: a
-/// client may leave at any moment. The exchange holds its responder until it finishes (see
+/// Owned by its client's connection (or HTTP/2 stream). What may outlive the client (an opener,
+/// the hub's callbacks, a stream's attach and membership) holds the exchange strongly until it
+/// is told the client left (`clientLeft`, `membership.leave()`) or its callback has run, and a
+/// finished exchange answers each late call by letting go. No weak references: one would give
+/// every exchange a side table for life (memory, and every retain of the exchange on the
+/// per-event path goes through it). The exchange holds its responder until it finishes (see
 /// `responder`). Confined to the client's loop. It ends with one `ExchangeOutcome`.
 final class ClientExchange {
     /// The cases that carry the request are indirect: an exchange lives as long as its client,
@@ -190,8 +193,8 @@ final class ClientExchange {
             return self.refuse(.unknownResume, responder: responder, target: "resume")
         }
         self.state = .lookingUpGeneration(token)
-        archive.open(token, caller: CallerHeaders(of: head), on: self.eventLoop) { [weak self] lookup in
-            self?.archiveAnswered(lookup, token: token, head: head)
+        archive.open(token, caller: CallerHeaders(of: head), on: self.eventLoop) { lookup in
+            self.archiveAnswered(lookup, token: token, head: head)
         }
     }
 
@@ -370,17 +373,13 @@ final class ClientExchange {
         self.take(RequestDecision.afterLookup(request, lookup, replayMiss: self.shared.configuration.stream.replayMiss), for: request)
     }
 
-    /// The hub's callback for a client that waits for another's opening. Weak: a client that has
-    /// gone meanwhile tells the stream it will not join, so that it stops keeping events for it.
+    /// The hub's callback for a client that waits for another's opening. It holds the exchange
+    /// until the opening ends (no weak reference: see `StreamMembership.subscriber`); a client
+    /// that has gone meanwhile tells the stream it will not join (`openingFinished`), so that it
+    /// stops keeping events for it.
     private func openingCallback() -> @Sendable (StreamHub.OpeningOutcome) -> Void {
-        let weakSelf = NIOLoopBound(WeakExchange(self), eventLoop: self.eventLoop)
-        return { outcome in
-            if let exchange = weakSelf.value.exchange {
-                exchange.openingFinished(outcome)
-            } else if case .stream(let stream) = outcome {
-                stream.openerWillNotJoin()
-            }
-        }
+        let exchange = NIOLoopBound(self, eventLoop: self.eventLoop)
+        return { outcome in exchange.value.openingFinished(outcome) }
     }
 
     private func take(_ step: RequestDecision.StreamStep, for request: ClientRequest) {
@@ -606,8 +605,3 @@ extension ClientExchange {
     }
 }
 
-/// A weak reference to an exchange that can cross to the hub's callbacks.
-struct WeakExchange {
-    weak var exchange: ClientExchange?
-    init(_ exchange: ClientExchange) { self.exchange = exchange }
-}

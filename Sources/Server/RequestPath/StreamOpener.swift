@@ -11,9 +11,9 @@ protocol StreamOpenerClient: AnyObject {
 /// Opens a new stream: sends the first client's request to the origin and, from the origin's
 /// answer, makes the stream and hands it to the hub (or, for a private stream, registers it).
 ///
-/// It works from the request by value and holds its client weakly: the client may leave at any
-/// moment (a tab closed while a slow origin opens, an HTTP/2 reset), and the stream it opens is
-/// still owed to the clients that wait for it. Confined to its event loop.
+/// It works from the request by value and holds its client until the client leaves (`clientLeft`)
+/// or hears the outcome: the client may leave at any moment (a tab closed while a slow origin
+/// opens, an HTTP/2 reset), and the stream it opens is still owed to the clients that wait for it. Confined to its event loop.
 final class StreamOpener: OriginConnectionDelegate {
     enum Outcome {
         /// The origin answered with an event stream (or could not be reached: the stream starts
@@ -31,7 +31,9 @@ final class StreamOpener: OriginConnectionDelegate {
     private let ticket: StreamHub.OpeningTicket?
     private let sharing: StreamSharing
     private let resumeID: String?
-    private weak var client: StreamOpenerClient?
+    /// The client, until it leaves (`clientLeft`) or is told how the opening went. Strong: see
+    /// `ClientExchange`.
+    private var client: StreamOpenerClient?
     private var connection: OriginConnection?
     /// With a shared store: the stream's history and the claim this opening made on it.
     private var claimed: (history: StreamHistory, claim: HistoryClaim)?
@@ -167,6 +169,7 @@ final class StreamOpener: OriginConnectionDelegate {
             self.shared.hub.abandon(ticket)
         }
         if let client = self.client {
+            self.client = nil
             client.streamOpened(.plainResponse(head, connection))
         } else {
             connection.detachAndClose()
@@ -194,6 +197,7 @@ final class StreamOpener: OriginConnectionDelegate {
 
     private func reportOpened(_ stream: EventStream, creatorResumed: Bool) {
         if let client = self.client {
+            self.client = nil
             client.streamOpened(.stream(stream, creatorResumed: creatorResumed))
         } else {
             stream.openerWillNotJoin()

@@ -48,7 +48,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static let channelIsClear: Int32 = -1
     static let channelMayHoldBytes: Int32 = -2
     /// The exchange answering the current request, while the machine is exchanging.
-    private var exchange: ClientExchange?
+    private(set) var exchange: ClientExchange?
     private var connection: ClientConnection
 
     init(
