@@ -16,7 +16,10 @@ struct ProcessFigures: Sendable, Equatable {
     var openFiles = 0
     var maxFiles = 0
 
-    static func read() -> ProcessFigures {
+    /// - Parameter countingOpenFiles: whether to count the open descriptors, which means listing
+    ///   `/proc/self/fd`: one entry per connection, a few milliseconds at 20,000 (the once-a-second
+    ///   status sample skips it while no status page is open; see `StatusFeed.tick`).
+    static func read(countingOpenFiles: Bool = true) -> ProcessFigures {
         var figures = ProcessFigures()
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let pageSize = sysconf(Int32(_SC_PAGESIZE))
@@ -31,7 +34,9 @@ struct ProcessFigures: Sendable, Equatable {
                 figures.startTime = boot + field(22) / ticks
             }
         }
-        figures.openFiles = Self.countOpenFiles()
+        if countingOpenFiles {
+            figures.openFiles = Self.countOpenFiles()
+        }
         var limit = rlimit()
         if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 {
             figures.maxFiles = limit.rlim_cur > UInt64(Int.max) ? Int.max : Int(limit.rlim_cur)

@@ -47,10 +47,14 @@ final class StatusFeed: Sendable {
         channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(event)), promise: nil)
     }
 
-    /// Takes the second's sample and sends it to every page.
+    /// Takes the second's sample and sends it to every page. The rates and sparklines move on
+    /// whether or not a page is open; the open descriptors are counted only for an open page
+    /// (listing `/proc/self/fd` every second cost a gateway with 6,000 connections about 6 % of
+    /// its CPU; a scrape or `status.json` counts them when asked).
     func tick() async {
-        let gathered = await self.sampler.sample()
+        // A page that subscribes meanwhile got its first report from `sendFirst`.
         let subscribers = self.subscribers.withLockedValue { Array($0.values) }
+        let gathered = await self.sampler.sample(countingOpenFiles: !subscribers.isEmpty)
         var encoded: [View: ByteBuffer] = [:]
         for subscriber in subscribers where subscriber.channel.isActive && subscriber.channel.isWritable {
             let event: ByteBuffer

@@ -58,7 +58,8 @@ final class StatusSampler: Sendable {
         self.gateway.configuration.sharedGateway.map { .init(instance: $0.store.instanceName, reachable: $0.store.isReachable) }
     }
 
-    func gather() async -> Gathered {
+    /// - Parameter countingOpenFiles: see `ProcessFigures.read`; without it `openFiles` is 0.
+    func gather(countingOpenFiles: Bool = true) async -> Gathered {
         let counters = await self.gateway.metrics.snapshot()
         let streams = await self.gateway.hub.statuses()
         let recent = await self.gateway.metrics.recentEvents()
@@ -67,7 +68,7 @@ final class StatusSampler: Sendable {
             counters: counters,
             streams: streams,
             recent: recent,
-            process: ProcessFigures.read(),
+            process: ProcessFigures.read(countingOpenFiles: countingOpenFiles),
             tlsHandshakeFailures: self.gateway.tlsMetrics.snapshot.handshakesFailed,
             state: self.state(),
             sharedStore: self.sharedStore
@@ -75,8 +76,8 @@ final class StatusSampler: Sendable {
     }
 
     /// Gathers and moves the rates and histories on (about once a second).
-    func sample() async -> Gathered {
-        let gathered = await self.gather()
+    func sample(countingOpenFiles: Bool = true) async -> Gathered {
+        let gathered = await self.gather(countingOpenFiles: countingOpenFiles)
         self.memory.withLockedValue { memory in
             if let previous = memory.previous, gathered.at > previous.at {
                 let seconds = gathered.at - previous.at

@@ -340,10 +340,12 @@ final class AdminTests: XCTestCase {
         XCTAssertEqual(report.top, 5)
         let client = try await harness.client("/events")
         _ = try await client.waitForHead()
-        // The next reports show the new client without the page asking.
+        // The next reports show the new client without the page asking, and, the page being
+        // open, the process's open descriptors (counted only while a page watches).
         try await page.waitUntil(timeout: .seconds(4)) { page in
-            page.events.contains { event in
-                (try? JSONDecoder().decode(StatusReport.self, from: Data(event.data.utf8)))?.subscribers == 1
+            page.events.dropFirst().contains { event in
+                guard let report = try? JSONDecoder().decode(StatusReport.self, from: Data(event.data.utf8)) else { return false }
+                return report.subscribers == 1 && report.process.openFiles > 2
             }
         }
         await client.close()
@@ -390,6 +392,11 @@ final class AdminUnitTests: XCTestCase {
         XCTAssertGreaterThan(figures.threads, 0)
         XCTAssertGreaterThan(figures.openFiles, 2)
         XCTAssertGreaterThan(figures.maxFiles, figures.openFiles)
+        // The once-a-second sample without a page open skips the descriptor count, not the rest.
+        let unwatched = ProcessFigures.read(countingOpenFiles: false)
+        XCTAssertEqual(unwatched.openFiles, 0)
+        XCTAssertGreaterThan(unwatched.residentBytes, 0)
+        XCTAssertEqual(unwatched.maxFiles, figures.maxFiles)
     }
 
     func testCountersAddUpAcrossLoops() {
