@@ -2,7 +2,6 @@ import Foundation
 import LifelineTestSupport
 import NIOCore
 import NIOPosix
-import Server
 import XCTest
 
 #if canImport(Glibc)
@@ -89,21 +88,13 @@ final class BatchedSendTests: XCTestCase {
         // once that has gone out, so the events go into the batch.
         let opening = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(1...1)
         let rest = chunk(2...30) + "0\r\n\r\n"
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let origin = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TwoWriteOrigin(opening: opening, rest: rest))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = try XCTUnwrap(origin.localAddress?.port)
-        let harness = try await GatewayHarness.start(routes: [], configure: { configuration in
-            configuration.routes = [try! Route.parse("/=http://127.0.0.1:\(port)/").get()]
+        let origin = try await OriginListener.start { TwoWriteOrigin(opening: opening, rest: rest) }
+        let harness = try await GatewayHarness.start(inFrontOf: origin, configure: { configuration in
             configuration.ioUring = true
         })
         if await harness.gateway.batchedSends() == nil {
             await harness.shutdown()
+            try await origin.stop()
             throw XCTSkip("no io_uring for this process (kernel or seccomp)")
         }
         for round in 1...5 {
@@ -126,8 +117,7 @@ final class BatchedSendTests: XCTestCase {
         let counts = try XCTUnwrap(batched)
         XCTAssertGreaterThan(counts.withdrawn, 0, "the end of a response took its events back from the batch")
         await harness.shutdown()
-        try await origin.close()
-        try await group.shutdownGracefully()
+        try await origin.stop()
     }
 
     func testAClientThatResetsLeavesTheOthersStreaming() async throws {

@@ -45,6 +45,18 @@ final class GatewayHarness: @unchecked Sendable {
         return GatewayHarness(group: group, origin: origin, gateway: gateway)
     }
 
+    /// A gateway in front of an origin of the test's own making (`OriginListener`: one that
+    /// misbehaves in ways `ScriptedOrigin` cannot): every path goes to it.
+    static func start(
+        inFrontOf origin: OriginListener,
+        configure: (inout GatewayConfiguration) -> Void = { _ in }
+    ) async throws -> GatewayHarness {
+        try await Self.start(routes: [], configure: { configuration in
+            configuration.routes = [try! Route.parse("/=http://127.0.0.1:\(origin.port)/").get()]
+            configure(&configuration)
+        })
+    }
+
     private init(group: MultiThreadedEventLoopGroup, origin: ScriptedOrigin, gateway: GatewayServer) {
         self.group = group
         self.origin = origin
@@ -148,5 +160,37 @@ extension GatewayServer {
             }
             try await Task.sleep(nanoseconds: 5_000_000)
         }
+    }
+}
+
+/// A bare origin on a loop of its own: each connection it accepts gets the handler `makeHandler`
+/// returns (none: bytes are left unread, with `autoRead` off for an origin that never reads).
+struct OriginListener {
+    let group: MultiThreadedEventLoopGroup
+    let channel: Channel
+    let port: Int
+
+    static func start(
+        autoRead: Bool = true,
+        _ makeHandler: (@Sendable () -> ChannelHandler)? = nil
+    ) async throws -> OriginListener {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let channel = try await ServerBootstrap(group: group)
+            .childChannelOption(.autoRead, value: autoRead)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let makeHandler {
+                        try channel.pipeline.syncOperations.addHandler(makeHandler())
+                    }
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        guard let port = channel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
+        return OriginListener(group: group, channel: channel, port: port)
+    }
+
+    func stop() async throws {
+        try await self.channel.close()
+        try await self.group.shutdownGracefully()
     }
 }

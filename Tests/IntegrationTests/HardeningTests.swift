@@ -151,15 +151,9 @@ final class HardeningTests: XCTestCase {
     }
 
     func testUploadToAnOriginThatDoesNotReadIsNotBuffered() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // An origin that accepts connections and never reads from them.
-        let deaf = try await ServerBootstrap(group: group)
-            .childChannelOption(.autoRead, value: false)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = try XCTUnwrap(deaf.localAddress?.port)
-        let harness = try await GatewayHarness.start(routes: [], configure: { configuration in
-            configuration.routes = [try! Route.parse("/=http://127.0.0.1:\(port)/").get()]
-        })
+        let deaf = try await OriginListener.start(autoRead: false)
+        let harness = try await GatewayHarness.start(inFrontOf: deaf)
         let raw = try await RawSocket.connect(port: harness.port, group: harness.group)
         try await raw.send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         let accepted = try await raw.pushChunkedBody(upTo: 256 << 20, stallFor: .seconds(1))
@@ -167,8 +161,7 @@ final class HardeningTests: XCTestCase {
         await raw.close(reset: true)
         try await harness.gateway.waitForConnectionCount(0)
         await harness.shutdown()
-        try await deaf.close()
-        try await group.shutdownGracefully()
+        try await deaf.stop()
     }
 
     // MARK: Defect 4: reconnect storms against common origins
@@ -575,25 +568,14 @@ final class RefusedAnswerBodyTests: XCTestCase {
             (sse + chunk("id: 2\ndata: second\n\n"), false),
         ]
         let count = NIOLockedValueBox(0)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let origin = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RawOrigin(answers: answers, count: count))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = try XCTUnwrap(origin.localAddress?.port)
-        let harness = try await GatewayHarness.start(routes: [], configure: { configuration in
-            configuration.routes = [try! Route.parse("/=http://127.0.0.1:\(port)/").get()]
-        })
+        let origin = try await OriginListener.start { RawOrigin(answers: answers, count: count) }
+        let harness = try await GatewayHarness.start(inFrontOf: origin)
         let client = try await harness.client("/events")
         let events = try await client.waitForEvents(count: 2)
         XCTAssertEqual(events.map(\.data), ["first", "second"], "nothing of the 503 page")
         XCTAssertEqual(events.map(\.id), ["1", "2"])
         await client.close()
         await harness.shutdown()
-        try await origin.close()
-        try await group.shutdownGracefully()
+        try await origin.stop()
     }
 }
