@@ -8,8 +8,8 @@ import NIOHTTP1
 ///
 /// What it learns from the stream comes by value, on its own loop (`StreamAttachment`, chunks),
 /// through its exchange: the exchange is the stream's `StreamSubscriber` and hands each call to
-/// its writer, so that everything that may outlive the client (a stream's membership and attach
-/// task, the drain clock) holds one weak reference to one object per client. The writer lives
+/// its writer, so that what may outlive the client (a stream's membership and attach task, the
+/// drain clock) refers to one object per client: the exchange, held until the writer leaves. The writer lives
 /// only inside its exchange: nothing else holds it (the exchange's state is private, and it is
 /// never handed out), so it holds its exchange `unowned(unsafe)`, which costs no reference
 /// counting on the per-event path. Confined to the client's loop.
