@@ -75,11 +75,11 @@ final class BatchedSendTests: XCTestCase {
         await harness.shutdown()
     }
 
-    func testTheEndOfAResponseFollowsItsBatchedEvents() async throws {
-        // A chat-style POST stream whose origin sends its last events and the end of its response
-        // in one write: the events are in the loop's batch when the end of the client's response
-        // (the last chunk) is written through the channel, so the batch hands them back to go
-        // first.
+    /// A POST stream whose origin sends its last events and then, in the same write, either the
+    /// end of its response or nothing more (it breaks off): the events are in the loop's batch
+    /// when the end of the client's response is written through the channel (the last chunk, or
+    /// a close), so the batch hands them back to go first.
+    private func lastEventsComeBeforeTheEnd(originBreaksOff: Bool) async throws {
         func chunk(_ ids: ClosedRange<Int>) -> String {
             let events = ids.map { "id: \($0)\ndata: token \($0)\n\n" }.joined()
             return String(events.utf8.count, radix: 16) + "\r\n" + events + "\r\n"
@@ -87,8 +87,10 @@ final class BatchedSendTests: XCTestCase {
         // The head and the first event open the client's response; the rest comes in one write
         // once that has gone out, so the events go into the batch.
         let opening = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(1...1)
-        let rest = chunk(2...30) + "0\r\n\r\n"
-        let origin = try await OriginListener.start { TwoWriteOrigin(opening: opening, rest: rest) }
+        let rest = chunk(2...30) + (originBreaksOff ? "" : "0\r\n\r\n")
+        let origin = try await OriginListener.start {
+            TwoWriteOrigin(opening: opening, rest: rest, thenClose: originBreaksOff)
+        }
         let harness = try await GatewayHarness.start(inFrontOf: origin, configure: { configuration in
             configuration.ioUring = true
         })
@@ -102,7 +104,11 @@ final class BatchedSendTests: XCTestCase {
             try await raw.send(
                 "POST /chat HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
                     + "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-            try await raw.waitForText("\r\n0\r\n\r\n", timeout: .seconds(10))
+            if originBreaksOff {
+                try await raw.waitUntilClosed(timeout: .seconds(10))
+            } else {
+                try await raw.waitForText("\r\n0\r\n\r\n", timeout: .seconds(10))
+            }
             let body = raw.text
             var position = body.startIndex
             for id in 1...30 {
@@ -110,7 +116,11 @@ final class BatchedSendTests: XCTestCase {
                     "round \(round): event \(id) missing or out of order in \(body.debugDescription)")
                 position = range.upperBound
             }
-            XCTAssertTrue(body.hasSuffix("\r\n0\r\n\r\n"), "round \(round): the last chunk comes last")
+            if originBreaksOff {
+                XCTAssertFalse(body.hasSuffix("\r\n0\r\n\r\n"), "round \(round): a broken-off response has no clean end")
+            } else {
+                XCTAssertTrue(body.hasSuffix("\r\n0\r\n\r\n"), "round \(round): the last chunk comes last")
+            }
             await raw.close(reset: false)
         }
         let batched = await harness.gateway.batchedSends()
@@ -118,6 +128,16 @@ final class BatchedSendTests: XCTestCase {
         XCTAssertGreaterThan(counts.withdrawn, 0, "the end of a response took its events back from the batch")
         await harness.shutdown()
         try await origin.stop()
+    }
+
+    func testTheEndOfAResponseFollowsItsBatchedEvents() async throws {
+        try await self.lastEventsComeBeforeTheEnd(originBreaksOff: false)
+    }
+
+    func testAResponseBrokenOffByItsOriginStillCarriesItsBatchedEvents() async throws {
+        // Before: the events taken back from the batch were written but not flushed, and the
+        // close that aborts the response dropped them (the e2e suite's broken-off chat stream).
+        try await self.lastEventsComeBeforeTheEnd(originBreaksOff: true)
     }
 
     func testAClientThatResetsLeavesTheOthersStreaming() async throws {
@@ -178,24 +198,30 @@ final class BatchedSendTests: XCTestCase {
     }
 }
 
-/// An origin that answers a connection's first request with two prepared writes, 100 ms apart,
-/// and reads nothing after it.
+/// An origin that answers a connection's first request with two prepared writes, 100 ms apart
+/// (closing the connection after the second with `thenClose`), and reads nothing after it.
 private final class TwoWriteOrigin: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     private let opening: String
     private let rest: String
+    private let thenClose: Bool
 
-    init(opening: String, rest: String) {
+    init(opening: String, rest: String, thenClose: Bool) {
         self.opening = opening
         self.rest = rest
+        self.thenClose = thenClose
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let channel = context.channel
         let rest = ByteBuffer(string: self.rest)
+        let thenClose = self.thenClose
         context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: self.opening)), promise: nil)
-        context.eventLoop.scheduleTask(in: .milliseconds(100)) { channel.writeAndFlush(rest, promise: nil) }
+        context.eventLoop.scheduleTask(in: .milliseconds(100)) {
+            let written = channel.writeAndFlush(rest)
+            if thenClose { written.whenComplete { _ in channel.close(promise: nil) } }
+        }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

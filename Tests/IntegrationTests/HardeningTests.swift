@@ -365,6 +365,15 @@ final class RawSocket: @unchecked Sendable {
         }
     }
 
+    /// Waits until the gateway has closed the connection (all it sent is in `text` then).
+    func waitUntilClosed(timeout: TimeAmount = .seconds(5)) async throws {
+        let deadline = NIODeadline.now() + timeout
+        while self.channel.isActive {
+            if NIODeadline.now() > deadline { throw TestWaitError("the connection stayed open; got \(self.text.debugDescription)") }
+            try await Task.sleep(nanoseconds: 5_000_000)
+        }
+    }
+
     /// Writes chunked-body chunks of 64 KiB until `limit` bytes went out or the peer has taken
     /// nothing for `stallFor`; returns the bytes the socket accepted.
     func pushChunkedBody(upTo limit: Int, stallFor: TimeAmount) async throws -> Int {

@@ -246,7 +246,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func beforeChannelWrite(_ context: ChannelHandlerContext) {
         guard self.socketDescriptor >= 0 else { return }
         if self.batchSlot >= 0, let waiting = self.loop.sendBatch?.withdraw(self) {
-            context.write(self.wrapOutboundOut(waiting), promise: nil)
+            // Flushed at once: what comes next may be a close (an aborted response), which
+            // drops whatever SwiftNIO holds unflushed.
+            context.writeAndFlush(self.wrapOutboundOut(waiting), promise: nil)
         }
         self.batchSlot = Self.channelMayHoldBytes
     }
