@@ -33,8 +33,8 @@ public final class StreamHub: Sendable {
         // Guarded by the hub's lock.
         var waiters: [(EventLoop, @Sendable (OpeningOutcome) -> Void)] = []
 
-        /// The waiters, once: the ticket outlives the opening (the stream keeps it), and a
-        /// callback holds its client until it has run.
+        /// The waiters, once: a callback holds its client until it has run, and the ticket
+        /// (kept by its opener until that is done) must not hold them after they were told.
         func takeWaiters() -> [(EventLoop, @Sendable (OpeningOutcome) -> Void)] {
             defer { self.waiters = [] }
             return self.waiters
