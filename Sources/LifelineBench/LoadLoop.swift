@@ -206,6 +206,9 @@ final class LoadLoop: @unchecked Sendable {
 
     /// Connections the storm closes per pass before the loop reads its sockets again.
     static let stormBatchSize = 64
+    /// Between two batches of the storm: long enough that the next batch is not due before the
+    /// loop has polled its sockets (and read, connected and written meanwhile).
+    static let stormPause = TimeAmount.microseconds(200)
 
     /// The reconnect storm: every connection that carries a streaming subscription is closed and
     /// reopened at once with Last-Event-ID (`ended` does the reopening), each subscription noting
@@ -258,8 +261,10 @@ final class LoadLoop: @unchecked Sendable {
         self.counters.noteStormDrops(first: first, last: last)
         let rest = targets.dropFirst(Self.stormBatchSize)
         if !rest.isEmpty {
-            // A new task runs after the loop has polled its sockets once more.
-            self.eventLoop.execute { self.storm(rest) }
+            // Not a task for now: SwiftNIO runs the tasks queued (even those queued by a task)
+            // until none is left before it polls its sockets again, so the closes would all go
+            // in one pass after all. A task due a little later lets the loop poll first.
+            self.eventLoop.scheduleTask(in: Self.stormPause) { self.storm(rest) }
         }
     }
 
