@@ -61,3 +61,11 @@ int lifeline_accept_nonblocking(int listener) {
 int lifeline_wake_descriptor(void) {
     return eventfd(0, EFD_CLOEXEC);
 }
+
+int lifeline_local_stream_pair(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds);
+}
+
+long lifeline_send_nonblocking(int fd, const void *bytes, size_t length) {
+    return send(fd, bytes, length, MSG_DONTWAIT | MSG_NOSIGNAL);
+}

@@ -3,7 +3,7 @@
 
 // liburing (Debian liburing-dev, linked statically: the packages need no liburing2), reduced to
 // what a batch of sends needs, behind an opaque ring; and the two GNU calls of the gateway's own
-// accept path, which batched sends need. liburing.h is included only by uring.c: it defines
+// accept path, which batched sends need, and its hand-over to the event loops. liburing.h is included only by uring.c: it defines
 // _GNU_SOURCE and _XOPEN_SOURCE, and a module importing it would see glibc's types differently
 // from Swift's Glibc module.
 
@@ -34,5 +34,12 @@ int lifeline_accept_nonblocking(int listener);
 
 /* An eventfd to wake the accepting thread, or -1 with errno. */
 int lifeline_wake_descriptor(void);
+
+/* A non-blocking, close-on-exec local stream socket pair (`fds[0]` reads, `fds[1]` sends): how
+   accepted connections reach their event loop. 0, or -1 with errno. */
+int lifeline_local_stream_pair(int fds[2]);
+
+/* send(2) without blocking or SIGPIPE: bytes sent, or -1 with errno. */
+long lifeline_send_nonblocking(int fd, const void *bytes, size_t length);
 
 #endif

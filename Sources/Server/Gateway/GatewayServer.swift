@@ -174,16 +174,17 @@ public final class GatewayServer: Sendable {
                 if !isTLS, configuration.ioUring {
                     // Accepted here, so that each connection's descriptor is known to its loop's
                     // batched sends.
-                    let acceptor = try PlainAcceptor(descriptor: fd, group: group, logger: logger) { bootstrap in
-                        bootstrap
-                            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                            .channelOption(.writeBufferWaterMark, value: waterMark)
-                            .channelOption(.maxMessagesPerRead, value: 4)
-                            .channelOption(.recvAllocator, value: ClientReadSizing())
-                    } install: { channel, descriptor in
+                    let acceptor = try await PlainAcceptor.start(descriptor: fd, group: group, logger: logger) { channel, descriptor in
                         guard let loop = loopContexts[ObjectIdentifier(channel.eventLoop)] else {
                             throw ChannelError.ioOnClosedChannel
                         }
+                        // Set here, on the loop, rather than as the bootstrap's options, which it
+                        // applies one future at a time.
+                        let options = channel.syncOptions
+                        try options?.setOption(.tcpOption(.tcp_nodelay), value: 1)
+                        try options?.setOption(.writeBufferWaterMark, value: waterMark)
+                        try options?.setOption(.maxMessagesPerRead, value: 4)
+                        try options?.setOption(.recvAllocator, value: ClientReadSizing())
                         try frontEnds.installPlaintext(on: channel, loop: loop, descriptor: descriptor)
                     }
                     listeners.append(.acceptor(acceptor))
