@@ -7,8 +7,9 @@ import NIOCore
 ///
 /// Entries sit in a list ordered by deadline. Nearly every entry is added with the loop's one
 /// timeout, so it goes at the tail in O(1); after a reload that shortened the timeout, an entry
-/// walks back past the later ones. Removing is O(1). The timer is set for the head's deadline;
-/// when it fires, the due entries are taken off the list and told, in deadline order.
+/// walks back past the later ones. Removing is O(1). The timer is set for the head's deadline
+/// (or earlier: removing an entry leaves it); when it fires, the due entries are taken off the
+/// list and told, in deadline order, and it is set again for the new head.
 ///
 /// An entry exists only while armed: a connection that got its request holds none. A removed or
 /// fired entry lets go of its callback, so a callback may hold its connection strongly: the
@@ -73,13 +74,18 @@ public final class DeadlineList {
     }
 
     /// Takes `entry` off the list without running it; nothing if it fired or was removed.
+    ///
+    /// The timer stays as it is, even for an empty list: it then fires once with nothing due.
+    /// Cancelling it would cost every connection that sends its request in time a scheduled
+    /// task removed and another added (SwiftNIO's cancel searches its whole queue of scheduled
+    /// tasks), and in a reconnect storm that is every connection.
     public func remove(_ entry: Entry) {
         guard entry.isArmed else { return }
         self.unlink(entry)
-        if self.head == nil {
-            self.timer.cancel()
-        }
     }
+
+    /// When the timer fires next (nil: not set); it may be set for an entry since removed.
+    public var timerDeadline: NIODeadline? { self.timer.deadline }
 
     private func unlink(_ entry: Entry) {
         if let previous = entry.previous {

@@ -81,14 +81,32 @@ final class DeadlineListTests: XCTestCase {
         XCTAssertEqual(self.fired, ["second"])
     }
 
-    func testAnEmptyListHasNoTimerAndANewEntryStartsOne() {
+    func testRemovingTheLastEntryLeavesTheTimerWhichThenFiresForNothing() {
         let only = self.add("only", in: 5)
+        let armedAt = self.list.timerDeadline
         self.list.remove(only)
-        self.loop.advanceTime(by: .seconds(20))
+        XCTAssertEqual(self.list.timerDeadline, armedAt, "no cancel per removed entry (a connection that sent its request)")
+        self.loop.advanceTime(by: .seconds(5))
         XCTAssertEqual(self.fired, [])
+        XCTAssertNil(self.list.timerDeadline, "fired with nothing due: not set again")
+        self.loop.advanceTime(by: .seconds(20))
         self.add("again", in: 5)
         self.loop.advanceTime(by: .seconds(5))
         XCTAssertEqual(self.fired, ["again"])
+    }
+
+    func testAnEntryAddedBehindAStaleTimerFiresAtItsOwnDeadline() {
+        // The timer is left set for 5 s by a removed entry; the new one is due at 8 s.
+        self.list.remove(self.add("gone", in: 5))
+        self.loop.advanceTime(by: .seconds(3))
+        self.add("new", in: 5)
+        self.loop.advanceTime(by: .seconds(2))
+        XCTAssertEqual(self.fired, [], "not early")
+        XCTAssertEqual(self.list.timerDeadline, self.loop.now + .seconds(3), "set again for the new head")
+        self.loop.advanceTime(by: .seconds(3) - .nanoseconds(1))
+        XCTAssertEqual(self.fired, [])
+        self.loop.advanceTime(by: .nanoseconds(1))
+        XCTAssertEqual(self.fired, ["new"])
     }
 
     func testACallbackMayRemoveAnotherDueEntryAndAddANewOne() {

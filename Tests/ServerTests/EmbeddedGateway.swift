@@ -37,6 +37,15 @@ final class EmbeddedGateway {
         try? self.loop.syncShutdownGracefully()
     }
 
+    /// A connected plaintext client channel as a listener makes it: the preface sniffer first,
+    /// which installs HTTP/1.1 or HTTP/2 when the first bytes tell.
+    func connectPlaintext(loopContext: LoopContext? = nil) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel(loop: self.loop)
+        try FrontEnds().installPlaintext(on: channel, loop: loopContext ?? self.loopContext)
+        try channel.connect(to: SocketAddress(ipAddress: "10.1.1.1", port: 5555)).wait()
+        return channel
+    }
+
     /// A connected client channel with the HTTP/1.1 front end (request decoder and handler) of
     /// `loopContext` (default: this gateway's); `installed` sees the handler before the
     /// connection is made.

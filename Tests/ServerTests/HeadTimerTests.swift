@@ -130,4 +130,45 @@ final class HeadTimerTests: XCTestCase {
         }()
         XCTAssertNil(weakHandler)
     }
+
+    // MARK: Before the first bytes (the plaintext listener's preface sniffer)
+
+    func testAPlaintextClientThatSendsNothingIsRefusedFromTheLoopsTimerList() throws {
+        let channel = try self.gateway.connectPlaintext()
+        XCTAssertEqual(self.loopContext.idleTimers.count, 1, "an entry in the loop's list, not a task of its own")
+        self.advance(seconds: 9)
+        XCTAssertTrue(channel.isActive)
+        XCTAssertEqual(try self.received(channel), "")
+        self.advance(seconds: 1)
+        XCTAssertTrue(try self.received(channel).hasPrefix("HTTP/1.1 408 "))
+        XCTAssertFalse(channel.isActive)
+        XCTAssertEqual(self.loopContext.idleTimers.count, 0)
+    }
+
+    func testAPlaintextClientsFirstBytesTakeTheSniffersTimerOffTheList() throws {
+        let channel = try self.gateway.connectPlaintext()
+        self.advance(seconds: 5)
+        try self.send(channel, "GET /events HTTP/1.1\r\nHost: gw\r\nAccept: text/event-stream\r\n\r\n")
+        try self.origins[0].writeInbound(ByteBuffer(
+            string: "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"))
+        self.loop.run()
+        XCTAssertTrue(try self.received(channel).hasPrefix("HTTP/1.1 200 OK"))
+        XCTAssertEqual(self.loopContext.idleTimers.count, 0, "neither the sniffer's entry nor the front end's is left")
+        self.advance(seconds: 60)
+        XCTAssertTrue(channel.isActive, "the sniffer's timeout does not fire after it stepped aside")
+        XCTAssertFalse(try self.received(channel).contains("408"))
+    }
+
+    func testAPlaintextClientThatLeavesBeforeItsFirstBytesLeavesTheList() throws {
+        weak var weakChannel: EmbeddedChannel?
+        try {
+            let channel = try self.gateway.connectPlaintext()
+            weakChannel = channel
+            XCTAssertEqual(self.loopContext.idleTimers.count, 1)
+            try channel.close().wait()
+            self.loop.run()
+        }()
+        XCTAssertEqual(self.loopContext.idleTimers.count, 0)
+        XCTAssertNil(weakChannel, "the entry let go of the connection")
+    }
 }

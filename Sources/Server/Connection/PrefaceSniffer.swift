@@ -1,3 +1,4 @@
+import LifelineCore
 import NIOCore
 
 /// On a plaintext listener, tells HTTP/2 with prior knowledge (h2c) from HTTP/1.1 by the first
@@ -17,33 +18,45 @@ final class PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     private var buffered: ByteBuffer?
     private var decided = false
-    private var timer: Scheduled<Void>?
+    /// Armed until the protocol is told: an entry in the loop's list of idle timers, not a
+    /// scheduled task per connection (a reconnect storm starts thousands at once).
+    private var timer: DeadlineList.Entry?
     private let timeout: TimeAmount
+    private let timers: DeadlineList
     private let install: (Channel, Detected) throws -> Void
 
     /// - Parameters:
     ///   - timeout: a client that has not sent enough to tell by then is answered 408 (the
     ///     request-head timeout, which the HTTP/1.1 front end applies after this).
+    ///   - timers: the loop's idle timers (`LoopContext.idleTimers`).
     ///   - install: adds the handlers for the protocol after this one.
-    init(timeout: TimeAmount, install: @escaping (Channel, Detected) throws -> Void) {
+    init(timeout: TimeAmount, timers: DeadlineList, install: @escaping (Channel, Detected) throws -> Void) {
         self.timeout = timeout
+        self.timers = timers
         self.install = install
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         guard self.timeout > .zero else { return }
-        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        self.timer = context.eventLoop.scheduleTask(in: self.timeout) {
-            let context = bound.value
+        // The entry holds the context until it fires or is removed (at the latest when the
+        // handler leaves the pipeline).
+        self.timer = self.timers.add(deadline: context.eventLoop.now + self.timeout) {
             var answer = context.channel.allocator.buffer(capacity: 128)
             answer.writeString("HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(NIOAny(answer)).whenComplete { _ in bound.value.close(promise: nil) }
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.timer?.cancel()
-        self.timer = nil
+        self.disarm()
+    }
+
+    private func disarm() {
+        if let timer = self.timer {
+            self.timers.remove(timer)
+            self.timer = nil
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -64,8 +77,7 @@ final class PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
         }
         self.decided = true
         self.buffered = nil
-        self.timer?.cancel()
-        self.timer = nil
+        self.disarm()
         do {
             try self.install(context.channel, matches ? .http2 : .http1)
         } catch {
@@ -78,8 +90,7 @@ final class PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.buffered = nil
-        self.timer?.cancel()
-        self.timer = nil
+        self.disarm()
         context.fireChannelInactive()
     }
 }

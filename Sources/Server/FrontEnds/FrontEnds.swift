@@ -23,7 +23,8 @@ final class FrontEnds: Sendable {
     /// Plaintext: HTTP/2 with prior knowledge is told from HTTP/1.1 by its preface. `descriptor`:
     /// the connection's socket, when the gateway accepted it itself (`--io-uring`).
     func installPlaintext(on channel: Channel, loop: LoopContext, descriptor: CInt? = nil) throws {
-        let sniffer = PrefaceSniffer(timeout: loop.shared.configuration.requestHeadTimeout) { channel, detected in
+        let timeout = loop.shared.configuration.requestHeadTimeout
+        let sniffer = PrefaceSniffer(timeout: timeout, timers: loop.idleTimers) { channel, detected in
             switch detected {
             case .http1: try self.installHTTP1(on: channel, loop: loop, scheme: "http", descriptor: descriptor)
             case .http2: try HTTP2FrontEnd.install(on: channel, shared: loop.shared, loop: loop, scheme: "http")
