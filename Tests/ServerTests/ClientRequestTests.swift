@@ -52,6 +52,27 @@ final class ClientRequestTests: XCTestCase {
         XCTAssertEqual(inside.upstreamQuery, "q=1")
     }
 
+    func testAcceptNamesTheEventStreamInAnyCaseAndPlace() throws {
+        let accepts: [(String, Bool)] = [
+            ("text/event-stream", true),
+            ("Text/Event-Stream", true),
+            ("application/json, TEXT/EVENT-STREAM;q=0.9", true),
+            ("*/*", false),
+            ("text/event-strea", false),
+            ("text/event_stream", false),
+            ("", false),
+            ("tëxt/event-stream, text/event-stream", true),
+        ]
+        for (accept, wanted) in accepts {
+            XCTAssertEqual(try self.parse("/x", headers: [("Host", "gw"), ("Accept", accept)]).get().wantsEvents, wanted, accept)
+        }
+        XCTAssertFalse(try self.parse("/x").get().wantsEvents, "no Accept")
+        XCTAssertTrue(
+            try self.parse("/x", headers: [("Host", "gw"), ("Accept", "text/html"), ("Accept", "text/event-stream")]).get().wantsEvents,
+            "on a second Accept line"
+        )
+    }
+
     func testHostRules() {
         XCTAssertEqual(self.parse("/x", headers: []).failure, .badHost, "HTTP/1.1 needs Host")
         XCTAssertEqual(self.parse("/x", headers: [("Host", "a"), ("Host", "b")]).failure, .badHost)

@@ -107,7 +107,7 @@ struct ClientRequest: Sendable {
             },
             namer: configuration.sharedGateway?.namer
         )
-        let wantsEvents = head.headers["accept"].contains { $0.lowercased().contains("text/event-stream") }
+        let wantsEvents = head.headers["accept"].contains { Self.containsEventStream($0) }
         return .success(
             ClientRequest(
                 head: head,
@@ -223,10 +223,34 @@ struct ClientRequest: Sendable {
         return lastEventID.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F }
     }
 
+    /// Whether an `Accept` value names `text/event-stream` (in any case). A byte search: this
+    /// runs for every request, and `String.contains(String)` costs microseconds.
+    static func containsEventStream(_ value: String) -> Bool {
+        let needle = Self.eventStreamType
+        var bytes = value.utf8[...]
+        while bytes.count >= needle.count {
+            if zip(bytes.prefix(needle.count), needle).allSatisfy({ Self.asciiLowercased($0) == $1 }) {
+                return true
+            }
+            bytes = bytes.dropFirst()
+        }
+        return false
+    }
+
+    private static let eventStreamType = Array("text/event-stream".utf8)
+
+    private static func asciiLowercased(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
+    }
+
     // MARK: Target helpers
 
     /// `http://host[:port]/path?query` → (`host[:port]`, `/path?query`).
     static func splitAbsoluteForm(_ uri: String) -> (authority: String, rest: String)? {
+        // Origin-form, nearly every request: no scheme to look for.
+        if uri.utf8.first == UInt8(ascii: "/") {
+            return nil
+        }
         let lowered = uri.prefix(8).lowercased()
         let schemeLength: Int
         if lowered.hasPrefix("http://") {
