@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "TLSTests", dependencies: ["TLS", nioCore, nioPosix, nioEmbedded, nioTLS]),
         .testTarget(
             name: "LifelineBenchTests",
-            dependencies: ["LifelineBench", "SSE", nioCore, .product(name: "Histogram", package: "hdrhistogram-swift")]
+            dependencies: ["LifelineBench", "SSE", nioCore, nioEmbedded, .product(name: "Histogram", package: "hdrhistogram-swift")]
         ),
         // HTTP/2 test helpers: frames by hand, an HPACK decoder, a recording stream delegate.
         .target(name: "HTTP2TestSupport", dependencies: ["HTTP2", "CNghttp2", nioCore], path: "Tests/HTTP2TestSupport"),

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import XCTest
 
@@ -181,5 +182,37 @@ final class StormAccountingTests: XCTestCase {
         XCTAssertLessThan(counters.resumeLatency.valueAtPercentile(100), 500_000, "µs")
         XCTAssertEqual(stats.streamRequests.load(ordering: .relaxed), 40)
         XCTAssertEqual(stats.resumeRequests.load(ordering: .relaxed), 20)
+    }
+
+    /// The storm closes a batch, then lets the loop poll its sockets before the next: a batch
+    /// queued as a plain task ran in the same pass (SwiftNIO runs tasks queued by tasks before
+    /// polling again), so every close and reconnect went before a byte was read.
+    func testTheStormClosesABatchPerPassOfTheLoop() throws {
+        let loop = EmbeddedEventLoop()
+        defer { try? loop.syncShutdownGracefully() }
+        let count = LoadLoop.stormBatchSize * 2 + 10
+        let load = LoadLoop(eventLoop: loop, plan: try self.plan(stormAt: nil, connections: count)) { _, _, _ in }
+        var channels: [EmbeddedChannel] = []
+        for index in 0..<count {
+            let subscription = Subscription(connectionIndex: index, stream: 0, path: "/s/0")
+            subscription.phase = .streaming
+            let connection = LoadConnection(index: index, sourceAddress: nil, openingOffset: 0, subscriptions: [subscription])
+            let channel = EmbeddedChannel(loop: loop)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()
+            connection.phase = .open(channel)
+            channels.append(channel)
+            load.add(connection)
+        }
+        func closed() -> Int { channels.filter { !$0.isActive }.count }
+
+        load.storm()
+        XCTAssertEqual(closed(), LoadLoop.stormBatchSize)
+        loop.run()  // the rest of this pass: queued tasks, not the next batch
+        XCTAssertEqual(closed(), LoadLoop.stormBatchSize, "the next batch waits for the loop to poll")
+        loop.advanceTime(by: LoadLoop.stormPause)
+        XCTAssertEqual(closed(), LoadLoop.stormBatchSize * 2)
+        loop.advanceTime(by: LoadLoop.stormPause)
+        XCTAssertEqual(closed(), count)
+        XCTAssertEqual(load.counters.stormDropped, count)
     }
 }
