@@ -88,6 +88,63 @@ final class ConnectionHandOverTests: XCTestCase {
         }
         XCTAssertEqual(received.value, Array(0..<CInt(count)))
     }
+
+    /// The point of the inbox: a flood of connections takes turns with the loop's other sockets.
+    /// 2,000 descriptors wait in the inbox while another socket on the loop has bytes to read;
+    /// that read comes after the first few passes' descriptors, not after all of them (handed
+    /// over as tasks, every one would have been started first).
+    func testAFloodOfConnectionsTakesTurnsWithTheLoopsOtherSockets() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.next()
+        let log = NIOLockedValueBoxForTests<[String]>([])
+        let inbox = try ConnectionInbox.open(on: loop) { descriptor in
+            log.mutate { $0.append("connection \(descriptor)") }
+        }.wait()
+        var ends: [CInt] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &ends), 0)
+        let writer = ends[1]
+        defer { close(writer) }
+        let other = try NIOPipeBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ReadLogger(log: log))
+                }
+            }
+            .takingOwnershipOfDescriptor(input: ends[0]).wait()
+        defer { try? other.close().wait() }
+
+        // Both ready before the loop looks: the descriptors, then the other socket's byte.
+        let count = 2_000
+        try loop.submit {
+            var outbox = ConnectionOutbox()
+            for descriptor in 0..<CInt(count) {
+                outbox.append(descriptor)
+            }
+            XCTAssertTrue(inbox.send(&outbox))
+            XCTAssertTrue(outbox.isEmpty)
+            var byte: UInt8 = 1
+            XCTAssertEqual(write(writer, &byte, 1), 1)
+        }.wait()
+        let deadline = Date().addingTimeInterval(5)
+        while log.value.count < count + 1, Date() < deadline {
+            usleep(1_000)
+        }
+        let entries = log.value
+        XCTAssertEqual(entries.count, count + 1)
+        let otherRead = try XCTUnwrap(entries.firstIndex(of: "other socket read"))
+        XCTAssertLessThanOrEqual(otherRead, 256, "read within the first few passes (64 connections each): \(otherRead)")
+        inbox.finish()
+    }
+}
+
+private final class ReadLogger: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let log: NIOLockedValueBoxForTests<[String]>
+    init(log: NIOLockedValueBoxForTests<[String]>) { self.log = log }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.log.mutate { $0.append("other socket read") }
+    }
 }
 
 /// A value shared with a loop's callbacks in a test.
