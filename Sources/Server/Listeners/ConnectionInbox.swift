@@ -1,4 +1,5 @@
 import CLiburing
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -16,16 +17,16 @@ import Glibc
 /// of those already started has its request read (issue 18: a storm's 10,000 requests were read
 /// only after the last connection had been started).
 final class ConnectionInbox: Sendable {
-    let eventLoop: EventLoop
     /// The accepting thread's end: non-blocking, sent to with `MSG_NOSIGNAL` (a loop gone is
     /// `EPIPE`, not a signal).
     let sendDescriptor: CInt
+    /// Set by `finish`, which closes `sendDescriptor` once.
+    private let finished = NIOLockedValueBox(false)
 
     /// At most this many descriptors are read per pass of the loop (4 bytes each).
     static let readSize = 256
 
-    private init(eventLoop: EventLoop, sendDescriptor: CInt) {
-        self.eventLoop = eventLoop
+    private init(sendDescriptor: CInt) {
         self.sendDescriptor = sendDescriptor
     }
 
@@ -46,7 +47,7 @@ final class ConnectionInbox: Sendable {
                 }
             }
             .takingOwnershipOfDescriptor(input: receive)
-            .map { _ in ConnectionInbox(eventLoop: eventLoop, sendDescriptor: send) }
+            .map { _ in ConnectionInbox(sendDescriptor: send) }
             .flatMapErrorThrowing { error in
                 Glibc.close(receive)
                 Glibc.close(send)
@@ -73,8 +74,14 @@ final class ConnectionInbox: Sendable {
         return true
     }
 
-    /// No more connections: the loop reads those already sent, then closes its end.
+    /// No more connections: the loop reads those already sent, then closes its end. Idempotent.
     func finish() {
-        Glibc.close(self.sendDescriptor)
+        let first = self.finished.withLockedValue { finished -> Bool in
+            defer { finished = true }
+            return !finished
+        }
+        if first {
+            Glibc.close(self.sendDescriptor)
+        }
     }
 }
