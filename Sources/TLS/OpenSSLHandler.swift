@@ -68,8 +68,10 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var flushedWriteCount = 0
     /// The promise of the `close` that started our shutdown.
     private var closePromise: EventLoopPromise<Void>?
+    /// Where the handshake's deadline is kept; nil: a scheduled task of its own.
+    private let handshakeTimers: TLSHandshakeTimers?
     /// The handshake timer while handshaking, the shutdown timer while closing.
-    private var timer: Scheduled<Void>?
+    private var timer = Timer.none
     private let handshakeTimeout: TimeAmount?
     private var state = State.idle
     private var deliveredReadSinceReadComplete = false
@@ -77,10 +79,21 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var receivedBytes = false
     private var handshakeCompleted = false
 
-    private init(role: Role, metrics: TLSMetrics?, handshakeTimeout: TimeAmount?, shutdownTimeout: TimeAmount) {
+    private enum Timer {
+        case none
+        case scheduled(Scheduled<Void>)
+        /// An entry in `handshakeTimers`; the closure disarms it.
+        case armed(disarm: () -> Void)
+    }
+
+    private init(
+        role: Role, metrics: TLSMetrics?, handshakeTimeout: TimeAmount?, handshakeTimers: TLSHandshakeTimers?,
+        shutdownTimeout: TimeAmount
+    ) {
         self.role = role
         self.metrics = metrics
         self.handshakeTimeout = handshakeTimeout
+        self.handshakeTimers = handshakeTimers
         self.shutdownTimeout = shutdownTimeout
     }
 
@@ -88,16 +101,19 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// - Parameters:
     ///   - handshakeTimeout: a peer that has not completed the handshake after this long is
     ///     dropped (counted as a failed handshake). nil: no limit.
+    ///   - handshakeTimers: keeps that deadline with many others on one timer (nil: a
+    ///     scheduled task for this handshake).
     ///   - shutdownTimeout: how long `close()` waits for the peer's close_notify.
     public static func server(
         context: TLSServerContext,
         metrics: TLSMetrics? = nil,
         handshakeTimeout: TimeAmount? = .seconds(10),
+        handshakeTimers: TLSHandshakeTimers? = nil,
         shutdownTimeout: TimeAmount = .seconds(3)
     ) -> OpenSSLHandler {
         OpenSSLHandler(
             role: .server(context), metrics: metrics,
-            handshakeTimeout: handshakeTimeout, shutdownTimeout: shutdownTimeout)
+            handshakeTimeout: handshakeTimeout, handshakeTimers: handshakeTimers, shutdownTimeout: shutdownTimeout)
     }
 
     /// A client handler. `serverName` is sent as SNI (unless it is an IP address) and, when the
@@ -112,7 +128,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     ) -> OpenSSLHandler {
         OpenSSLHandler(
             role: .client(context, serverName: serverName), metrics: metrics,
-            handshakeTimeout: handshakeTimeout, shutdownTimeout: shutdownTimeout)
+            handshakeTimeout: handshakeTimeout, handshakeTimers: nil, shutdownTimeout: shutdownTimeout)
     }
 
     /// The ALPN protocol chosen in the handshake; nil before it completes or when none was.
@@ -308,8 +324,16 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         state = .handshaking
         if let handshakeTimeout {
-            timer = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) {
-                self.handshakeTimedOut(context: context)
+            if let handshakeTimers {
+                // The entry holds the handler until it fires or is disarmed (at the latest when
+                // the channel closes or the handler is removed).
+                timer = .armed(disarm: handshakeTimers.arm(context.eventLoop.now + handshakeTimeout) {
+                    self.handshakeTimedOut(context: context)
+                })
+            } else {
+                timer = .scheduled(context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) {
+                    self.handshakeTimedOut(context: context)
+                })
             }
         }
         if !autoRead(context) {
@@ -342,7 +366,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func handshakeTimedOut(context: ChannelHandlerContext) {
-        timer = nil
+        timer = .none
         guard case .handshaking = state else { return }
         fail(context: context, error: .handshakeTimedOut, event: .handshakeFailed)
     }
@@ -495,9 +519,9 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
         switch connection.shutdown() {
         case .sent:
             flushCiphertext(context: context)
-            timer = context.eventLoop.assumeIsolated().scheduleTask(in: shutdownTimeout) {
+            timer = .scheduled(context.eventLoop.assumeIsolated().scheduleTask(in: shutdownTimeout) {
                 self.shutdownTimedOut(context: context)
-            }
+            })
         case .complete:
             finishShutdown(context: context, peerNotified: true)
         case .failed:
@@ -525,7 +549,7 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func shutdownTimedOut(context: ChannelHandlerContext) {
-        timer = nil
+        timer = .none
         guard case .closing = state else { return }
         finishShutdown(context: context, peerNotified: false)
     }
@@ -581,8 +605,15 @@ public final class OpenSSLHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func cancelTimer() {
-        timer?.cancel()
-        timer = nil
+        switch timer {
+        case .none:
+            return
+        case .scheduled(let scheduled):
+            scheduled.cancel()
+        case .armed(let disarm):
+            disarm()
+        }
+        timer = .none
     }
 
     private func autoRead(_ context: ChannelHandlerContext) -> Bool {

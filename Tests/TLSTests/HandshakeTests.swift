@@ -151,6 +151,42 @@ final class HandshakeTests: XCTestCase {
         XCTAssertTrue(pair.serverRecorder.errors.isEmpty)
     }
 
+    /// Given the loop's timers (the gateway's list of deadlines), the handshake's deadline is an
+    /// entry there, not a scheduled task of its own.
+    func testHandshakeDeadlineOnTheLoopsTimersFailsTheHandshakeWhenItExpires() throws {
+        let timers = RecordingHandshakeTimers()
+        let pair = try InMemoryTLS(
+            server: pki.serverContext(), client: pki.clientContext(), serverHandshakeTimeout: .seconds(2),
+            serverHandshakeTimers: timers.timers)
+        defer { pair.finish() }
+        try pair.server.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        XCTAssertEqual(timers.armed.map(\.deadline), [pair.loop.now + .seconds(2)])
+        pair.loop.advanceTime(by: .seconds(10))
+        XCTAssertTrue(pair.server.isActive, "no timer of its own")
+        timers.armed[0].expired()
+        XCTAssertFalse(pair.server.isActive)
+        XCTAssertEqual(pair.serverRecorder.tlsErrors, [.handshakeTimedOut])
+        XCTAssertEqual(pair.serverMetrics.snapshot.handshakesFailed, 1)
+    }
+
+    func testHandshakeDeadlineOnTheLoopsTimersIsDisarmedOnSuccessAndOnClose() throws {
+        let timers = RecordingHandshakeTimers()
+        let pair = try InMemoryTLS(
+            server: pki.serverContext(), client: pki.clientContext(), serverHandshakeTimers: timers.timers)
+        defer { pair.finish() }
+        try pair.handshake()
+        XCTAssertEqual(timers.armed.count, 1)
+        XCTAssertEqual(timers.disarmed, 1, "disarmed when the handshake completed")
+
+        let leaving = RecordingHandshakeTimers()
+        let other = try InMemoryTLS(
+            server: pki.serverContext(), client: pki.clientContext(), serverHandshakeTimers: leaving.timers)
+        try other.server.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        InMemoryTLS.dropTransport(other.server)
+        XCTAssertEqual(leaving.disarmed, 1, "disarmed when the peer left mid-handshake")
+        other.finish()
+    }
+
     func testHandlerAddedToActiveChannelStartsHandshake() throws {
         let serverContext = try pki.serverContext()
         let clientContext = try pki.clientContext()
@@ -185,4 +221,17 @@ final class HandshakeTests: XCTestCase {
 final class NIOLockedBox<Value>: @unchecked Sendable {
     var value: Value
     init(_ value: Value) { self.value = value }
+}
+
+/// Handshake timers that record what is armed and disarmed, and fire only when a test says so.
+final class RecordingHandshakeTimers {
+    var armed: [(deadline: NIODeadline, expired: () -> Void)] = []
+    var disarmed = 0
+
+    var timers: TLSHandshakeTimers {
+        TLSHandshakeTimers { [unowned self] deadline, expired in
+            self.armed.append((deadline, expired))
+            return { [unowned self] in self.disarmed += 1 }
+        }
+    }
 }

@@ -85,11 +85,12 @@ final class InMemoryTLS {
         client clientContext: TLSClientContext,
         serverName: String? = "localhost",
         serverHandshakeTimeout: TimeAmount? = .seconds(10),
+        serverHandshakeTimers: TLSHandshakeTimers? = nil,
         shutdownTimeout: TimeAmount = .seconds(3)
     ) throws {
         serverHandler = OpenSSLHandler.server(
             context: serverContext, metrics: serverMetrics, handshakeTimeout: serverHandshakeTimeout,
-            shutdownTimeout: shutdownTimeout)
+            handshakeTimers: serverHandshakeTimers, shutdownTimeout: shutdownTimeout)
         clientHandler = OpenSSLHandler.client(
             context: clientContext, serverName: serverName, metrics: clientMetrics, shutdownTimeout: shutdownTimeout)
         server = EmbeddedChannel(loop: loop)

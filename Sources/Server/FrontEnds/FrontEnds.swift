@@ -35,7 +35,9 @@ final class FrontEnds: Sendable {
 
     /// TLS: ALPN picks HTTP/2 (`h2`) or HTTP/1.1 (anything else, or no ALPN).
     func installTLS(on channel: Channel, loop: LoopContext, context: TLSServerContext) throws {
-        try channel.pipeline.syncOperations.addHandler(OpenSSLHandler.server(context: context, metrics: loop.shared.tlsMetrics))
+        try channel.pipeline.syncOperations.addHandler(
+            OpenSSLHandler.server(context: context, metrics: loop.shared.tlsMetrics, handshakeTimers: loop.tlsHandshakeTimers)
+        )
         try channel.pipeline.syncOperations.addHandler(TLSFailureLogger(logger: loop.shared.logger))
         let negotiation = ApplicationProtocolNegotiationHandler { result, channel in
             channel.eventLoop.makeCompletedFuture {

@@ -2,6 +2,7 @@ import LifelineCore
 import NIOCore
 
 import SSE
+import TLS
 
 /// What the front end keeps once per event loop rather than once per connection: the heartbeat
 /// clock and the connections' idle timers (one timer per loop each), the bytes every client on
@@ -12,6 +13,8 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
     /// The idle timers of this loop's connections that wait for a request head
     /// (`--request-head-timeout`, `ClientConnection.armIdleTimer`): one scheduled task for all.
     let idleTimers: DeadlineList
+    /// TLS handshakes' deadlines, kept in `idleTimers` too (one timer for all).
+    let tlsHandshakeTimers: TLSHandshakeTimers
     /// This loop's counters (`GatewayMetrics`): changed here without a lock.
     let counters: LoopCounters
     /// The configuration new connections and requests on this loop take (swapped by a reload).
@@ -45,7 +48,12 @@ final class LoopContext: @unchecked Sendable {  // confined to `eventLoop`
         self.shared = shared
         self.counters = shared.metrics.counters(for: eventLoop)
         self.drainClock = DrainClock(eventLoop: eventLoop)
-        self.idleTimers = DeadlineList(eventLoop: eventLoop)
+        let idleTimers = DeadlineList(eventLoop: eventLoop)
+        self.idleTimers = idleTimers
+        self.tlsHandshakeTimers = TLSHandshakeTimers { deadline, expired in
+            let entry = idleTimers.add(deadline: deadline, expired)
+            return { idleTimers.remove(entry) }
+        }
         let configuration = shared.configuration
         self.heartbeatClock = HeartbeatClock(eventLoop: eventLoop, interval: configuration.heartbeat)
         (self.heartbeat, self.opening) = Self.fixedBytes(configuration)
