@@ -178,13 +178,7 @@ public final class GatewayServer: Sendable {
                         guard let loop = loopContexts[ObjectIdentifier(channel.eventLoop)] else {
                             throw ChannelError.ioOnClosedChannel
                         }
-                        // Set here, on the loop, rather than as the bootstrap's options, which it
-                        // applies one future at a time.
-                        let options = channel.syncOptions
-                        try options?.setOption(.tcpOption(.tcp_nodelay), value: 1)
-                        try options?.setOption(.writeBufferWaterMark, value: waterMark)
-                        try options?.setOption(.maxMessagesPerRead, value: 4)
-                        try options?.setOption(.recvAllocator, value: ClientReadSizing())
+                        try Self.setClientOptions(on: channel, waterMark: waterMark)
                         try frontEnds.installPlaintext(on: channel, loop: loop, descriptor: descriptor)
                     }
                     listeners.append(.acceptor(acceptor))
@@ -192,12 +186,9 @@ public final class GatewayServer: Sendable {
                     continue
                 }
                 let channel = try await ServerBootstrap(group: group)
-                    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-                    .childChannelOption(.writeBufferWaterMark, value: waterMark)
-                    .childChannelOption(.maxMessagesPerRead, value: 4)
-                    .childChannelOption(.recvAllocator, value: ClientReadSizing())
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
+                            try Self.setClientOptions(on: channel, waterMark: waterMark)
                             guard let loop = loopContexts[ObjectIdentifier(channel.eventLoop)] else {
                                 throw ChannelError.ioOnClosedChannel
                             }
@@ -229,6 +220,18 @@ public final class GatewayServer: Sendable {
             loops: Array(loopContexts.values),
             tls: tls
         )
+    }
+
+    /// A client connection's options, on its loop before its pipeline is built: set directly
+    /// rather than as a bootstrap's options, which it applies one future at a time.
+    private static func setClientOptions(
+        on channel: Channel, waterMark: ChannelOptions.Types.WriteBufferWaterMark
+    ) throws {
+        let options = channel.syncOptions
+        try options?.setOption(.tcpOption(.tcp_nodelay), value: 1)
+        try options?.setOption(.writeBufferWaterMark, value: waterMark)
+        try options?.setOption(.maxMessagesPerRead, value: 4)
+        try options?.setOption(.recvAllocator, value: ClientReadSizing())
     }
 
     /// Closes the listeners: no new connection is accepted here (after an upgrade hand-over the
