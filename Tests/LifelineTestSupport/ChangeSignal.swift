@@ -8,7 +8,7 @@ import NIOCore
 /// finish as soon as the condition holds instead of polling or sleeping. Each change bumps a
 /// generation counter: a waiter reads the generation *before* checking its condition and then
 /// waits only if nothing has changed since, so no notification can slip between check and wait.
-final class ChangeSignal: Sendable {
+public final class ChangeSignal: Sendable {
     private struct State {
         var generation: UInt64 = 0
         var nextWaiterID: UInt64 = 0
@@ -19,13 +19,13 @@ final class ChangeSignal: Sendable {
     private let eventLoop: EventLoop
     private let state = NIOLockedValueBox(State())
 
-    init(eventLoop: EventLoop) {
+    public init(eventLoop: EventLoop) {
         self.eventLoop = eventLoop
     }
 
     /// Wakes every waiter so it re-checks its condition. Call it without holding any lock that
     /// the conditions take.
-    func notify() {
+    public func notify() {
         let woken = self.state.withLockedValue { state -> [EventLoopPromise<Bool>] in
             state.generation &+= 1
             defer { state.waiters.removeAll() }
@@ -44,7 +44,7 @@ final class ChangeSignal: Sendable {
     ///   - hopeless: checked when `condition()` is false; true means no further change can help
     ///     (e.g. the connection is closed), and the wait fails at once rather than at the timeout.
     ///   - failure: builds the error from a reason such as `timed out after 5 s`.
-    func wait(
+    public func wait(
         timeout: TimeAmount,
         until condition: () -> Bool,
         hopeless: () -> Bool = { false },
@@ -57,6 +57,12 @@ final class ChangeSignal: Sendable {
                 return
             }
             if hopeless() {
+                // The change that ended hope (the connection closing) may have come after the
+                // condition was checked, and made it true: a wait for the close itself. Nothing
+                // changes after that, so this second look is final.
+                if condition() {
+                    return
+                }
                 throw failure("gave up: the connection is closed")
             }
             if NIODeadline.now() >= deadline {
