@@ -11,35 +11,35 @@ final class ChangeSignalTests: XCTestCase {
         let reason: String
     }
 
+    /// One wait on a signal nobody notifies: it ends on its first looks, or at `timeout`.
+    private func wait(
+        timeout: TimeAmount = .seconds(5), until condition: () -> Bool, hopeless: () -> Bool
+    ) async throws {
+        let signal = ChangeSignal(eventLoop: EmbeddedEventLoop())
+        try await signal.wait(
+            timeout: timeout, until: condition, hopeless: hopeless, failure: { WaitFailure(reason: $0) })
+    }
+
     /// The connection closes between the wait's look at its condition and its look at hope. A
     /// wait for the close itself has then got what it waited for: it succeeds. (It failed with
     /// "gave up: the connection is closed", now and then, in sanitizer runs, where the gap
     /// between the two looks is wide.)
     func testAWaitSucceedsWhenTheChangeThatEndsHopeIsWhatItWaitedFor() async throws {
-        let signal = ChangeSignal(eventLoop: EmbeddedEventLoop())
         var closed = false
-        try await signal.wait(
-            timeout: .seconds(5),
+        try await self.wait(
             until: { closed },
             hopeless: {
                 closed = true  // closes right after the condition was found false
                 return closed
-            },
-            failure: { WaitFailure(reason: $0) }
+            }
         )
         XCTAssertTrue(closed)
     }
 
     func testAHopelessWaitFailsAtOnceNotAtItsTimeout() async throws {
-        let signal = ChangeSignal(eventLoop: EmbeddedEventLoop())
         let start = NIODeadline.now()
         do {
-            try await signal.wait(
-                timeout: .seconds(30),
-                until: { false },
-                hopeless: { true },
-                failure: { WaitFailure(reason: $0) }
-            )
+            try await self.wait(timeout: .seconds(30), until: { false }, hopeless: { true })
             XCTFail("a hopeless wait returned")
         } catch let failure as WaitFailure {
             XCTAssertEqual(failure.reason, "gave up: the connection is closed")
@@ -48,16 +48,13 @@ final class ChangeSignalTests: XCTestCase {
     }
 
     func testAWaitWhoseConditionHoldsReturnsWithoutLookingAtHope() async throws {
-        let signal = ChangeSignal(eventLoop: EmbeddedEventLoop())
         var hopeAsked = false
-        try await signal.wait(
-            timeout: .seconds(5),
+        try await self.wait(
             until: { true },
             hopeless: {
                 hopeAsked = true
                 return true
-            },
-            failure: { WaitFailure(reason: $0) }
+            }
         )
         XCTAssertFalse(hopeAsked)
     }
